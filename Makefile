@@ -1,0 +1,57 @@
+# presence: PGXS build of the extension, plus the bundled relay (src/relay).
+#
+#   make && sudo make install     build and install both
+#   make installcheck             pg_regress, isolation and TAP suites, each
+#                                 on its own throwaway preloaded cluster
+#   ./scripts/test.sh             everything, as CI runs it
+
+EXTENSION = presence
+MODULE_big = presence
+OBJS = \
+	src/presence.o \
+	src/registry.o \
+	src/status.o \
+	src/bound.o \
+	src/sql_api.o \
+	src/persist.o \
+	src/notify.o \
+	src/worker.o
+DATA = src/presence--1.0.sql
+PGFILEDESC = "presence - who is online, tracked in shared memory"
+
+PG_CPPFLAGS = -I$(srcdir)/src
+# -Wextra on top of PostgreSQL's own flags; unused-parameter and sign-compare
+# would flag every fmgr entry point and PostgreSQL's own headers.
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
+	-Wno-missing-field-initializers -Werror
+
+REGRESS = setup api validation visibility privileges
+REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/presence.conf \
+	--dbname=postgres --use-existing
+
+ISOLATION = concurrent-connect notify-order
+ISOLATION_OPTS = --inputdir=$(srcdir)/test/isolation \
+	--temp-instance=./tmp_check_iso --temp-config=$(srcdir)/test/presence.conf \
+	--dbname=postgres --use-existing
+
+TAP_TESTS = 1
+PROVE_TESTS = test/t/*.pl
+PROVE_FLAGS = -I $(srcdir)/test/t
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# The relay is an ordinary program with its own Makefile.
+ifneq ($(wildcard $(srcdir)/src/relay/Makefile),)
+all: relay
+install: install-relay
+clean: clean-relay
+.PHONY: relay install-relay clean-relay
+relay:
+	$(MAKE) -C $(srcdir)/src/relay PG_CONFIG=$(PG_CONFIG)
+install-relay:
+	$(MAKE) -C $(srcdir)/src/relay install PG_CONFIG=$(PG_CONFIG)
+clean-relay:
+	$(MAKE) -C $(srcdir)/src/relay clean
+endif
