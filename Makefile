@@ -10,7 +10,9 @@ MODULE_big = presence
 OBJS = \
 	src/presence.o \
 	src/registry.o \
+	src/track.o \
 	src/status.o \
+	src/sync.o \
 	src/bound.o \
 	src/sql_api.o \
 	src/persist.o \
@@ -20,10 +22,9 @@ DATA = src/presence--1.0.sql
 PGFILEDESC = "presence - who is online, tracked in shared memory"
 
 PG_CPPFLAGS = -I$(srcdir)/src
-# -Wextra on top of PostgreSQL's own flags; unused-parameter and sign-compare
-# would flag every fmgr entry point and PostgreSQL's own headers.
-PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
-	-Wno-missing-field-initializers -Werror
+# -Wextra on top of PostgreSQL's own flags, less unused-parameter, which
+# every fmgr entry point and callback would trip.
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Werror
 
 REGRESS = setup api validation visibility privileges
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/presence.conf \

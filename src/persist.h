@@ -1,0 +1,24 @@
+/*-------------------------------------------------------------------------
+ *
+ * persist.h
+ *	  The worker's output: rows for the tables (persist.c) and
+ *	  notifications (notify.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PRESENCE_PERSIST_H
+#define PRESENCE_PERSIST_H
+
+#include "lib/stringinfo.h"
+
+#include "registry.h"
+
+extern bool persist_batch(PresenceBatch *batch);
+extern int64 persist_next_seq(void);
+extern void persist_save_seq(int64 last);
+extern void persist_load(TimestampTz now);
+
+extern void notify_payload(StringInfo buf, const PresenceChange *change);
+extern void notify_changes(PresenceChange *changes, int n, int64 *next_seq);
+
+#endif							/* PRESENCE_PERSIST_H */

@@ -1,0 +1,114 @@
+/*-------------------------------------------------------------------------
+ *
+ * presence.h
+ *	  Declarations shared by the parts of the presence extension: settings,
+ *	  the status model, the registry's interface and the worker's.
+ *
+ * Data flows one way: SQL functions (sql_api.c) validate their input and
+ * change the shared-memory registry (registry.c, status.c); the background
+ * worker (worker.c) sweeps the registry, writes its changes to the tables
+ * (persist.c) and announces them with NOTIFY (notify.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PRESENCE_H
+#define PRESENCE_H
+
+#include "datatype/timestamp.h"
+#include "utils/timestamp.h"
+
+/* Limits of the contract (DESIGN.md section 3). */
+#define PRESENCE_MAX_ID_BYTES		256
+#define PRESENCE_MAX_META_BYTES		1024
+#define PRESENCE_DEFAULT_SESSION	"default"
+
+/* Settings (presence.c) */
+extern char *presence_database;
+extern int	presence_max_sessions;
+extern int	presence_session_timeout_ms;
+extern int	presence_idle_timeout_ms;
+extern int	presence_reconnect_grace_ms;
+extern int	presence_sweep_interval_ms;
+extern int	presence_flush_interval_ms;
+extern char *presence_channel;
+
+/* Status model (status.c) */
+typedef enum PresenceStatus
+{
+	PRESENCE_OFFLINE = 0,
+	PRESENCE_AWAY,
+	PRESENCE_ONLINE
+} PresenceStatus;
+
+extern const char *presence_status_name(PresenceStatus status);
+extern bool presence_status_parse(const char *name, PresenceStatus *status);
+
+/* An id as the SQL functions receive it: bytes that need not end in NUL. */
+typedef struct PresenceId
+{
+	const char *data;
+	int			len;
+} PresenceId;
+
+/* What readers get to see of one user: already masked for invisibility. */
+typedef struct PresenceUserView
+{
+	PresenceStatus status;
+	TimestampTz last_active;	/* 0 when unknown or hidden */
+	int			sessions;
+} PresenceUserView;
+
+/* Registry: shared memory (registry.c) */
+extern Size registry_shmem_size(void);
+extern void registry_request_shmem(void);
+extern void registry_shmem_startup(void);
+extern void registry_check_preloaded(void);
+extern void registry_check_usable(bool for_write);
+
+/* Registry: backend operations (registry.c); they raise the ERRORs */
+extern bool registry_connect(PresenceId user, PresenceId session,
+							 const char *meta, bool bound, bool active);
+extern bool registry_heartbeat(PresenceId user, PresenceId session, bool active);
+extern bool registry_disconnect(PresenceId user, PresenceId session);
+extern void registry_end_owned_session(PresenceId user, PresenceId session);
+extern void registry_set_visible(PresenceId user, bool visible);
+extern bool registry_lookup_user(PresenceId user, PresenceUserView *view,
+								 bool *hidden);
+
+typedef void (*PresenceUserCallback) (const char *user_id,
+									  const PresenceUserView *view, void *arg);
+typedef void (*PresenceSessionCallback) (const char *user_id,
+										 const char *session_id,
+										 TimestampTz connected_at,
+										 TimestampTz last_heartbeat,
+										 const char *meta, void *arg);
+extern void registry_foreach_visible_user(PresenceUserCallback cb, void *arg);
+extern void registry_foreach_visible_session(PresenceId *user,
+											 PresenceSessionCallback cb,
+											 void *arg);
+
+typedef struct PresenceStats
+{
+	int64		users;
+	int64		sessions;
+	int64		max_sessions;
+	int64		memory_used;
+	int64		memory_limit;
+	int64		sweeps;
+	double		last_sweep_ms;
+	int64		notifications;
+	int64		flushes;
+	int			worker_pid;
+	bool		ready;
+} PresenceStats;
+extern void registry_get_stats(PresenceStats *stats);
+
+/* Bound sessions: ended when their database connection closes (bound.c) */
+extern void bound_remember(PresenceId user, PresenceId session);
+extern void bound_forget(PresenceId user, PresenceId session);
+
+/* Worker (worker.c) */
+extern void presence_register_worker(void);
+extern PGDLLEXPORT void presence_worker_main(Datum main_arg);
+
+#endif							/* PRESENCE_H */

@@ -1,0 +1,663 @@
+/*-------------------------------------------------------------------------
+ *
+ * registry.c
+ *	  The shared-memory registry of users and sessions: its memory, its
+ *	  locks, and the operations backends perform on it.
+ *
+ * A heartbeat is one hash lookup and a few stores under one partition lock:
+ * no WAL, no table, no NOTIFY.  Operations that may change what others see
+ * set the worker's latch, so it announces the change within milliseconds.
+ * No ERROR is raised while a partition lock is held with the registry half
+ * changed: operations check, allocate, and only then link.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xlog.h"
+#include "commands/dbcommands.h"
+#include "common/hashfn.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/ipc.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "utils/memutils.h"
+
+#include "registry.h"
+
+/* Ids and meta of one session take this much of the string area on average. */
+#define STRING_BYTES_PER_SESSION	256
+#define STRING_BYTES_BASE			(4 * 1024 * 1024)
+
+/* How long a call waits for the worker to load the registry. */
+#define READY_WAIT_MS				5000
+
+PresenceShared *presence_shared = NULL;
+HTAB	   *presence_user_table = NULL;
+HTAB	   *presence_session_table = NULL;
+
+#define user_table presence_user_table
+#define session_table presence_session_table
+
+static dsa_area *string_area = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static uint32 key_hash(const void *key, Size keysize);
+static int	key_match(const void *key1, const void *key2, Size keysize);
+
+static Size
+string_area_size(void)
+{
+	return STRING_BYTES_BASE + (Size) presence_max_sessions * STRING_BYTES_PER_SESSION;
+}
+
+static void
+table_info(HASHCTL *info, Size entrysize)
+{
+	memset(info, 0, sizeof(*info));
+	info->keysize = sizeof(PresenceKey);
+	info->entrysize = entrysize;
+	info->hash = key_hash;
+	info->match = key_match;
+	info->num_partitions = PRESENCE_PARTITIONS;
+}
+
+Size
+registry_shmem_size(void)
+{
+	Size		size = MAXALIGN(sizeof(PresenceShared));
+
+	size = add_size(size, hash_estimate_size(presence_max_sessions,
+											 sizeof(PresenceUser)));
+	size = add_size(size, hash_estimate_size(presence_max_sessions,
+											 sizeof(PresenceSession)));
+	size = add_size(size, string_area_size());
+	return size;
+}
+
+static void
+registry_shmem_request_hook(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(registry_shmem_size());
+	RequestNamedLWLockTranche("presence", PRESENCE_PARTITIONS);
+}
+
+/*
+ * Creates or attaches the shared state.  Runs in the postmaster at start and
+ * after every crash restart, when shared memory is new: every static pointer
+ * is set again here.
+ */
+static void
+registry_shmem_startup_hook(void)
+{
+	bool		found;
+	HASHCTL		info;
+	void	   *place;
+	dsa_area   *area;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	presence_shared = NULL;
+	user_table = NULL;
+	session_table = NULL;
+	string_area = NULL;
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+
+	presence_shared = ShmemInitStruct("presence", sizeof(PresenceShared), &found);
+	place = ShmemInitStruct("presence strings", string_area_size(), &found);
+	if (!found)
+	{
+		memset(presence_shared, 0, sizeof(PresenceShared));
+		presence_shared->locks = GetNamedLWLockTranche("presence");
+		presence_shared->dsa_tranche = LWLockNewTrancheId();
+		presence_shared->dsa_size = string_area_size();
+		presence_shared->string_place = place;
+		SpinLockInit(&presence_shared->mutex);
+		presence_shared->state = REGISTRY_EMPTY;
+		presence_shared->database_oid = InvalidOid;
+		ConditionVariableInit(&presence_shared->ready_cv);
+		pg_atomic_init_u64(&presence_shared->change_counter, 0);
+		pg_atomic_init_u64(&presence_shared->sweeps, 0);
+		pg_atomic_init_u64(&presence_shared->notifications, 0);
+		pg_atomic_init_u64(&presence_shared->flushes, 0);
+		for (int i = 0; i < PRESENCE_PARTITIONS; i++)
+		{
+			PresencePartition *part = &presence_shared->partitions[i];
+
+			dlist_init(&part->users);
+			dlist_init(&part->heartbeats);
+			dlist_init(&part->activity);
+			dlist_init(&part->grace);
+			dlist_init(&part->user_changes);
+			dlist_init(&part->session_changes);
+		}
+
+		/*
+		 * Limited to the place it is created in, the area never maps DSM
+		 * segments, so its addresses are the same in every process and may
+		 * be kept in hash keys.
+		 */
+		area = dsa_create_in_place(place, presence_shared->dsa_size,
+								   presence_shared->dsa_tranche, NULL);
+		dsa_set_size_limit(area, presence_shared->dsa_size);
+		/* Children attach on their own (registry_attach). */
+		dsa_detach(area);
+	}
+
+	table_info(&info, sizeof(PresenceUser));
+	user_table = ShmemInitHash("presence users",
+							   presence_max_sessions, presence_max_sessions,
+							   &info,
+							   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE |
+							   HASH_PARTITION | HASH_FIXED_SIZE);
+	table_info(&info, sizeof(PresenceSession));
+	session_table = ShmemInitHash("presence sessions",
+								  presence_max_sessions, presence_max_sessions,
+								  &info,
+								  HASH_ELEM | HASH_FUNCTION | HASH_COMPARE |
+								  HASH_PARTITION | HASH_FIXED_SIZE);
+
+	LWLockRelease(AddinShmemInitLock);
+}
+
+void
+registry_request_shmem(void)
+{
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = registry_shmem_request_hook;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = registry_shmem_startup_hook;
+}
+
+/*
+ * Attaches this process to the string area, once, on first use.
+ */
+void
+registry_attach(void)
+{
+	MemoryContext old;
+	void	   *place;
+
+	if (string_area != NULL)
+		return;
+
+	LWLockRegisterTranche(presence_shared->dsa_tranche, "presence_strings");
+	place = presence_shared->string_place;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	string_area = dsa_attach_in_place(place, NULL);
+	dsa_pin_mapping(string_area);
+	MemoryContextSwitchTo(old);
+	on_shmem_exit(dsa_on_shmem_exit_release_in_place, PointerGetDatum(place));
+}
+
+/*
+ * Raises the ERROR that explains why this call cannot use the registry, if
+ * there is a reason: no preload, a standby, another database, or a registry
+ * the worker has not loaded yet (then waits a little for it first).
+ */
+void
+registry_check_preloaded(void)
+{
+	if (presence_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("presence must be loaded via shared_preload_libraries"),
+				 errhint("Add presence to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+void
+registry_check_usable(bool for_write)
+{
+	Oid			database_oid;
+	TimestampTz deadline;
+
+	registry_check_preloaded();
+
+	if (RecoveryInProgress())
+	{
+		if (for_write)
+			ereport(ERROR,
+					(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+					 errmsg("cannot track presence during recovery"),
+					 errhint("Call presence functions on the primary.")));
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("the presence registry is not available during recovery"),
+				 errhint("Read the presence.users table, which the primary keeps up to date.")));
+	}
+
+	SpinLockAcquire(&presence_shared->mutex);
+	database_oid = presence_shared->database_oid;
+	SpinLockRelease(&presence_shared->mutex);
+	if (OidIsValid(database_oid) ? database_oid != MyDatabaseId :
+		strcmp(get_database_name(MyDatabaseId), presence_database) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("presence is tracked in database \"%s\", not in this one",
+						presence_database),
+				 errhint("Call presence functions in database \"%s\", or set presence.database and restart the server.",
+						 presence_database)));
+
+	if (likely(presence_shared->state == REGISTRY_READY))
+	{
+		registry_attach();
+		return;
+	}
+
+	/* The worker loads the registry when it sees the extension: nudge it. */
+	registry_wake_worker();
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), READY_WAIT_MS);
+	ConditionVariablePrepareToSleep(&presence_shared->ready_cv);
+	while (presence_shared->state != REGISTRY_READY)
+	{
+		long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+														   deadline);
+
+		if (left <= 0 ||
+			ConditionVariableTimedSleep(&presence_shared->ready_cv, left,
+										PG_WAIT_EXTENSION))
+			break;
+	}
+	ConditionVariableCancelSleep();
+	if (presence_shared->state != REGISTRY_READY)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the presence registry is not ready"),
+				 errdetail("The presence background worker has not loaded it within %d ms.",
+						   READY_WAIT_MS),
+				 errhint("Check that the \"presence worker\" process is running (pg_stat_activity) and the server log for its errors.")));
+	registry_attach();
+}
+
+/* Sets the worker's latch, if a worker is running. */
+void
+registry_wake_worker(void)
+{
+	Latch	   *latch;
+
+	SpinLockAcquire(&presence_shared->mutex);
+	latch = presence_shared->worker_latch;
+	SpinLockRelease(&presence_shared->mutex);
+	if (latch)
+		SetLatch(latch);
+}
+
+/* Hashing: both tables are partitioned by the hash of the user id. */
+
+static inline uint32
+user_hash(const char *user, int len)
+{
+	return hash_bytes((const unsigned char *) user, len);
+}
+
+/* A session's hash, with the low bits (the partition) of its user's. */
+static inline uint32
+session_hash(uint32 uhash, const char *session, int len)
+{
+	uint32		h = hash_combine(uhash, hash_bytes((const unsigned char *) session, len));
+
+	return (h & ~(uint32) (PRESENCE_PARTITIONS - 1)) |
+		(uhash & (PRESENCE_PARTITIONS - 1));
+}
+
+static uint32
+key_hash(const void *key, Size keysize)
+{
+	const PresenceKey *k = key;
+	uint32		uhash = user_hash(k->user, k->user_len);
+
+	return k->session ? session_hash(uhash, k->session, k->session_len) : uhash;
+}
+
+static int
+key_match(const void *key1, const void *key2, Size keysize)
+{
+	const PresenceKey *a = key1;
+	const PresenceKey *b = key2;
+
+	if (a->user_len != b->user_len || memcmp(a->user, b->user, a->user_len) != 0)
+		return 1;
+	if ((a->session == NULL) != (b->session == NULL))
+		return 1;
+	if (a->session &&
+		(a->session_len != b->session_len ||
+		 memcmp(a->session, b->session, a->session_len) != 0))
+		return 1;
+	return 0;
+}
+
+void
+registry_lookup_init(RegistryLookup *l, const char *user, int user_len,
+					 const char *session, int session_len)
+{
+	l->ukey.user = user;
+	l->ukey.user_len = user_len;
+	l->ukey.session = NULL;
+	l->ukey.session_len = 0;
+	l->uhash = user_hash(user, user_len);
+	l->skey = l->ukey;
+	l->skey.session = session;
+	l->skey.session_len = session_len;
+	l->shash = session ? session_hash(l->uhash, session, session_len) : 0;
+	l->part = &presence_shared->partitions[l->uhash & (PRESENCE_PARTITIONS - 1)];
+	l->lock = &presence_shared->locks[l->uhash & (PRESENCE_PARTITIONS - 1)].lock;
+}
+
+LWLock *
+registry_partition_lock(int i)
+{
+	return &presence_shared->locks[i].lock;
+}
+
+PresenceUser *
+registry_find_user(RegistryLookup *l)
+{
+	return hash_search_with_hash_value(user_table, &l->ukey, l->uhash,
+									   HASH_FIND, NULL);
+}
+
+PresenceSession *
+registry_find_session(RegistryLookup *l)
+{
+	return hash_search_with_hash_value(session_table, &l->skey, l->shash,
+									   HASH_FIND, NULL);
+}
+
+/* Strings: NUL-terminated copies in the string area. */
+
+dsa_pointer
+registry_store_string(const char *data, int len, const char **copy)
+{
+	dsa_pointer dp;
+	char	   *p;
+
+	dp = dsa_allocate_extended(string_area, len + 1, DSA_ALLOC_NO_OOM);
+	if (!DsaPointerIsValid(dp))
+		return InvalidDsaPointer;
+	p = dsa_get_address(string_area, dp);
+	memcpy(p, data, len);
+	p[len] = '\0';
+	*copy = p;
+	return dp;
+}
+
+void
+registry_free_string(dsa_pointer dp)
+{
+	if (DsaPointerIsValid(dp))
+		dsa_free(string_area, dp);
+}
+
+const char *
+registry_string(dsa_pointer dp)
+{
+	return DsaPointerIsValid(dp) ? dsa_get_address(string_area, dp) : NULL;
+}
+
+/*
+ * Creates the entry of a user not in the registry: visible, offline, with
+ * no sessions.  NULL, with *full saying why, when there is no room.
+ */
+PresenceUser *
+registry_create_user(RegistryLookup *l, RegistryFull *full)
+{
+	PresenceKey key = l->ukey;
+	PresenceUser *user;
+	dsa_pointer dp;
+	bool		found;
+
+	dp = registry_store_string(l->ukey.user, l->ukey.user_len, &key.user);
+	if (!DsaPointerIsValid(dp))
+	{
+		*full = REGISTRY_FULL_MEMORY;
+		return NULL;
+	}
+	user = hash_search_with_hash_value(user_table, &key, l->uhash,
+									   HASH_ENTER_NULL, &found);
+	if (user == NULL)
+	{
+		registry_free_string(dp);
+		*full = REGISTRY_FULL_ENTRIES;
+		return NULL;
+	}
+	Assert(!found);
+	memset((char *) user + sizeof(PresenceKey), 0,
+		   sizeof(PresenceUser) - sizeof(PresenceKey));
+	user->user_dp = dp;
+	user->status = PRESENCE_OFFLINE;
+	user->notified = PRESENCE_OFFLINE;
+	user->visible = true;
+	dlist_init(&user->sessions);
+	dlist_push_tail(&l->part->users, &user->member_node);
+	l->part->nusers++;
+	return user;
+}
+
+/* Removes a user entry that nothing refers to and no list holds. */
+void
+registry_remove_user(PresencePartition *part, PresenceUser *user)
+{
+	PresenceKey key = user->key;
+	dsa_pointer dp = user->user_dp;
+
+	Assert(user->nrefs == 0 && !user->in_activity && !user->in_grace);
+	if (user->in_changes)
+		dlist_delete(&user->change_node);
+	dlist_delete(&user->member_node);
+	part->nusers--;
+	if (hash_search(user_table, &key, HASH_REMOVE, NULL) == NULL)
+		elog(ERROR, "presence user entry vanished from its table");
+	registry_free_string(dp);
+}
+
+/*
+ * Creates a live session of an existing user entry.  NULL, with *full
+ * saying why, when there is no room; then nothing has changed.
+ */
+PresenceSession *
+registry_create_session(RegistryLookup *l, PresenceUser *user,
+						const char *meta, RegistryFull *full)
+{
+	PresenceKey key = l->skey;
+	PresenceSession *session;
+	dsa_pointer session_dp;
+	dsa_pointer meta_dp = InvalidDsaPointer;
+	const char *meta_copy;
+	bool		found;
+
+	key.user = user->key.user;
+	session_dp = registry_store_string(l->skey.session, l->skey.session_len,
+									   &key.session);
+	if (meta && DsaPointerIsValid(session_dp))
+	{
+		meta_dp = registry_store_string(meta, strlen(meta), &meta_copy);
+		if (!DsaPointerIsValid(meta_dp))
+		{
+			registry_free_string(session_dp);
+			session_dp = InvalidDsaPointer;
+		}
+	}
+	if (!DsaPointerIsValid(session_dp))
+	{
+		*full = REGISTRY_FULL_MEMORY;
+		return NULL;
+	}
+	session = hash_search_with_hash_value(session_table, &key, l->shash,
+										  HASH_ENTER_NULL, &found);
+	if (session == NULL)
+	{
+		registry_free_string(session_dp);
+		registry_free_string(meta_dp);
+		*full = REGISTRY_FULL_ENTRIES;
+		return NULL;
+	}
+	Assert(!found);
+	memset((char *) session + sizeof(PresenceKey), 0,
+		   sizeof(PresenceSession) - sizeof(PresenceKey));
+	session->session_dp = session_dp;
+	session->meta_dp = meta_dp;
+	session->user = user;
+	session->ended = true;		/* registry_start_session makes it live */
+	user->nrefs++;
+	return session;
+}
+
+/*
+ * Makes a new or ended session live: on its user's list and the
+ * partition's heartbeat list, counted, and queued for the worker to write.
+ */
+void
+registry_start_session(PresencePartition *part, PresenceSession *session,
+					   TimestampTz now)
+{
+	PresenceUser *user = session->user;
+
+	Assert(session->ended);
+	session->ended = false;
+	session->connected_at = now;
+	session->last_heartbeat = now;
+	session->last_active = now;
+	dlist_push_tail(&user->sessions, &session->user_node);
+	dlist_push_tail(&part->heartbeats, &session->heartbeat_node);
+	user->nsessions++;
+	part->nsessions++;
+	registry_mark_session_changed(part, session);
+}
+
+/* Frees an ended session's entry, once its row needs nothing more. */
+static void
+registry_free_session(PresencePartition *part, PresenceSession *session)
+{
+	PresenceKey key = session->key;
+	PresenceUser *user = session->user;
+	dsa_pointer session_dp = session->session_dp;
+	dsa_pointer meta_dp = session->meta_dp;
+
+	Assert(session->ended && !session->in_changes);
+	if (hash_search(session_table, &key, HASH_REMOVE, NULL) == NULL)
+		elog(ERROR, "presence session entry vanished from its table");
+	registry_free_string(session_dp);
+	registry_free_string(meta_dp);
+	/* The user entry may now go: let the worker look at it. */
+	if (--user->nrefs == 0)
+		registry_mark_user_changed(part, user);
+}
+
+/*
+ * Ends a live session, however it ends.  Its entry stays, as a tombstone,
+ * until the worker has deleted its row.  Returns whether the worker should
+ * look now.
+ */
+bool
+registry_end_session(PresencePartition *part, PresenceSession *session,
+					 TimestampTz now)
+{
+	PresenceUser *user = session->user;
+
+	Assert(!session->ended);
+	dlist_delete(&session->heartbeat_node);
+	dlist_delete(&session->user_node);
+	session->ended = true;
+	session->owner_pid = 0;
+	user->nsessions--;
+	part->nsessions--;
+	if (session->persisted || session->in_changes)
+		registry_mark_session_changed(part, session);
+	else
+		registry_free_session(part, session);
+	if (user->nsessions == 0)
+		return status_last_session_ended(part, user, now);
+	return false;
+}
+
+/*
+ * Releases a session taken off the change list by the worker: frees it if
+ * it has ended (its row is being deleted), else notes its row exists.
+ */
+void
+registry_session_written(PresencePartition *part, PresenceSession *session)
+{
+	if (session->ended)
+		registry_free_session(part, session);
+	else
+		session->persisted = true;
+}
+
+void
+registry_mark_session_changed(PresencePartition *part, PresenceSession *session)
+{
+	if (!session->in_changes)
+	{
+		dlist_push_tail(&part->session_changes, &session->change_node);
+		session->in_changes = true;
+	}
+}
+
+void
+registry_mark_user_changed(PresencePartition *part, PresenceUser *user)
+{
+	user->change_order = pg_atomic_fetch_add_u64(&presence_shared->change_counter, 1);
+	if (!user->in_changes)
+	{
+		dlist_push_tail(&part->user_changes, &user->change_node);
+		user->in_changes = true;
+	}
+}
+
+/* Whether the worker may drop a user entry: nothing to keep or announce. */
+bool
+registry_user_evictable(const PresenceUser *user)
+{
+	return user->nrefs == 0 && !user->in_grace && user->visible &&
+		user->status == PRESENCE_OFFLINE && user->notified == PRESENCE_OFFLINE;
+}
+
+/* Raises the ERROR for a registry that has no room left. */
+void
+registry_report_full(RegistryFull full)
+{
+	if (full == REGISTRY_FULL_MEMORY)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("presence registry is out of memory for ids and meta"),
+				 errdetail("presence.max_sessions = %d sizes it at %zu bytes.",
+						   presence_max_sessions, presence_shared->dsa_size),
+				 errhint("Store less in meta, or raise presence.max_sessions and restart the server.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+			 errmsg("presence registry is full"),
+			 errdetail("It holds presence.max_sessions = %d sessions.",
+					   presence_max_sessions),
+			 errhint("Raise presence.max_sessions and restart the server, or lower presence.session_timeout so that dead sessions leave sooner.")));
+}
+
+/* Whole-registry reads. */
+
+void
+registry_get_stats(PresenceStats *stats)
+{
+	memset(stats, 0, sizeof(*stats));
+	for (int i = 0; i < PRESENCE_PARTITIONS; i++)
+	{
+		LWLockAcquire(registry_partition_lock(i), LW_SHARED);
+		stats->users += presence_shared->partitions[i].nusers;
+		stats->sessions += presence_shared->partitions[i].nsessions;
+		LWLockRelease(registry_partition_lock(i));
+	}
+	stats->max_sessions = presence_max_sessions;
+	stats->sweeps = pg_atomic_read_u64(&presence_shared->sweeps);
+	stats->notifications = pg_atomic_read_u64(&presence_shared->notifications);
+	stats->flushes = pg_atomic_read_u64(&presence_shared->flushes);
+	SpinLockAcquire(&presence_shared->mutex);
+	stats->last_sweep_ms = presence_shared->last_sweep_ms;
+	stats->worker_pid = presence_shared->worker_pid;
+	stats->ready = presence_shared->state == REGISTRY_READY;
+	SpinLockRelease(&presence_shared->mutex);
+}

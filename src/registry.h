@@ -1,0 +1,266 @@
+/*-------------------------------------------------------------------------
+ *
+ * registry.h
+ *	  The shared-memory registry's layout, for the files that work on it
+ *	  directly: registry.c (memory, hashing, locks), status.c (the status
+ *	  rules) and the worker's side of registry.c (sweep, collect, load).
+ *
+ * Users and sessions live in two fixed-size shared hash tables, partitioned
+ * by the hash of the user id, so one user's entry and all of its sessions
+ * are guarded by the same LWLock.  Ids and meta live in a DSA area created in
+ * place in the main shared memory segment, never grown beyond it, so their
+ * addresses are the same in every process.
+ *
+ * Each partition keeps its entries on lists ordered by time, so the worker's
+ * sweep only ever looks at entries whose deadline has passed:
+ *	heartbeats	live sessions, least recently heartbeated first
+ *	activity	online users, least recently active first
+ *	grace		users whose last session ended, earliest first
+ *	changes		users and sessions the worker still has to write or announce
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PRESENCE_REGISTRY_H
+#define PRESENCE_REGISTRY_H
+
+#include "lib/ilist.h"
+#include "storage/condition_variable.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/spin.h"
+#include "utils/dsa.h"
+#include "utils/hsearch.h"
+
+#include "presence.h"
+
+#define PRESENCE_PARTITIONS		16	/* a power of two */
+
+/*
+ * Hash key of both tables.  Lookups point it at the caller's bytes; stored
+ * entries point it at their copies in the DSA area.  session is NULL for
+ * user entries.
+ */
+typedef struct PresenceKey
+{
+	const char *user;
+	const char *session;
+	uint16		user_len;
+	uint16		session_len;
+} PresenceKey;
+
+typedef struct PresenceUser
+{
+	PresenceKey key;			/* must be first */
+	dsa_pointer user_dp;		/* key.user's storage */
+	PresenceStatus status;		/* true status, frozen during grace */
+	PresenceStatus notified;	/* status last announced, as others saw it */
+	bool		visible;
+	bool		in_activity;
+	bool		in_grace;
+	bool		in_changes;
+	bool		persisted;		/* has a row in presence.users */
+	bool		loading;		/* read from the tables, not yet settled */
+	uint32		batch_id;		/* last worker batch that wrote its row */
+	int			nsessions;		/* live sessions */
+	int			nrefs;			/* live sessions plus ended ones not yet
+								 * deleted from presence.sessions */
+	TimestampTz last_active;
+	TimestampTz grace_since;	/* when the last session ended */
+	uint64		change_order;	/* orders notifications across users */
+	dlist_head	sessions;
+	dlist_node	member_node;	/* partition's users */
+	dlist_node	activity_node;
+	dlist_node	grace_node;
+	dlist_node	change_node;
+} PresenceUser;
+
+typedef struct PresenceSession
+{
+	PresenceKey key;			/* must be first */
+	dsa_pointer session_dp;		/* key.session's storage */
+	dsa_pointer meta_dp;		/* NUL-terminated JSON text, or invalid */
+	PresenceUser *user;
+	TimestampTz connected_at;
+	TimestampTz last_heartbeat;
+	TimestampTz last_active;
+	int			owner_pid;		/* backend of a bound session, else 0 */
+	bool		bound;
+	bool		ended;			/* waiting for its row to be deleted */
+	bool		persisted;		/* has a row in presence.sessions */
+	bool		in_changes;
+	dlist_node	user_node;		/* user's sessions */
+	dlist_node	heartbeat_node;
+	dlist_node	change_node;
+} PresenceSession;
+
+typedef struct PresencePartition
+{
+	dlist_head	users;
+	dlist_head	heartbeats;
+	dlist_head	activity;
+	dlist_head	grace;
+	dlist_head	user_changes;
+	dlist_head	session_changes;
+	int			nusers;
+	int			nsessions;		/* live ones */
+} PresencePartition;
+
+typedef enum PresenceRegistryState
+{
+	REGISTRY_EMPTY = 0,			/* nothing loaded: worker not started, or no
+								 * extension in presence.database */
+	REGISTRY_READY				/* loaded from the tables, being tracked */
+} PresenceRegistryState;
+
+typedef struct PresenceShared
+{
+	LWLockPadded *locks;		/* PRESENCE_PARTITIONS of them */
+	int			dsa_tranche;
+	Size		dsa_size;
+	void	   *string_place;	/* where the string area lives */
+
+	slock_t		mutex;			/* guards the fields below up to 'stats' */
+	PresenceRegistryState state;
+	Oid			database_oid;	/* set by the worker once connected */
+	Oid			extension_oid;	/* the extension the registry was loaded for */
+	int			worker_pid;
+	Latch	   *worker_latch;
+	bool		resync_needed;	/* the tables may differ from the registry */
+	bool		merge_requested;	/* rows were added to the tables by
+									 * someone else (a restore) */
+	double		last_sweep_ms;
+
+	ConditionVariable ready_cv;
+	pg_atomic_uint64 change_counter;
+	pg_atomic_uint64 sweeps;
+	pg_atomic_uint64 notifications;
+	pg_atomic_uint64 flushes;
+
+	PresencePartition partitions[PRESENCE_PARTITIONS];
+} PresenceShared;
+
+extern PresenceShared *presence_shared;
+extern HTAB *presence_user_table;
+extern HTAB *presence_session_table;
+
+/* A user (and maybe session) id, hashed, with the partition it maps to. */
+typedef struct RegistryLookup
+{
+	PresenceKey ukey;
+	PresenceKey skey;
+	uint32		uhash;
+	uint32		shash;
+	PresencePartition *part;
+	LWLock	   *lock;
+} RegistryLookup;
+
+typedef enum RegistryFull
+{
+	REGISTRY_FULL_ENTRIES,
+	REGISTRY_FULL_MEMORY
+} RegistryFull;
+
+/* registry.c: memory, hashing and entries, for track.c, status.c, sync.c */
+extern void registry_wake_worker(void);
+extern void registry_lookup_init(RegistryLookup *l, const char *user,
+								 int user_len, const char *session,
+								 int session_len);
+extern LWLock *registry_partition_lock(int i);
+extern PresenceUser *registry_find_user(RegistryLookup *l);
+extern PresenceSession *registry_find_session(RegistryLookup *l);
+extern dsa_pointer registry_store_string(const char *data, int len,
+										 const char **copy);
+extern void registry_free_string(dsa_pointer dp);
+extern const char *registry_string(dsa_pointer dp);
+extern PresenceUser *registry_create_user(RegistryLookup *l, RegistryFull *full);
+extern void registry_remove_user(PresencePartition *part, PresenceUser *user);
+extern PresenceSession *registry_create_session(RegistryLookup *l,
+												PresenceUser *user,
+												const char *meta,
+												RegistryFull *full);
+extern void registry_start_session(PresencePartition *part,
+								   PresenceSession *session, TimestampTz now);
+extern bool registry_end_session(PresencePartition *part,
+								 PresenceSession *session, TimestampTz now);
+extern void registry_session_written(PresencePartition *part,
+									 PresenceSession *session);
+extern void registry_mark_session_changed(PresencePartition *part,
+										  PresenceSession *session);
+extern void registry_mark_user_changed(PresencePartition *part,
+									   PresenceUser *user);
+extern bool registry_user_evictable(const PresenceUser *user);
+extern void registry_report_full(RegistryFull full) pg_attribute_noreturn();
+
+/* status.c: the status rules, applied under the partition's lock */
+extern PresenceStatus status_as_seen(const PresenceUser *user);
+extern bool status_session_started(PresencePartition *part,
+								   PresenceUser *user, TimestampTz now,
+								   bool active);
+extern bool status_activity(PresencePartition *part, PresenceUser *user,
+							TimestampTz now);
+extern bool status_last_session_ended(PresencePartition *part,
+									  PresenceUser *user, TimestampTz now);
+extern void status_sweep(PresencePartition *part, TimestampTz now);
+
+/* What one worker tick takes out of the registry, in worker memory. */
+typedef struct PresenceUserRow
+{
+	char	   *user_id;
+	PresenceStatus status;		/* as others see it */
+	TimestampTz last_active;
+	bool		visible;
+} PresenceUserRow;
+
+typedef struct PresenceSessionRow
+{
+	char	   *user_id;
+	char	   *session_id;
+	TimestampTz connected_at;
+	char	   *meta;			/* NULL for none */
+	bool		bound;
+} PresenceSessionRow;
+
+typedef struct PresenceChange
+{
+	char	   *user_id;
+	PresenceStatus status;
+	PresenceStatus previous;
+	TimestampTz last_active;	/* 0 when hidden */
+	uint64		order;
+	int64		seq;			/* assigned by the worker */
+} PresenceChange;
+
+typedef struct PresenceBatch
+{
+	PresenceUserRow *users;
+	int			nusers;
+	int			maxusers;
+	PresenceSessionRow *upserts;
+	int			nupserts;
+	int			maxupserts;
+	PresenceSessionRow *deletes;	/* only user_id, session_id are set */
+	int			ndeletes;
+	int			maxdeletes;
+	PresenceChange *changes;
+	int			nchanges;
+	int			maxchanges;
+	uint32		id;				/* tells users written once by this batch */
+	bool		full;			/* users and upserts hold everything */
+} PresenceBatch;
+
+/* registry.c */
+extern void registry_attach(void);
+
+/* sync.c: the worker's side of the registry */
+extern void registry_collect(PresenceBatch *batch, TimestampTz now,
+							 TimestampTz flush_since, bool full);
+extern bool registry_load_user(const char *user_id, PresenceStatus status,
+							   TimestampTz last_active, bool visible);
+extern bool registry_load_session(const char *user_id, const char *session_id,
+								  TimestampTz connected_at, const char *meta,
+								  bool bound, TimestampTz now);
+extern void registry_load_finish(TimestampTz now);
+extern void registry_clear(void);
+extern void registry_set_state(PresenceRegistryState state);
+
+#endif							/* PRESENCE_REGISTRY_H */

@@ -1,0 +1,351 @@
+/*-------------------------------------------------------------------------
+ *
+ * sql_api.c
+ *	  The SQL-callable functions: validate every argument, then call the
+ *	  registry.
+ *
+ * Bad input raises an ERROR before anything is touched, so a failed call
+ * never leaves half a session behind.  The calls are not transactional:
+ * like a sequence, the registry changes when the function runs, whether or
+ * not the calling transaction commits.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+#include "registry.h"
+
+PG_FUNCTION_INFO_V1(presence_connect);
+PG_FUNCTION_INFO_V1(presence_heartbeat);
+PG_FUNCTION_INFO_V1(presence_disconnect);
+PG_FUNCTION_INFO_V1(presence_set_visible);
+PG_FUNCTION_INFO_V1(presence_status);
+PG_FUNCTION_INFO_V1(presence_is_online);
+PG_FUNCTION_INFO_V1(presence_last_active);
+PG_FUNCTION_INFO_V1(presence_online_users);
+PG_FUNCTION_INFO_V1(presence_sessions);
+PG_FUNCTION_INFO_V1(presence_stats);
+PG_FUNCTION_INFO_V1(presence_rows_added);
+
+/* A user or session id: not NULL (unless it may default), not empty, short. */
+static PresenceId
+arg_id(FunctionCallInfo fcinfo, int argno, const char *name,
+	   const char *default_value)
+{
+	PresenceId	id;
+	text	   *t;
+
+	if (PG_ARGISNULL(argno))
+	{
+		if (default_value == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("%s must not be null", name)));
+		id.data = default_value;
+		id.len = strlen(default_value);
+		return id;
+	}
+	t = PG_GETARG_TEXT_PP(argno);
+	id.data = VARDATA_ANY(t);
+	id.len = VARSIZE_ANY_EXHDR(t);
+	if (id.len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be empty", name)));
+	if (id.len > PRESENCE_MAX_ID_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s is too long", name),
+				 errdetail("It is %d bytes; the limit is %d.",
+						   id.len, PRESENCE_MAX_ID_BYTES)));
+	return id;
+}
+
+static PresenceId
+arg_user(FunctionCallInfo fcinfo)
+{
+	return arg_id(fcinfo, 0, "user_id", NULL);
+}
+
+static PresenceId
+arg_session(FunctionCallInfo fcinfo)
+{
+	return arg_id(fcinfo, 1, "session_id", PRESENCE_DEFAULT_SESSION);
+}
+
+static bool
+arg_bool(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", name)));
+	return PG_GETARG_BOOL(argno);
+}
+
+/* meta: NULL, or a JSON object of at most 1 kB as text. */
+static char *
+arg_meta(FunctionCallInfo fcinfo, int argno)
+{
+	Jsonb	   *jb;
+	char	   *text;
+	size_t		len;
+
+	if (PG_ARGISNULL(argno))
+		return NULL;
+	jb = PG_GETARG_JSONB_P(argno);
+	if (!JB_ROOT_IS_OBJECT(jb))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("meta must be a JSON object"),
+				 errdetail("It is %s.",
+						   JB_ROOT_IS_SCALAR(jb) ? "a scalar" : "an array")));
+	text = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+	len = strlen(text);
+	if (len > PRESENCE_MAX_META_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("meta is too large"),
+				 errdetail("It is %zu bytes as JSON text; the limit is %d.",
+						   len, PRESENCE_MAX_META_BYTES)));
+	return text;
+}
+
+/*
+ * connect(user_id, session_id, meta, bound) -> session id
+ */
+Datum
+presence_connect(PG_FUNCTION_ARGS)
+{
+	PresenceId	user = arg_user(fcinfo);
+	PresenceId	session = arg_session(fcinfo);
+	char	   *meta = arg_meta(fcinfo, 2);
+	bool		bound = arg_bool(fcinfo, 3, "bound");
+
+	registry_check_usable(true);
+	if (bound)
+		bound_remember(user, session);
+	registry_connect(user, session, meta, bound, true);
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(session.data, session.len));
+}
+
+/*
+ * heartbeat(user_id, session_id, active): an unknown session is opened, so
+ * clients live through a server restart without doing anything.
+ */
+Datum
+presence_heartbeat(PG_FUNCTION_ARGS)
+{
+	PresenceId	user = arg_user(fcinfo);
+	PresenceId	session = arg_session(fcinfo);
+	bool		active = arg_bool(fcinfo, 2, "active");
+
+	registry_check_usable(true);
+	if (!registry_heartbeat(user, session, active))
+		registry_connect(user, session, NULL, false, active);
+	PG_RETURN_VOID();
+}
+
+Datum
+presence_disconnect(PG_FUNCTION_ARGS)
+{
+	PresenceId	user = arg_user(fcinfo);
+	PresenceId	session = arg_session(fcinfo);
+	bool		ended;
+
+	registry_check_usable(true);
+	ended = registry_disconnect(user, session);
+	bound_forget(user, session);
+	PG_RETURN_BOOL(ended);
+}
+
+Datum
+presence_set_visible(PG_FUNCTION_ARGS)
+{
+	PresenceId	user = arg_user(fcinfo);
+	bool		visible = arg_bool(fcinfo, 1, "visible");
+
+	registry_check_usable(true);
+	registry_set_visible(user, visible);
+	PG_RETURN_VOID();
+}
+
+static PresenceStatus
+user_status(FunctionCallInfo fcinfo)
+{
+	PresenceId	user = arg_user(fcinfo);
+	PresenceUserView view;
+	bool		hidden;
+
+	registry_check_usable(false);
+	if (!registry_lookup_user(user, &view, &hidden))
+		return PRESENCE_OFFLINE;
+	return view.status;
+}
+
+Datum
+presence_status(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(presence_status_name(user_status(fcinfo))));
+}
+
+Datum
+presence_is_online(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(user_status(fcinfo) != PRESENCE_OFFLINE);
+}
+
+/*
+ * last_active(user_id): from the registry while the user is tracked, else
+ * from presence.users, where the worker left it.  The function is SECURITY
+ * DEFINER so that callers need no privilege on the table.
+ */
+Datum
+presence_last_active(PG_FUNCTION_ARGS)
+{
+	PresenceId	user = arg_user(fcinfo);
+	PresenceUserView view;
+	bool		hidden;
+	Datum		arg;
+	Oid			argtype = TEXTOID;
+	bool		isnull = true;
+	Datum		result = 0;
+
+	registry_check_usable(false);
+	if (registry_lookup_user(user, &view, &hidden))
+	{
+		if (hidden || view.last_active == 0)
+			PG_RETURN_NULL();
+		PG_RETURN_TIMESTAMPTZ(view.last_active);
+	}
+
+	arg = PointerGetDatum(cstring_to_text_with_len(user.data, user.len));
+	SPI_connect();
+	if (SPI_execute_with_args("SELECT last_active FROM presence.users"
+							  " WHERE user_id = $1 AND visible",
+							  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read presence.users");
+	if (SPI_processed == 1)
+		result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+							   &isnull);
+	SPI_finish();
+	if (isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_TIMESTAMPTZ(DatumGetTimestampTz(result));
+}
+
+static void
+put_user(const char *user_id, const PresenceUserView *view, void *arg)
+{
+	ReturnSetInfo *rsinfo = arg;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+
+	values[0] = CStringGetTextDatum(user_id);
+	values[1] = CStringGetTextDatum(presence_status_name(view->status));
+	values[2] = TimestampTzGetDatum(view->last_active);
+	nulls[2] = view->last_active == 0;
+	values[3] = Int32GetDatum(view->sessions);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+Datum
+presence_online_users(PG_FUNCTION_ARGS)
+{
+	registry_check_usable(false);
+	InitMaterializedSRF(fcinfo, 0);
+	registry_foreach_visible_user(put_user, fcinfo->resultinfo);
+	return (Datum) 0;
+}
+
+static void
+put_session(const char *user_id, const char *session_id,
+			TimestampTz connected_at, TimestampTz last_heartbeat,
+			const char *meta, void *arg)
+{
+	ReturnSetInfo *rsinfo = arg;
+	Datum		values[5];
+	bool		nulls[5] = {false, false, false, false, false};
+
+	values[0] = CStringGetTextDatum(user_id);
+	values[1] = CStringGetTextDatum(session_id);
+	values[2] = TimestampTzGetDatum(connected_at);
+	values[3] = TimestampTzGetDatum(last_heartbeat);
+	if (meta)
+		values[4] = DirectFunctionCall1(jsonb_in, CStringGetDatum(meta));
+	else
+		nulls[4] = true;
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+Datum
+presence_sessions(PG_FUNCTION_ARGS)
+{
+	PresenceId	user;
+
+	if (!PG_ARGISNULL(0))
+		user = arg_user(fcinfo);
+	registry_check_usable(false);
+	InitMaterializedSRF(fcinfo, 0);
+	registry_foreach_visible_session(PG_ARGISNULL(0) ? NULL : &user,
+									 put_session, fcinfo->resultinfo);
+	return (Datum) 0;
+}
+
+Datum
+presence_stats(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	PresenceStats stats;
+	Datum		values[9];
+	bool		nulls[9] = {false};
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	registry_check_preloaded();
+	registry_get_stats(&stats);
+	values[0] = Int64GetDatum(stats.users);
+	values[1] = Int64GetDatum(stats.sessions);
+	values[2] = Int64GetDatum(stats.max_sessions);
+	values[3] = Int64GetDatum(stats.sweeps);
+	values[4] = Float8GetDatum(stats.last_sweep_ms);
+	values[5] = Int64GetDatum(stats.notifications);
+	values[6] = Int64GetDatum(stats.flushes);
+	values[7] = Int32GetDatum(stats.worker_pid);
+	nulls[7] = stats.worker_pid == 0;
+	values[8] = BoolGetDatum(stats.ready);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * Statement trigger on the tables: rows written by anyone but the worker
+ * (a restore, most likely) are merged into the registry at its next tick.
+ */
+Datum
+presence_rows_added(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "presence_rows_added: not called as a trigger");
+	if (presence_shared != NULL)
+	{
+		bool		from_worker;
+
+		SpinLockAcquire(&presence_shared->mutex);
+		from_worker = presence_shared->worker_pid == MyProcPid;
+		if (!from_worker)
+			presence_shared->merge_requested = true;
+		SpinLockRelease(&presence_shared->mutex);
+		if (!from_worker)
+			registry_wake_worker();
+	}
+	return PointerGetDatum(NULL);
+}

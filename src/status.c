@@ -1,0 +1,166 @@
+/*-------------------------------------------------------------------------
+ *
+ * status.c
+ *	  The status rules of DESIGN.md section 2: when a user is online, away or
+ *	  offline, and when that changes.
+ *
+ * Backends apply the rules for events (a session starts, activity, the last
+ * session ends); the worker applies the rules for time (idle timeout,
+ * reconnect grace) in status_sweep.  All of them run under the lock of the
+ * user's partition and only move entries between the partition's lists; the
+ * worker later compares what others see with what it last announced, so a
+ * change and its undoing within one tick announce nothing.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "registry.h"
+
+static const char *const status_names[] = {
+	[PRESENCE_OFFLINE] = "offline",
+	[PRESENCE_AWAY] = "away",
+	[PRESENCE_ONLINE] = "online",
+};
+
+const char *
+presence_status_name(PresenceStatus status)
+{
+	Assert(status >= PRESENCE_OFFLINE && status <= PRESENCE_ONLINE);
+	return status_names[status];
+}
+
+/* Parses a status as the tables store it; false for anything else. */
+bool
+presence_status_parse(const char *name, PresenceStatus *status)
+{
+	for (int i = PRESENCE_OFFLINE; i <= PRESENCE_ONLINE; i++)
+	{
+		if (strcmp(name, status_names[i]) == 0)
+		{
+			*status = (PresenceStatus) i;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Invisible users look offline to everyone, everywhere. */
+PresenceStatus
+status_as_seen(const PresenceUser *user)
+{
+	return user->visible ? user->status : PRESENCE_OFFLINE;
+}
+
+/*
+ * Records a status change for the worker.  Returns whether others would now
+ * see something other than what was last announced, so the caller wakes the
+ * worker only when there is news.
+ */
+static bool
+status_set(PresencePartition *part, PresenceUser *user, PresenceStatus status)
+{
+	user->status = status;
+	registry_mark_user_changed(part, user);
+	return status_as_seen(user) != user->notified;
+}
+
+/*
+ * A session of the user started: a connect, or a heartbeat on a session the
+ * registry did not know.  A session that starts during the reconnect grace
+ * cancels it, which is what makes a page reload invisible.
+ */
+bool
+status_session_started(PresencePartition *part, PresenceUser *user,
+					   TimestampTz now, bool active)
+{
+	if (user->in_grace)
+	{
+		dlist_delete(&user->grace_node);
+		user->in_grace = false;
+	}
+	if (active || user->status == PRESENCE_OFFLINE)
+		return status_activity(part, user, now);
+	return false;
+}
+
+/*
+ * Activity from one of the user's live sessions: the user is online, and
+ * moves to the end of the partition's activity list.
+ */
+bool
+status_activity(PresencePartition *part, PresenceUser *user, TimestampTz now)
+{
+	Assert(user->nsessions > 0);
+	user->last_active = now;
+	if (user->in_activity)
+		dlist_move_tail(&part->activity, &user->activity_node);
+	else
+	{
+		dlist_push_tail(&part->activity, &user->activity_node);
+		user->in_activity = true;
+	}
+	if (user->status != PRESENCE_ONLINE)
+		return status_set(part, user, PRESENCE_ONLINE);
+	return false;
+}
+
+/*
+ * The user's last live session ended, however it ended.  The status stays as
+ * it was until the reconnect grace runs out (status_sweep), so a new session
+ * within the grace changes nothing anyone can see.  Returns whether the
+ * worker should look now rather than at its next sweep.
+ */
+bool
+status_last_session_ended(PresencePartition *part, PresenceUser *user,
+						  TimestampTz now)
+{
+	Assert(user->nsessions == 0 && !user->in_grace);
+	if (user->in_activity)
+	{
+		dlist_delete(&user->activity_node);
+		user->in_activity = false;
+	}
+	if (user->status == PRESENCE_OFFLINE)
+		return false;
+	user->grace_since = now;
+	user->in_grace = true;
+	dlist_push_tail(&part->grace, &user->grace_node);
+	return presence_reconnect_grace_ms == 0;
+}
+
+/*
+ * The rules that depend on time.  Both lists are ordered by the time their
+ * deadline is counted from, so each loop stops at the first user whose
+ * deadline has not passed, whatever the timeouts are set to now.
+ */
+void
+status_sweep(PresencePartition *part, TimestampTz now)
+{
+	TimestampTz idle_cutoff = now - (int64) presence_idle_timeout_ms * 1000;
+	TimestampTz grace_cutoff = now - (int64) presence_reconnect_grace_ms * 1000;
+
+	while (!dlist_is_empty(&part->activity))
+	{
+		PresenceUser *user = dlist_head_element(PresenceUser, activity_node,
+												&part->activity);
+
+		if (user->last_active > idle_cutoff)
+			break;
+		dlist_delete(&user->activity_node);
+		user->in_activity = false;
+		status_set(part, user, PRESENCE_AWAY);
+	}
+
+	while (!dlist_is_empty(&part->grace))
+	{
+		PresenceUser *user = dlist_head_element(PresenceUser, grace_node,
+												&part->grace);
+
+		if (user->grace_since > grace_cutoff)
+			break;
+		dlist_delete(&user->grace_node);
+		user->in_grace = false;
+		status_set(part, user, PRESENCE_OFFLINE);
+	}
+}

@@ -1,0 +1,438 @@
+/*-------------------------------------------------------------------------
+ *
+ * sync.c
+ *	  The worker's side of the registry: sweep it, take out what changed
+ *	  since the last tick, load it from the tables, clear it.
+ *
+ * registry_collect holds each partition's lock only while it copies out
+ * what the worker will write; the writing itself (persist.c, notify.c)
+ * happens with no registry lock held.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "storage/condition_variable.h"
+
+#include "registry.h"
+
+#define GROW(batch, arr, n, max) \
+	do { \
+		if ((batch)->n >= (batch)->max) \
+		{ \
+			(batch)->max = Max(64, (batch)->max * 2); \
+			(batch)->arr = (batch)->arr ? \
+				repalloc_huge((batch)->arr, sizeof(*(batch)->arr) * (batch)->max) : \
+				palloc_extended(sizeof(*(batch)->arr) * (batch)->max, MCXT_ALLOC_HUGE); \
+		} \
+	} while (0)
+
+static void
+batch_add_user(PresenceBatch *batch, PresenceUser *u)
+{
+	PresenceUserRow *row;
+
+	if (u->batch_id == batch->id)
+		return;
+	u->batch_id = batch->id;
+	u->persisted = true;
+	GROW(batch, users, nusers, maxusers);
+	row = &batch->users[batch->nusers++];
+	row->user_id = pstrdup(u->key.user);
+	row->status = status_as_seen(u);
+	row->last_active = u->last_active;
+	row->visible = u->visible;
+}
+
+static void
+batch_add_session(PresenceBatch *batch, PresenceSession *s, bool delete)
+{
+	PresenceSessionRow *row;
+
+	if (delete)
+	{
+		GROW(batch, deletes, ndeletes, maxdeletes);
+		row = &batch->deletes[batch->ndeletes++];
+	}
+	else
+	{
+		GROW(batch, upserts, nupserts, maxupserts);
+		row = &batch->upserts[batch->nupserts++];
+	}
+	row->user_id = pstrdup(s->key.user);
+	row->session_id = pstrdup(s->key.session);
+	row->connected_at = s->connected_at;
+	row->meta = delete || !DsaPointerIsValid(s->meta_dp) ? NULL :
+		pstrdup(registry_string(s->meta_dp));
+	row->bound = s->bound;
+}
+
+/* Notes a change others will see, if there is one, as announced. */
+static void
+batch_add_change(PresenceBatch *batch, PresenceUser *u)
+{
+	PresenceStatus seen = status_as_seen(u);
+	PresenceChange *change;
+
+	if (seen == u->notified)
+		return;
+	GROW(batch, changes, nchanges, maxchanges);
+	change = &batch->changes[batch->nchanges++];
+	change->user_id = pstrdup(u->key.user);
+	change->status = seen;
+	change->previous = u->notified;
+	change->last_active = u->visible ? u->last_active : 0;
+	change->order = u->change_order;
+	change->seq = 0;
+	u->notified = seen;
+}
+
+/* Ends every session whose last heartbeat is older than the timeout. */
+static void
+sweep_sessions(PresencePartition *part, TimestampTz now)
+{
+	TimestampTz cutoff = now - (int64) presence_session_timeout_ms * 1000;
+
+	while (!dlist_is_empty(&part->heartbeats))
+	{
+		PresenceSession *s = dlist_head_element(PresenceSession, heartbeat_node,
+												&part->heartbeats);
+
+		if (s->last_heartbeat > cutoff)
+			break;
+		registry_end_session(part, s, now);
+	}
+}
+
+static void
+collect_partition(PresencePartition *part, PresenceBatch *batch,
+				  TimestampTz now, TimestampTz flush_since, bool full)
+{
+	dlist_mutable_iter miter;
+	dlist_iter	iter;
+
+	sweep_sessions(part, now);
+	status_sweep(part, now);
+
+	/* Sessions first: freeing the last one may let its user go. */
+	dlist_foreach_modify(miter, &part->session_changes)
+	{
+		PresenceSession *s = dlist_container(PresenceSession, change_node, miter.cur);
+
+		dlist_delete(&s->change_node);
+		s->in_changes = false;
+		if (!full)
+		{
+			if (s->ended && s->persisted)
+				batch_add_session(batch, s, true);
+			else if (!s->ended)
+				batch_add_session(batch, s, false);
+		}
+		registry_session_written(part, s);
+	}
+
+	dlist_foreach_modify(miter, &part->user_changes)
+	{
+		PresenceUser *u = dlist_container(PresenceUser, change_node, miter.cur);
+
+		dlist_delete(&u->change_node);
+		u->in_changes = false;
+		batch_add_change(batch, u);
+		batch_add_user(batch, u);
+		if (registry_user_evictable(u))
+			registry_remove_user(part, u);
+	}
+
+	if (full)
+	{
+		dlist_foreach(iter, &part->users)
+		{
+			PresenceUser *u = dlist_container(PresenceUser, member_node, iter.cur);
+			dlist_iter	siter;
+
+			batch_add_user(batch, u);
+			dlist_foreach(siter, &u->sessions)
+			{
+				PresenceSession *s = dlist_container(PresenceSession, user_node,
+													 siter.cur);
+
+				batch_add_session(batch, s, false);
+				s->persisted = true;
+			}
+		}
+	}
+	else if (flush_since != 0)
+	{
+		/* Users active since the last flush are at the activity list's end. */
+		dlist_reverse_foreach(iter, &part->activity)
+		{
+			PresenceUser *u = dlist_container(PresenceUser, activity_node, iter.cur);
+
+			if (u->last_active <= flush_since)
+				break;
+			batch_add_user(batch, u);
+		}
+	}
+}
+
+/*
+ * One worker tick's look at the registry: applies the timeouts, then takes
+ * out every row to write and every change to announce.  With flush_since,
+ * also the last activity of users active since then; with full, every user
+ * and session (the tables are then rewritten to match).
+ */
+void
+registry_collect(PresenceBatch *batch, TimestampTz now,
+				 TimestampTz flush_since, bool full)
+{
+	batch->full = full;
+	for (int i = 0; i < PRESENCE_PARTITIONS; i++)
+	{
+		LWLockAcquire(registry_partition_lock(i), LW_EXCLUSIVE);
+		collect_partition(&presence_shared->partitions[i], batch, now,
+						  flush_since, full);
+		LWLockRelease(registry_partition_lock(i));
+	}
+}
+
+/*
+ * Loading from the tables.  Entries already in the registry win: loading
+ * also merges rows that a restore put in the tables into a live registry.
+ * Returns false when the registry has no room for the row.
+ */
+bool
+registry_load_user(const char *user_id, PresenceStatus status,
+				   TimestampTz last_active, bool visible)
+{
+	RegistryLookup l;
+	PresenceUser *u;
+	RegistryFull full;
+
+	registry_lookup_init(&l, user_id, strlen(user_id), NULL, 0);
+	LWLockAcquire(l.lock, LW_EXCLUSIVE);
+	u = registry_find_user(&l);
+	if (u == NULL)
+	{
+		u = registry_create_user(&l, &full);
+		if (u == NULL)
+		{
+			LWLockRelease(l.lock);
+			return false;
+		}
+		u->visible = visible;
+		u->notified = visible ? status : PRESENCE_OFFLINE;
+		u->last_active = last_active;
+		u->persisted = true;
+		u->loading = true;
+	}
+	LWLockRelease(l.lock);
+	return true;
+}
+
+bool
+registry_load_session(const char *user_id, const char *session_id,
+					  TimestampTz connected_at, const char *meta, bool bound,
+					  TimestampTz now)
+{
+	RegistryLookup l;
+	PresenceUser *u;
+	PresenceSession *s;
+	RegistryFull full;
+	bool		new_user = false;
+	bool		wake = false;
+
+	registry_lookup_init(&l, user_id, strlen(user_id),
+						 session_id, strlen(session_id));
+	LWLockAcquire(l.lock, LW_EXCLUSIVE);
+	if (registry_find_session(&l) != NULL)
+	{
+		LWLockRelease(l.lock);
+		return true;
+	}
+	u = registry_find_user(&l);
+	if (u == NULL)
+	{
+		u = registry_create_user(&l, &full);
+		if (u == NULL)
+		{
+			LWLockRelease(l.lock);
+			return false;
+		}
+		u->last_active = connected_at;
+		u->loading = true;
+		new_user = true;
+	}
+	s = registry_create_session(&l, u, meta, &full);
+	if (s == NULL)
+	{
+		if (new_user)
+			registry_remove_user(l.part, u);
+		LWLockRelease(l.lock);
+		return false;
+	}
+
+	/* Whoever heartbeated it had no server to talk to: give it a timeout. */
+	registry_start_session(l.part, s, now);
+	s->connected_at = connected_at;
+	s->last_active = u->last_active;
+	s->bound = bound;
+	s->persisted = true;
+	dlist_delete(&s->change_node);
+	s->in_changes = false;
+	if (!u->loading)
+		wake = status_session_started(l.part, u, now, false);
+	LWLockRelease(l.lock);
+	if (wake)
+		registry_wake_worker();
+	return true;
+}
+
+static int
+compare_last_active(const void *a, const void *b)
+{
+	TimestampTz ta = (*(PresenceUser *const *) a)->last_active;
+	TimestampTz tb = (*(PresenceUser *const *) b)->last_active;
+
+	return (ta > tb) - (ta < tb);
+}
+
+/* Puts users, sorted by last activity, into the sorted activity list. */
+static void
+activity_merge(PresencePartition *part, PresenceUser **users, int n)
+{
+	dlist_node *cur = dlist_is_empty(&part->activity) ? NULL :
+		dlist_head_node(&part->activity);
+
+	qsort(users, n, sizeof(PresenceUser *), compare_last_active);
+	for (int i = 0; i < n; i++)
+	{
+		while (cur != NULL &&
+			   dlist_container(PresenceUser, activity_node, cur)->last_active <=
+			   users[i]->last_active)
+			cur = dlist_has_next(&part->activity, cur) ?
+				dlist_next_node(&part->activity, cur) : NULL;
+		if (cur == NULL)
+			dlist_push_tail(&part->activity, &users[i]->activity_node);
+		else
+			dlist_insert_before(cur, &users[i]->activity_node);
+		users[i]->in_activity = true;
+	}
+}
+
+/*
+ * Settles the status of every user loaded since the last call: online or
+ * away from the last activity if sessions came back, else offline after
+ * the reconnect grace if it was online or away.  Users whose status as seen
+ * differs from what the table said go to the worker, to announce.
+ */
+void
+registry_load_finish(TimestampTz now)
+{
+	TimestampTz idle_cutoff = now - (int64) presence_idle_timeout_ms * 1000;
+
+	for (int i = 0; i < PRESENCE_PARTITIONS; i++)
+	{
+		PresencePartition *part = &presence_shared->partitions[i];
+		PresenceUser **online = NULL;
+		int			nonline = 0;
+		dlist_mutable_iter iter;
+
+		LWLockAcquire(registry_partition_lock(i), LW_EXCLUSIVE);
+		if (part->nusers > 0)
+			online = palloc_extended(sizeof(PresenceUser *) * part->nusers,
+									 MCXT_ALLOC_HUGE);
+		dlist_foreach_modify(iter, &part->users)
+		{
+			PresenceUser *u = dlist_container(PresenceUser, member_node, iter.cur);
+
+			if (!u->loading)
+				continue;
+			u->loading = false;
+			if (u->nsessions > 0 && u->last_active > idle_cutoff)
+			{
+				u->status = PRESENCE_ONLINE;
+				online[nonline++] = u;
+			}
+			else if (u->nsessions > 0)
+				u->status = PRESENCE_AWAY;
+			else if (u->notified != PRESENCE_OFFLINE)
+			{
+				u->status = u->notified;
+				u->in_grace = true;
+				u->grace_since = now;
+				dlist_push_tail(&part->grace, &u->grace_node);
+			}
+			else
+				u->status = PRESENCE_OFFLINE;
+
+			if (status_as_seen(u) != u->notified || !u->persisted ||
+				registry_user_evictable(u))
+				registry_mark_user_changed(part, u);
+		}
+		activity_merge(part, online, nonline);
+		LWLockRelease(registry_partition_lock(i));
+		if (online)
+			pfree(online);
+	}
+}
+
+/* Forgets everything: the extension was dropped. */
+void
+registry_clear(void)
+{
+	HASH_SEQ_STATUS seq;
+	PresenceSession *s;
+	PresenceUser *u;
+
+	for (int i = 0; i < PRESENCE_PARTITIONS; i++)
+		LWLockAcquire(registry_partition_lock(i), LW_EXCLUSIVE);
+
+	hash_seq_init(&seq, presence_session_table);
+	while ((s = hash_seq_search(&seq)) != NULL)
+	{
+		PresenceKey key = s->key;
+		dsa_pointer session_dp = s->session_dp;
+		dsa_pointer meta_dp = s->meta_dp;
+
+		hash_search(presence_session_table, &key, HASH_REMOVE, NULL);
+		registry_free_string(session_dp);
+		registry_free_string(meta_dp);
+	}
+	hash_seq_init(&seq, presence_user_table);
+	while ((u = hash_seq_search(&seq)) != NULL)
+	{
+		PresenceKey key = u->key;
+		dsa_pointer dp = u->user_dp;
+
+		hash_search(presence_user_table, &key, HASH_REMOVE, NULL);
+		registry_free_string(dp);
+	}
+	for (int i = 0; i < PRESENCE_PARTITIONS; i++)
+	{
+		PresencePartition *part = &presence_shared->partitions[i];
+
+		dlist_init(&part->users);
+		dlist_init(&part->heartbeats);
+		dlist_init(&part->activity);
+		dlist_init(&part->grace);
+		dlist_init(&part->user_changes);
+		dlist_init(&part->session_changes);
+		part->nusers = 0;
+		part->nsessions = 0;
+	}
+
+	for (int i = PRESENCE_PARTITIONS - 1; i >= 0; i--)
+		LWLockRelease(registry_partition_lock(i));
+}
+
+/* Publishes the registry's state; calls waiting for it to load go on. */
+void
+registry_set_state(PresenceRegistryState state)
+{
+	SpinLockAcquire(&presence_shared->mutex);
+	presence_shared->state = state;
+	SpinLockRelease(&presence_shared->mutex);
+	if (state == REGISTRY_READY)
+		ConditionVariableBroadcast(&presence_shared->ready_cv);
+}

@@ -1,0 +1,357 @@
+/*-------------------------------------------------------------------------
+ *
+ * track.c
+ *	  What backends do to the registry: open, refresh and end sessions,
+ *	  change visibility, and read.  sql_api.c has validated every argument.
+ *
+ * Each operation takes one partition lock.  Timestamps are read after the
+ * lock is taken, so every list of a partition stays in time order.  The
+ * worker is woken only when others would see a different status.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+
+#include "registry.h"
+
+static void
+lookup_id(RegistryLookup *l, PresenceId user, PresenceId *session)
+{
+	registry_lookup_init(l, user.data, user.len,
+						 session ? session->data : NULL,
+						 session ? session->len : 0);
+}
+
+/* Replaces a session's meta; false when there is no memory for it. */
+static bool
+session_set_meta(PresenceSession *session, const char *meta)
+{
+	const char *copy;
+	dsa_pointer dp = registry_store_string(meta, strlen(meta), &copy);
+
+	if (!DsaPointerIsValid(dp))
+		return false;
+	registry_free_string(session->meta_dp);
+	session->meta_dp = dp;
+	return true;
+}
+
+static void
+session_set_owner(PresencePartition *part, PresenceSession *session, bool bound)
+{
+	if (session->bound != bound)
+		registry_mark_session_changed(part, session);
+	session->bound = bound;
+	session->owner_pid = bound ? MyProcPid : 0;
+}
+
+/*
+ * Opens the session, or refreshes it if it is live.  A connect is activity.
+ * Raises an ERROR, changing nothing, when the registry has no room.
+ */
+bool
+registry_connect(PresenceId user, PresenceId session, const char *meta,
+				 bool bound, bool active)
+{
+	RegistryLookup l;
+	PresenceUser *u;
+	PresenceSession *s;
+	bool		new_user = false;
+	bool		wake;
+	TimestampTz now;
+	RegistryFull full;
+
+	lookup_id(&l, user, &session);
+	LWLockAcquire(l.lock, LW_EXCLUSIVE);
+	now = GetCurrentTimestamp();
+
+	s = registry_find_session(&l);
+	if (s != NULL && !s->ended)
+	{
+		if (meta && !session_set_meta(s, meta))
+		{
+			LWLockRelease(l.lock);
+			registry_report_full(REGISTRY_FULL_MEMORY);
+		}
+		if (meta)
+			registry_mark_session_changed(l.part, s);
+		session_set_owner(l.part, s, bound);
+		s->last_heartbeat = now;
+		dlist_move_tail(&l.part->heartbeats, &s->heartbeat_node);
+		wake = false;
+		if (active)
+		{
+			s->last_active = now;
+			wake = status_activity(l.part, s->user, now);
+		}
+		LWLockRelease(l.lock);
+		if (wake)
+			registry_wake_worker();
+		return false;
+	}
+
+	if (s != NULL)
+	{
+		/* An ended session whose row is not deleted yet comes back, new. */
+		if (meta && !session_set_meta(s, meta))
+		{
+			LWLockRelease(l.lock);
+			registry_report_full(REGISTRY_FULL_MEMORY);
+		}
+		if (!meta)
+		{
+			registry_free_string(s->meta_dp);
+			s->meta_dp = InvalidDsaPointer;
+		}
+		u = s->user;
+	}
+	else
+	{
+		u = registry_find_user(&l);
+		if (u == NULL)
+		{
+			u = registry_create_user(&l, &full);
+			if (u == NULL)
+			{
+				LWLockRelease(l.lock);
+				registry_report_full(full);
+			}
+			new_user = true;
+		}
+		s = registry_create_session(&l, u, meta, &full);
+		if (s == NULL)
+		{
+			if (new_user)
+				registry_remove_user(l.part, u);
+			LWLockRelease(l.lock);
+			registry_report_full(full);
+		}
+	}
+
+	registry_start_session(l.part, s, now);
+	session_set_owner(l.part, s, bound);
+	wake = status_session_started(l.part, u, now, active);
+	LWLockRelease(l.lock);
+	if (wake)
+		registry_wake_worker();
+	return true;
+}
+
+/*
+ * Keeps a live session alive.  Returns false, changing nothing, when the
+ * registry does not know the session: the caller then opens it.
+ */
+bool
+registry_heartbeat(PresenceId user, PresenceId session, bool active)
+{
+	RegistryLookup l;
+	PresenceSession *s;
+	TimestampTz now;
+	bool		wake = false;
+
+	lookup_id(&l, user, &session);
+	LWLockAcquire(l.lock, LW_EXCLUSIVE);
+	s = registry_find_session(&l);
+	if (s == NULL || s->ended)
+	{
+		LWLockRelease(l.lock);
+		return false;
+	}
+	now = GetCurrentTimestamp();
+	s->last_heartbeat = now;
+	dlist_move_tail(&l.part->heartbeats, &s->heartbeat_node);
+	if (active)
+	{
+		s->last_active = now;
+		wake = status_activity(l.part, s->user, now);
+	}
+	LWLockRelease(l.lock);
+	if (wake)
+		registry_wake_worker();
+	return true;
+}
+
+/* Ends a live session; false if there was none. */
+bool
+registry_disconnect(PresenceId user, PresenceId session)
+{
+	RegistryLookup l;
+	PresenceSession *s;
+	bool		wake;
+
+	lookup_id(&l, user, &session);
+	LWLockAcquire(l.lock, LW_EXCLUSIVE);
+	s = registry_find_session(&l);
+	if (s == NULL || s->ended)
+	{
+		LWLockRelease(l.lock);
+		return false;
+	}
+	wake = registry_end_session(l.part, s, GetCurrentTimestamp());
+	LWLockRelease(l.lock);
+	if (wake)
+		registry_wake_worker();
+	return true;
+}
+
+/*
+ * Ends the session if this backend still owns it: what a bound session's
+ * connection does when it closes.
+ */
+void
+registry_end_owned_session(PresenceId user, PresenceId session)
+{
+	RegistryLookup l;
+	PresenceSession *s;
+	bool		wake = false;
+
+	lookup_id(&l, user, &session);
+	LWLockAcquire(l.lock, LW_EXCLUSIVE);
+	s = registry_find_session(&l);
+	if (s != NULL && !s->ended && s->owner_pid == MyProcPid)
+		wake = registry_end_session(l.part, s, GetCurrentTimestamp());
+	LWLockRelease(l.lock);
+	if (wake)
+		registry_wake_worker();
+}
+
+/*
+ * Sets whether others may see the user.  An invisible user keeps an entry
+ * even when offline, so that no later connect forgets the choice.
+ */
+void
+registry_set_visible(PresenceId user, bool visible)
+{
+	RegistryLookup l;
+	PresenceUser *u;
+	RegistryFull full;
+	bool		wake = false;
+
+	lookup_id(&l, user, NULL);
+	LWLockAcquire(l.lock, LW_EXCLUSIVE);
+	u = registry_find_user(&l);
+	if (u == NULL && !visible)
+	{
+		u = registry_create_user(&l, &full);
+		if (u == NULL)
+		{
+			LWLockRelease(l.lock);
+			registry_report_full(full);
+		}
+		u->visible = false;
+		registry_mark_user_changed(l.part, u);
+	}
+	else if (u != NULL && u->visible != visible)
+	{
+		u->visible = visible;
+		registry_mark_user_changed(l.part, u);
+		wake = status_as_seen(u) != u->notified;
+	}
+	LWLockRelease(l.lock);
+	if (wake)
+		registry_wake_worker();
+}
+
+static void
+fill_view(const PresenceUser *u, PresenceUserView *view)
+{
+	view->status = status_as_seen(u);
+	view->last_active = u->visible ? u->last_active : 0;
+	view->sessions = u->visible ? u->nsessions : 0;
+}
+
+/*
+ * What others see of one user.  False when the registry has no entry: the
+ * user is offline and visible, and only the table knows its last activity.
+ * *hidden says whether the user is invisible.
+ */
+bool
+registry_lookup_user(PresenceId user, PresenceUserView *view, bool *hidden)
+{
+	RegistryLookup l;
+	PresenceUser *u;
+
+	lookup_id(&l, user, NULL);
+	LWLockAcquire(l.lock, LW_SHARED);
+	u = registry_find_user(&l);
+	if (u != NULL)
+	{
+		fill_view(u, view);
+		*hidden = !u->visible;
+	}
+	LWLockRelease(l.lock);
+	return u != NULL;
+}
+
+/* Calls cb for every user others see as online or away. */
+void
+registry_foreach_visible_user(PresenceUserCallback cb, void *arg)
+{
+	for (int i = 0; i < PRESENCE_PARTITIONS; i++)
+	{
+		PresencePartition *part = &presence_shared->partitions[i];
+		dlist_iter	iter;
+
+		LWLockAcquire(registry_partition_lock(i), LW_SHARED);
+		dlist_foreach(iter, &part->users)
+		{
+			PresenceUser *u = dlist_container(PresenceUser, member_node, iter.cur);
+			PresenceUserView view;
+
+			if (status_as_seen(u) == PRESENCE_OFFLINE)
+				continue;
+			fill_view(u, &view);
+			cb(u->key.user, &view, arg);
+		}
+		LWLockRelease(registry_partition_lock(i));
+	}
+}
+
+static void
+user_sessions(PresenceUser *u, PresenceSessionCallback cb, void *arg)
+{
+	dlist_iter	iter;
+
+	if (!u->visible)
+		return;
+	dlist_foreach(iter, &u->sessions)
+	{
+		PresenceSession *s = dlist_container(PresenceSession, user_node, iter.cur);
+
+		cb(u->key.user, s->key.session, s->connected_at, s->last_heartbeat,
+		   registry_string(s->meta_dp), arg);
+	}
+}
+
+/* Calls cb for every live session of a visible user (of one, or all). */
+void
+registry_foreach_visible_session(PresenceId *user, PresenceSessionCallback cb,
+								 void *arg)
+{
+	if (user != NULL)
+	{
+		RegistryLookup l;
+		PresenceUser *u;
+
+		lookup_id(&l, *user, NULL);
+		LWLockAcquire(l.lock, LW_SHARED);
+		u = registry_find_user(&l);
+		if (u != NULL)
+			user_sessions(u, cb, arg);
+		LWLockRelease(l.lock);
+		return;
+	}
+
+	for (int i = 0; i < PRESENCE_PARTITIONS; i++)
+	{
+		dlist_iter	iter;
+
+		LWLockAcquire(registry_partition_lock(i), LW_SHARED);
+		dlist_foreach(iter, &presence_shared->partitions[i].users)
+			user_sessions(dlist_container(PresenceUser, member_node, iter.cur),
+						  cb, arg);
+		LWLockRelease(registry_partition_lock(i));
+	}
+}

@@ -1,0 +1,231 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *	  The presence worker: the only writer of the tables and the only sender
+ *	  of notifications.
+ *
+ * It sleeps on its latch until a backend reports a change others would
+ * see, or until the next sweep is due.  Each tick is one transaction:
+ * apply the timeouts, take the changes out of the registry, write them,
+ * queue one NOTIFY per status change, commit.  On SIGTERM it flushes and
+ * exits.  It loads the registry from the tables when shared memory is new
+ * (server start, crash restart, promotion) or the extension was just
+ * created, and clears it when the extension is dropped.  On a standby it
+ * only waits for promotion.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "persist.h"
+
+/* Seconds the postmaster waits before starting a worker that failed. */
+#define WORKER_RESTART_SECONDS	5
+
+static int64 next_seq = 0;
+static bool seq_known = false;
+static TimestampTz last_flush = 0;
+static uint32 batch_counter = 0;
+
+void
+presence_register_worker(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
+		BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_ConsistentState;
+	worker.bgw_restart_time = WORKER_RESTART_SECONDS;
+	strlcpy(worker.bgw_library_name, "presence", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "presence_worker_main", BGW_MAXLEN);
+	strlcpy(worker.bgw_name, "presence worker", BGW_MAXLEN);
+	strlcpy(worker.bgw_type, "presence worker", BGW_MAXLEN);
+	RegisterBackgroundWorker(&worker);
+}
+
+static void
+worker_detach(int code, Datum arg)
+{
+	SpinLockAcquire(&presence_shared->mutex);
+	if (presence_shared->worker_pid == MyProcPid)
+	{
+		presence_shared->worker_pid = 0;
+		presence_shared->worker_latch = NULL;
+	}
+	SpinLockRelease(&presence_shared->mutex);
+}
+
+/*
+ * Makes the registry match the extension: cleared when it was dropped (or
+ * dropped and created again), loaded when it exists and the registry is
+ * empty, merged when someone else added rows.  Returns whether there is an
+ * extension to work for.
+ */
+static bool
+sync_with_extension(TimestampTz now)
+{
+	Oid			ext = get_extension_oid("presence", true);
+	Oid			known;
+	bool		merge;
+
+	SpinLockAcquire(&presence_shared->mutex);
+	known = presence_shared->extension_oid;
+	merge = presence_shared->merge_requested;
+	presence_shared->merge_requested = false;
+	presence_shared->extension_oid = ext;
+	SpinLockRelease(&presence_shared->mutex);
+
+	if (ext != known && presence_shared->state == REGISTRY_READY)
+	{
+		registry_set_state(REGISTRY_EMPTY);
+		registry_clear();
+		seq_known = false;
+	}
+	if (!OidIsValid(ext))
+		return false;
+
+	if (presence_shared->state != REGISTRY_READY)
+	{
+		pgstat_report_activity(STATE_RUNNING, "loading the registry");
+		persist_load(now);
+		last_flush = now;
+		registry_set_state(REGISTRY_READY);
+		ereport(LOG,
+				(errmsg("presence worker loaded the registry from the tables")));
+	}
+	else if (merge)
+		persist_load(now);
+
+	if (!seq_known)
+	{
+		next_seq = persist_next_seq();
+		seq_known = true;
+	}
+	return true;
+}
+
+/*
+ * One tick, in one transaction.  final: flush last activity now, whatever
+ * the flush interval, because the worker is about to exit.
+ */
+static void
+worker_tick(bool final)
+{
+	TimestampTz start = GetCurrentTimestamp();
+	TimestampTz end;
+	PresenceBatch batch;
+	bool		resync;
+	bool		flush_due;
+	bool		wrote = false;
+
+	pgstat_report_activity(STATE_RUNNING, "sweeping");
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+
+	if (sync_with_extension(start))
+	{
+		flush_due = final ||
+			start - last_flush >= (int64) presence_flush_interval_ms * 1000;
+
+		/* Should this tick fail, the next worker rewrites the tables. */
+		SpinLockAcquire(&presence_shared->mutex);
+		resync = presence_shared->resync_needed;
+		presence_shared->resync_needed = true;
+		SpinLockRelease(&presence_shared->mutex);
+
+		memset(&batch, 0, sizeof(batch));
+		batch.id = ++batch_counter;
+		if (batch.id == 0)
+			batch.id = ++batch_counter;
+		registry_collect(&batch, start, flush_due ? last_flush : 0, resync);
+		wrote = persist_batch(&batch);
+		if (batch.nchanges > 0)
+		{
+			notify_changes(batch.changes, batch.nchanges, &next_seq);
+			persist_save_seq(next_seq - 1);
+		}
+
+		SpinLockAcquire(&presence_shared->mutex);
+		presence_shared->resync_needed = false;
+		SpinLockRelease(&presence_shared->mutex);
+		if (flush_due)
+			last_flush = start;
+		pg_atomic_fetch_add_u64(&presence_shared->notifications, batch.nchanges);
+		if (wrote)
+			pg_atomic_fetch_add_u64(&presence_shared->flushes, 1);
+	}
+
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+
+	end = GetCurrentTimestamp();
+	pg_atomic_fetch_add_u64(&presence_shared->sweeps, 1);
+	SpinLockAcquire(&presence_shared->mutex);
+	presence_shared->last_sweep_ms = (double) (end - start) / 1000.0;
+	SpinLockRelease(&presence_shared->mutex);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+void
+presence_worker_main(Datum main_arg)
+{
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	BackgroundWorkerUnblockSignals();
+
+	BackgroundWorkerInitializeConnection(presence_database, NULL, 0);
+
+	SpinLockAcquire(&presence_shared->mutex);
+	presence_shared->worker_pid = MyProcPid;
+	presence_shared->worker_latch = MyLatch;
+	presence_shared->database_oid = MyDatabaseId;
+	SpinLockRelease(&presence_shared->mutex);
+	on_shmem_exit(worker_detach, 0);
+	registry_attach();
+
+	while (!ShutdownRequestPending)
+	{
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		/* A standby has nothing to track; promotion ends the wait. */
+		if (RecoveryInProgress())
+			pgstat_report_activity(STATE_IDLE, "waiting for promotion");
+		else
+			worker_tick(false);
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 presence_sweep_interval_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+
+	if (!RecoveryInProgress())
+		worker_tick(true);
+
+	/* Exit code 1: the postmaster starts a new worker if the server stays up. */
+	proc_exit(1);
+}
