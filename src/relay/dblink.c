@@ -1,0 +1,448 @@
+/*
+ * dblink.c - the relay's one PostgreSQL connection, driven by the lws loop.
+ *
+ * libpq runs non-blocking (PQconnectStartParams/PQconnectPoll, then
+ * PQsendQueryParams/PQconsumeInput/PQflush).  A dup() of its socket is
+ * adopted into lws as a raw *file* (lws's minimal-raw-file example), so lws
+ * only reports readiness and libpq reads and writes its own bytes; lws
+ * closes the dup when the wsi goes, libpq its own socket in PQfinish().
+ *
+ * One query is in flight at a time; sessions.c decides which.  The link
+ * LISTENs on the extension's channel, so notifications arrive here too and
+ * go to feed.c.  When the link breaks it is rebuilt with lws's retry
+ * backoff, and sessions.c re-registers everything.
+ */
+#include "relay.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum link_state
+{
+	LINK_DOWN,					/* waiting for the next try */
+	LINK_CONNECTING,			/* PQconnectPoll() under way */
+	LINK_SETUP,					/* connected: reading settings, LISTEN */
+	LINK_UP,
+};
+
+static const char *conninfo;
+static PGconn *conn;
+static struct lws *conn_wsi;	/* the adopted dup() of PQsocket() */
+static int	conn_fd = -1;		/* PQsocket() it was made from */
+static enum link_state state;
+static PostgresPollingStatusType poll_wants;
+static int	ever_up;
+static int	session_timeout_ms;
+
+static dblink_result_cb job_cb;
+static void *job_arg;
+static int	job_busy;
+static PGresult *job_result;
+
+static lws_sorted_usec_list_t sul_retry;
+static lws_sorted_usec_list_t sul_timeout;
+static lws_sorted_usec_list_t sul_down;
+static uint16_t retry_count;
+static dblink_result_cb lost_cb;	/* job the link died under */
+static void *lost_arg;
+
+/* Backoff between tries: quick at first, then every 5 s (plus jitter). */
+static const uint32_t backoff_ms[] = {100, 250, 500, 1000, 2000, 5000};
+static const lws_retry_bo_t backoff = {
+	.retry_ms_table = backoff_ms,
+	.retry_ms_table_count = LWS_ARRAY_SIZE(backoff_ms),
+	.conceal_count = LWS_RETRY_CONCEAL_ALWAYS,
+	.jitter_percent = 20,
+};
+
+#define CONNECT_TIMEOUT_US (10 * LWS_US_PER_SEC)
+
+static void link_connect(lws_sorted_usec_list_t *sul);
+static void setup_settings(PGresult *res, void *arg);
+
+int
+dblink_is_up(void)
+{
+	return state == LINK_UP;
+}
+
+int
+dblink_is_idle(void)
+{
+	return state == LINK_UP && !job_busy;
+}
+
+/* Lets lws close the adopted descriptor; its callbacks are ignored since. */
+static void
+drop_wsi(void)
+{
+	if (conn_wsi)
+		lws_set_timeout(conn_wsi, PENDING_TIMEOUT_KILLED_BY_PARENT,
+						LWS_TO_KILL_ASYNC);
+	conn_wsi = NULL;
+	conn_fd = -1;
+}
+
+/* Tells the rest of the relay, from a clean stack, that the link is gone. */
+static void
+announce_down(lws_sorted_usec_list_t *sul)
+{
+	dblink_result_cb cb = lost_cb;
+
+	lost_cb = NULL;
+	if (cb)
+		cb(NULL, lost_arg);
+	sessions_link_down();
+}
+
+static void
+link_fail(const char *what)
+{
+	int			was_up = state == LINK_UP;
+
+	if (conn)
+		lwsl_err("database link: %s: %s", what, PQerrorMessage(conn));
+	else
+		lwsl_err("database link: %s\n", what);
+	if (job_busy)
+	{
+		lost_cb = job_cb;
+		lost_arg = job_arg;
+	}
+	job_busy = 0;
+	job_cb = NULL;
+	if (job_result)
+		PQclear(job_result);
+	job_result = NULL;
+	drop_wsi();
+	if (conn)
+		PQfinish(conn);
+	conn = NULL;
+	state = LINK_DOWN;
+	lws_sul_cancel(&sul_timeout);
+	if (was_up || lost_cb)
+		lws_sul_schedule(relay_context, 0, &sul_down, announce_down, 1);
+	if (!relay_shutting_down())
+		lws_retry_sul_schedule(relay_context, 0, &sul_retry, &backoff,
+							   link_connect, &retry_count);
+}
+
+static void
+connect_timeout(lws_sorted_usec_list_t *sul)
+{
+	if (state == LINK_CONNECTING)
+		link_fail("connection timed out");
+}
+
+/* (Re)adopts libpq's socket, which may change while connecting. */
+static int
+watch_socket(void)
+{
+	lws_sock_file_fd_type u;
+	int			fd = PQsocket(conn);
+
+	if (fd < 0)
+		return -1;
+	if (fd == conn_fd && conn_wsi)
+		return 0;
+	drop_wsi();
+	u.filefd = dup(fd);
+	if (u.filefd < 0)
+		return -1;
+	conn_wsi = lws_adopt_descriptor_vhost(relay_vhost, LWS_ADOPT_RAW_FILE_DESC,
+										  u, "presence-db", NULL);
+	if (!conn_wsi)
+	{
+		close(u.filefd);
+		return -1;
+	}
+	conn_fd = fd;
+	return 0;
+}
+
+static void
+link_connect(lws_sorted_usec_list_t *sul)
+{
+	/* conninfo may be a URI or "k=v ..."; NULL leaves it to PG* variables */
+	const char *const keys[] = {"dbname", "fallback_application_name", NULL};
+	const char *const vals[] = {conninfo, "presence-relay", NULL};
+
+	conn = PQconnectStartParams(keys, vals, 1);
+	if (!conn || PQstatus(conn) == CONNECTION_BAD)
+	{
+		link_fail("cannot start connecting");
+		return;
+	}
+	state = LINK_CONNECTING;
+	poll_wants = PGRES_POLLING_WRITING;
+	if (watch_socket())
+	{
+		link_fail("cannot watch the connection's socket");
+		return;
+	}
+	lws_callback_on_writable(conn_wsi);
+	lws_sul_schedule(relay_context, 0, &sul_timeout, connect_timeout,
+					 CONNECT_TIMEOUT_US);
+}
+
+static void
+flush_output(void)
+{
+	int			r = PQflush(conn);
+
+	if (r < 0)
+		link_fail("cannot send");
+	else if (r > 0)
+		lws_callback_on_writable(conn_wsi);
+}
+
+/*
+ * Sends one query.  Returns 0 if it was sent, and then cb is called once
+ * with its result (NULL if the link died first), which it must not keep.
+ * Only one query at a time: check dblink_is_idle().
+ */
+int
+dblink_send(const char *sql, int nparams, const char *const *values,
+			dblink_result_cb cb, void *arg)
+{
+	if (state < LINK_SETUP || job_busy)
+		return -1;
+	if (!PQsendQueryParams(conn, sql, nparams, NULL, values, NULL, NULL, 0))
+	{
+		link_fail("cannot send a query");
+		return -1;
+	}
+	job_busy = 1;
+	job_cb = cb;
+	job_arg = arg;
+	/* if this fails, cb still hears of it, with NULL */
+	flush_output();
+	return 0;
+}
+
+static void
+link_connected(void)
+{
+	lws_sul_cancel(&sul_timeout);
+	if (PQsetnonblocking(conn, 1))
+	{
+		link_fail("cannot make the connection non-blocking");
+		return;
+	}
+	state = LINK_SETUP;
+	/* the extension's own settings say where it notifies and how often */
+	dblink_send("SELECT (SELECT setting FROM pg_catalog.pg_settings"
+				"         WHERE name = 'presence.channel'),"
+				"       (SELECT setting::int FROM pg_catalog.pg_settings"
+				"         WHERE name = 'presence.session_timeout'),"
+				"       (SELECT extversion FROM pg_catalog.pg_extension"
+				"         WHERE extname = 'presence')",
+				0, NULL, setup_settings, NULL);
+}
+
+static void
+setup_listen(PGresult *res, void *arg)
+{
+	if (!res)
+		return;
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+	{
+		link_fail("LISTEN failed");
+		return;
+	}
+	state = LINK_UP;
+	retry_count = 0;
+	if (ever_up)
+		relay_metrics.db_reconnects_total++;
+	ever_up = 1;
+	lwsl_user("database link up (session_timeout %d ms)\n", session_timeout_ms);
+	sessions_link_up(session_timeout_ms);
+}
+
+static void
+setup_settings(PGresult *res, void *arg)
+{
+	char	   *ident;
+	char		sql[256];
+
+	if (!res)
+		return;
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+	{
+		link_fail("cannot read presence settings");
+		return;
+	}
+	if (PQgetisnull(res, 0, 0) || PQgetisnull(res, 0, 1))
+	{
+		link_fail("presence is not loaded: shared_preload_libraries must "
+				  "include 'presence'");
+		return;
+	}
+	if (PQgetisnull(res, 0, 2))
+	{
+		link_fail("extension presence is not installed in this database "
+				  "(CREATE EXTENSION presence, in presence.database)");
+		return;
+	}
+	session_timeout_ms = atoi(PQgetvalue(res, 0, 1));
+	ident = PQescapeIdentifier(conn, PQgetvalue(res, 0, 0),
+							   (size_t) PQgetlength(res, 0, 0));
+	if (!ident)
+	{
+		link_fail("bad presence.channel");
+		return;
+	}
+	lws_snprintf(sql, sizeof(sql), "LISTEN %s", ident);
+	PQfreemem(ident);
+	dblink_send(sql, 0, NULL, setup_listen, NULL);
+}
+
+/*
+ * Hands over complete results, then notifications: those that arrived in
+ * the same read as a snapshot are delivered after it, which is correct
+ * for the ones sent after it was taken and harmless (they repeat what it
+ * already shows, in order) for any sent before.
+ */
+static void
+drain(void)
+{
+	PGnotify   *n;
+	PGresult   *r;
+
+	while (conn && job_busy && !PQisBusy(conn))
+	{
+		r = PQgetResult(conn);
+		if (r)
+		{
+			/* keep an error if there was one, else the last result */
+			if (job_result && PQresultStatus(job_result) == PGRES_FATAL_ERROR)
+				PQclear(r);
+			else
+			{
+				if (job_result)
+					PQclear(job_result);
+				job_result = r;
+			}
+			continue;
+		}
+		r = job_result;
+		job_result = NULL;
+		job_busy = 0;
+		if (job_cb)
+			job_cb(r, job_arg);
+		if (r)
+			PQclear(r);
+	}
+	while (conn && (n = PQnotifies(conn)))
+	{
+		feed_notification(n->extra);
+		PQfreemem(n);
+	}
+	if (conn && PQstatus(conn) == CONNECTION_BAD)
+		link_fail("connection lost");
+	if (state == LINK_UP && !job_busy)
+		sessions_pump();
+}
+
+static void
+connect_poll(void)
+{
+	poll_wants = PQconnectPoll(conn);
+	switch (poll_wants)
+	{
+		case PGRES_POLLING_FAILED:
+			link_fail("cannot connect");
+			return;
+		case PGRES_POLLING_OK:
+			link_connected();
+			return;
+		default:
+			if (watch_socket())
+			{
+				link_fail("cannot watch the connection's socket");
+				return;
+			}
+			if (poll_wants == PGRES_POLLING_WRITING)
+				lws_callback_on_writable(conn_wsi);
+	}
+}
+
+int
+dblink_callback(struct lws *wsi, enum lws_callback_reasons reason,
+				void *user, void *in, size_t len)
+{
+	switch (reason)
+	{
+		case LWS_CALLBACK_RAW_RX_FILE:
+			if (wsi != conn_wsi)
+				return -1;		/* a descriptor we already let go */
+			if (state == LINK_CONNECTING)
+			{
+				if (poll_wants == PGRES_POLLING_READING)
+					connect_poll();
+				break;
+			}
+			if (!PQconsumeInput(conn))
+			{
+				link_fail("connection lost");
+				break;
+			}
+			if (PQisnonblocking(conn) && PQflush(conn) > 0)
+				lws_callback_on_writable(conn_wsi);
+			drain();
+			break;
+
+		case LWS_CALLBACK_RAW_WRITEABLE_FILE:
+			if (wsi != conn_wsi)
+				return -1;
+			if (state == LINK_CONNECTING)
+			{
+				if (poll_wants == PGRES_POLLING_WRITING)
+					connect_poll();
+				break;
+			}
+			flush_output();
+			break;
+
+		case LWS_CALLBACK_RAW_CLOSE_FILE:
+			/* lws saw a hangup on the live link: that is a lost link */
+			if (wsi == conn_wsi)
+			{
+				conn_wsi = NULL;
+				conn_fd = -1;
+				link_fail("connection closed");
+			}
+			break;
+
+		default:
+			break;
+	}
+	return 0;
+}
+
+int
+dblink_start(const char *ci)
+{
+	conninfo = ci;
+	lws_sul_schedule(relay_context, 0, &sul_retry, link_connect, 1);
+	return 0;
+}
+
+/* Shutdown: the relay's bound sessions end with this connection. */
+void
+dblink_stop(void)
+{
+	lws_sul_cancel(&sul_retry);
+	lws_sul_cancel(&sul_timeout);
+	lws_sul_cancel(&sul_down);
+	if (job_result)
+		PQclear(job_result);
+	job_result = NULL;
+	job_busy = 0;
+	drop_wsi();
+	if (conn)
+		PQfinish(conn);
+	conn = NULL;
+	state = LINK_DOWN;
+}

@@ -1,0 +1,398 @@
+/*
+ * feed.c - what every WebSocket client is sent: first a "state" snapshot,
+ * then each presence change, in order.
+ *
+ * Changes go into one shared lws_ring; each client keeps only its tail into
+ * it, and a WRITEABLE callback sends one entry at a time (as lws's
+ * minimal-ws-server-ring example).  Memory is bounded by the ring whatever
+ * the slowest client does: when the ring is full, the clients that hold
+ * back its oldest entry are closed with 1008 and everybody else goes on.
+ *
+ * Snapshots (online_users() as JSON) are shared too: one database query
+ * serves every client waiting for one, and each client holds a reference
+ * until its copy is written.
+ */
+#include "relay.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct ring_msg
+{
+	unsigned char *payload;		/* LWS_PRE bytes, then the JSON */
+	size_t		len;
+	lws_usec_t	received;		/* when the notification reached us */
+};
+
+static struct lws_ring *ring;
+static lws_dll2_owner_t clients;	/* WebSocket clients */
+static lws_dll2_owner_t http_waiters;	/* GET /online waiting for a snapshot */
+
+static void
+destroy_msg(void *m)
+{
+	struct ring_msg *msg = m;
+
+	free(msg->payload);
+	msg->payload = NULL;
+}
+
+int
+feed_init(int queue_length)
+{
+	/* lws_ring keeps one slot free to tell full from empty */
+	ring = lws_ring_create(sizeof(struct ring_msg), (size_t) queue_length + 1,
+						   destroy_msg);
+	return ring ? 0 : -1;
+}
+
+void
+feed_destroy(void)
+{
+	if (ring)
+		lws_ring_destroy(ring);
+	ring = NULL;
+}
+
+/* The ring position a new reader starts at: just past everything queued. */
+static uint32_t
+ring_head(void)
+{
+	uint32_t	t = lws_ring_get_oldest_tail(ring);
+
+	lws_ring_consume(ring, &t, NULL, lws_ring_get_count_waiting_elements(ring, &t));
+	return t;
+}
+
+void
+snapshot_release(struct snapshot *s)
+{
+	if (s && --s->refs <= 0)
+		free(s);
+}
+
+void
+feed_add_client(struct client *c)
+{
+	lws_dll2_add_tail(&c->list, &clients);
+	feed_want_snapshot(c);
+}
+
+void
+feed_remove_client(struct client *c)
+{
+	lws_dll2_remove(&c->list);
+	snapshot_release(c->state);
+	c->state = NULL;
+	c->has_tail = 0;
+}
+
+int
+feed_client_count(void)
+{
+	return (int) clients.count;
+}
+
+lws_dll2_owner_t *
+feed_clients(void)
+{
+	return &clients;
+}
+
+void
+feed_want_snapshot(struct client *c)
+{
+	c->wants_state = 1;
+	sessions_want_snapshot();
+}
+
+static int
+want_all_cb(struct lws_dll2 *d, void *user)
+{
+	lws_container_of(d, struct client, list)->wants_state = 1;
+	return 0;
+}
+
+/* After the database link came back: everybody gets a fresh state. */
+void
+feed_all_want_snapshot(void)
+{
+	lws_dll2_foreach_safe(&clients, NULL, want_all_cb);
+	if (clients.count)
+		sessions_want_snapshot();
+}
+
+void
+feed_http_wait(struct client *c)
+{
+	lws_dll2_add_tail(&c->list, &http_waiters);
+	sessions_want_snapshot();
+}
+
+void
+feed_http_cancel(struct client *c)
+{
+	lws_dll2_remove(&c->list);
+}
+
+static int
+http_fail_cb(struct lws_dll2 *d, void *user)
+{
+	struct client *c = lws_container_of(d, struct client, list);
+
+	lws_dll2_remove(d);
+	http_snapshot_failed(c);
+	return 0;
+}
+
+/* The link went down: /online requests get 503 rather than wait. */
+void
+feed_http_fail_all(void)
+{
+	lws_dll2_foreach_safe(&http_waiters, NULL, http_fail_cb);
+}
+
+/*
+ * Frees the ring entries every reader is past.  lws's own
+ * lws_ring_consume_and_update_oldest_tail() rescans all readers on every
+ * send by a reader at the oldest tail, which is quadratic when thousands
+ * of clients move together; doing it once per insert is linear.
+ * Returns how far behind the slowest reader is.
+ */
+static int
+update_oldest(void)
+{
+	uint32_t	oldest = ring_head();
+	int			most = 0,
+				m;
+
+	lws_start_foreach_dll(struct lws_dll2 *, d, clients.head)
+	{
+		struct client *c = lws_container_of(d, struct client, list);
+
+		if (c->has_tail)
+		{
+			m = (int) lws_ring_get_count_waiting_elements(ring, &c->tail);
+			if (m > most)
+			{
+				most = m;
+				oldest = c->tail;
+			}
+		}
+	}
+	lws_end_foreach_dll(d);
+	lws_ring_update_oldest_tail(ring, oldest);
+	return most;
+}
+
+/*
+ * Asks lws to close c with code once it can write, so that the close frame
+ * follows what was already sent; a client that reads nothing more is cut
+ * off after 5 s anyway.
+ */
+void
+feed_close_client(struct client *c, uint16_t code)
+{
+	if (c->close_code)
+		return;
+	c->close_code = code;
+	c->has_tail = 0;
+	lws_callback_on_writable(c->wsi);
+	lws_set_timeout(c->wsi, PENDING_TIMEOUT_LAGGING, 5);
+}
+
+/* The ring is full: drop the clients holding back its oldest entry. */
+static void
+cull_slowest(int most)
+{
+	lws_start_foreach_dll(struct lws_dll2 *, d, clients.head)
+	{
+		struct client *c = lws_container_of(d, struct client, list);
+
+		if (c->has_tail &&
+			(int) lws_ring_get_count_waiting_elements(ring, &c->tail) >= most)
+		{
+			lwsl_user("closing a client that fell %d messages behind\n", most);
+			relay_metrics.slow_clients_dropped_total++;
+			feed_close_client(c, LWS_CLOSE_STATUS_POLICY_VIOLATION);
+		}
+	}
+	lws_end_foreach_dll(d);
+	update_oldest();
+}
+
+/*
+ * One NOTIFY payload from the extension, {"seq":...}: passed on unchanged
+ * but for a "type" member put in front.
+ */
+void
+feed_notification(const char *payload)
+{
+	static const char prefix[] = "{\"type\":\"presence\",";
+	struct ring_msg msg;
+	size_t		plen = strlen(payload);
+	int			most;
+
+	relay_metrics.notifications_total++;
+	if (plen < 2 || payload[0] != '{')
+	{
+		lwsl_warn("ignoring a notification that is not a JSON object\n");
+		return;
+	}
+
+	most = update_oldest();
+	if (!lws_ring_get_count_free_elements(ring))
+		cull_slowest(most);
+
+	msg.len = sizeof(prefix) - 1 + plen - 1;
+	msg.payload = malloc(LWS_PRE + msg.len);
+	if (!msg.payload)
+		return;
+	memcpy(msg.payload + LWS_PRE, prefix, sizeof(prefix) - 1);
+	memcpy(msg.payload + LWS_PRE + sizeof(prefix) - 1, payload + 1, plen - 1);
+	msg.received = lws_now_usecs();
+	if (lws_ring_insert(ring, &msg, 1) != 1)
+	{
+		destroy_msg(&msg);
+		return;
+	}
+
+	lws_start_foreach_dll(struct lws_dll2 *, d, clients.head)
+	{
+		struct client *c = lws_container_of(d, struct client, list);
+
+		if (c->has_tail)
+			lws_callback_on_writable(c->wsi);
+	}
+	lws_end_foreach_dll(d);
+}
+
+/*
+ * A snapshot arrived: every client waiting for one gets it, and from then
+ * on every change queued after it.  Changes the database sent before this
+ * result are already in it; those it sends after are queued after it.
+ */
+void
+feed_snapshot(const char *json, size_t len)
+{
+	struct snapshot *s = malloc(sizeof(*s) + LWS_PRE + len);
+
+	if (!s)
+		return;
+	s->refs = 1;				/* ours, until the loop is done */
+	s->ring_head = ring_head();
+	s->len = len;
+	memcpy(s->buf + LWS_PRE, json, len);
+
+	lws_start_foreach_dll(struct lws_dll2 *, d, clients.head)
+	{
+		struct client *c = lws_container_of(d, struct client, list);
+
+		if (c->wants_state && !c->close_code)
+		{
+			snapshot_release(c->state);
+			c->state = s;
+			s->refs++;
+			c->wants_state = 0;
+			/* its changes start here, held back until the state is out */
+			c->tail = s->ring_head;
+			c->has_tail = 1;
+			lws_callback_on_writable(c->wsi);
+		}
+	}
+	lws_end_foreach_dll(d);
+
+	lws_start_foreach_dll_safe(struct lws_dll2 *, d, d1, http_waiters.head)
+	{
+		struct client *c = lws_container_of(d, struct client, list);
+
+		lws_dll2_remove(d);
+		s->refs++;
+		http_snapshot_ready(c, s);
+	}
+	lws_end_foreach_dll_safe(d, d1);
+
+	snapshot_release(s);
+}
+
+static const char *
+close_reason_text(uint16_t code)
+{
+	switch (code)
+	{
+		case LWS_CLOSE_STATUS_POLICY_VIOLATION:
+			return "too slow";
+		case LWS_CLOSE_STATUS_GOINGAWAY:
+			return "relay shutting down";
+		case LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE:
+			return "message too large";
+		case LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE:
+			return "text frames only";
+		default:
+			return "presence error";
+	}
+}
+
+static int
+write_text(struct client *c, unsigned char *buf, size_t len)
+{
+	if (lws_write(c->wsi, buf + LWS_PRE, len, LWS_WRITE_TEXT) < (int) len)
+		return -1;
+	relay_metrics.messages_sent_total++;
+	return 0;
+}
+
+/*
+ * c's socket can take a frame: send the next thing it is owed, one frame
+ * per callback so that no client hogs the loop.  Returns -1 to close c.
+ */
+int
+feed_write(struct client *c)
+{
+	const struct ring_msg *msg;
+	struct snapshot *s;
+
+	if (c->close_code)
+	{
+		const char *why = close_reason_text(c->close_code);
+
+		lws_close_reason(c->wsi, (enum lws_close_status) c->close_code,
+						 (unsigned char *) why, strlen(why));
+		return -1;
+	}
+
+	if (c->state)
+	{
+		s = c->state;
+		c->state = NULL;
+		if (write_text(c, s->buf, s->len))
+		{
+			snapshot_release(s);
+			return -1;
+		}
+		snapshot_release(s);
+	}
+	else if (c->has_tail && (msg = lws_ring_get_element(ring, &c->tail)))
+	{
+		if (write_text(c, msg->payload, msg->len))
+			return -1;
+		metrics_observe_delay(lws_now_usecs() - msg->received);
+		lws_ring_consume(ring, &c->tail, NULL, 1);
+	}
+
+	if (c->has_tail && lws_ring_get_element(ring, &c->tail))
+		lws_callback_on_writable(c->wsi);
+	return 0;
+}
+
+/* Shutdown: every client is told 1001 (going away). */
+void
+feed_close_all(void)
+{
+	lws_start_foreach_dll(struct lws_dll2 *, d, clients.head)
+	{
+		feed_close_client(lws_container_of(d, struct client, list),
+						  LWS_CLOSE_STATUS_GOINGAWAY);
+	}
+	lws_end_foreach_dll(d);
+}

@@ -1,0 +1,325 @@
+/*
+ * main.c - presence-relay: live presence over WebSocket for the presence
+ * extension.  Options, the lws context, signals, and a clean shutdown.
+ *
+ * Everything runs in one lws event loop: HTTP and WebSocket clients, the
+ * libpq connection (adopted as a raw file) and timers (lws_sul).
+ */
+#include "relay.h"
+
+#include <arpa/inet.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SHUTDOWN_GRACE_US (3 * LWS_US_PER_SEC)
+
+struct relay_options relay_opts = {
+	.bind = "127.0.0.1",
+	.port = 8080,
+	.demo_token_ttl = 600,
+	.queue_length = 1024,
+};
+struct lws_context *relay_context;
+struct lws_vhost *relay_vhost;
+
+static volatile sig_atomic_t stop_requested;
+static int	shutting_down;
+static char session_prefix[128];
+
+static const struct lws_protocols protocols[] = {
+	/* first: plain HTTP and upgrades without a subprotocol land here */
+	{"presence", ws_callback, sizeof(struct client), 1024, 0, NULL, 0},
+	{"presence-db", dblink_callback, 0, 0, 0, NULL, 0},
+	{NULL, NULL, 0, 0, 0, NULL, 0}
+};
+
+/* lws pings a quiet client after 30 s and drops it if still quiet at 70 s */
+static const lws_retry_bo_t idle_policy = {
+	.secs_since_valid_ping = 30,
+	.secs_since_valid_hangup = 70,
+};
+
+static const struct option long_options[] = {
+	{"db", required_argument, NULL, 'd'},
+	{"port", required_argument, NULL, 'p'},
+	{"bind", required_argument, NULL, 'b'},
+	{"jwt-secret-file", required_argument, NULL, 's'},
+	{"allow-anonymous", no_argument, NULL, 'a'},
+	{"static", required_argument, NULL, 'S'},
+	{"max-connections", required_argument, NULL, 'm'},
+	{"allow-origin", required_argument, NULL, 'o'},
+	{"demo", no_argument, NULL, 'D'},
+	{"queue-length", required_argument, NULL, 'q'},
+	{"verbose", no_argument, NULL, 'v'},
+	{"help", no_argument, NULL, 'h'},
+	{"version", no_argument, NULL, 'V'},
+	{NULL, 0, NULL, 0}
+};
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+			"Usage: presence-relay [OPTION]...\n"
+			"Live presence over WebSocket for the presence PostgreSQL extension.\n\n"
+			"  --db CONNINFO           database to use (libpq conninfo or URI; PG* variables work)\n"
+			"  --port N                port to listen on (default 8080)\n"
+			"  --bind ADDR             address to listen on (default 127.0.0.1)\n"
+			"  --jwt-secret-file F     HS256 secret for client tokens\n"
+			"  --allow-anonymous       let clients without a token watch (not tracked)\n"
+			"  --static DIR            serve DIR at /\n"
+			"  --max-connections N     refuse WebSockets beyond N (503)\n"
+			"  --allow-origin LIST     browser origins allowed, comma separated, or *\n"
+			"  --demo                  serve GET /demo/token?user=NAME (loopback --bind only)\n"
+			"  --queue-length N        changes a client may lag before it is closed (default 1024)\n"
+			"  --verbose               log more\n"
+			"  --help, --version\n");
+}
+
+static int
+parse_int(const char *s, int min, int max, int *out)
+{
+	char	   *end;
+	long		v = strtol(s, &end, 10);
+
+	if (!*s || *end || v < min || v > max)
+		return -1;
+	*out = (int) v;
+	return 0;
+}
+
+static int
+parse_options(int argc, char **argv)
+{
+	int			c;
+
+	while ((c = getopt_long(argc, argv, "", long_options, NULL)) != -1)
+	{
+		switch (c)
+		{
+			case 'd':
+				relay_opts.conninfo = optarg;
+				break;
+			case 'p':
+				if (parse_int(optarg, 1, 65535, &relay_opts.port))
+					return fprintf(stderr, "bad --port %s\n", optarg), -1;
+				break;
+			case 'b':
+				relay_opts.bind = optarg;
+				break;
+			case 's':
+				relay_opts.secret_file = optarg;
+				break;
+			case 'a':
+				relay_opts.allow_anonymous = 1;
+				break;
+			case 'S':
+				relay_opts.static_dir = optarg;
+				break;
+			case 'm':
+				if (parse_int(optarg, 1, INT_MAX, &relay_opts.max_connections))
+					return fprintf(stderr, "bad --max-connections %s\n", optarg), -1;
+				break;
+			case 'o':
+				relay_opts.allow_origin = optarg;
+				break;
+			case 'D':
+				relay_opts.demo = 1;
+				break;
+			case 'q':
+				if (parse_int(optarg, 2, 1 << 20, &relay_opts.queue_length))
+					return fprintf(stderr, "bad --queue-length %s\n", optarg), -1;
+				break;
+			case 'v':
+				relay_opts.verbose = 1;
+				break;
+			case 'h':
+				usage(stdout);
+				exit(0);
+			case 'V':
+				printf("presence-relay 1.0 (libwebsockets %s, libpq %d)\n",
+					   lws_get_library_version(), PQlibVersion());
+				exit(0);
+			default:
+				usage(stderr);
+				return -1;
+		}
+	}
+	if (optind < argc)
+	{
+		fprintf(stderr, "unexpected argument: %s\n", argv[optind]);
+		return -1;
+	}
+	/* demo tokens let anyone be anyone: never off this machine */
+	if (relay_opts.demo && !relay_is_loopback(relay_opts.bind))
+	{
+		fprintf(stderr, "--demo needs a loopback --bind (127.0.0.1 or ::1), not %s\n",
+				relay_opts.bind);
+		return -1;
+	}
+	if (!relay_opts.secret_file && !relay_opts.allow_anonymous && !relay_opts.demo)
+	{
+		fprintf(stderr, "nobody could connect: give --jwt-secret-file, "
+				"--allow-anonymous or --demo\n");
+		return -1;
+	}
+	return 0;
+}
+
+int
+relay_is_loopback(const char *addr)
+{
+	unsigned char a[16];
+
+	if (!addr)
+		return 0;
+	if (!strcmp(addr, "localhost"))
+		return 1;
+	if (inet_pton(AF_INET, addr, a) == 1)
+		return a[0] == 127;
+	if (inet_pton(AF_INET6, addr, a) == 1)
+		return !memcmp(a, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\1", 16);
+	return 0;
+}
+
+/* relay-<host>-<pid>-<n>: unique across relays sharing a database. */
+void
+relay_session_id(const struct client *c, char *buf, size_t len)
+{
+	lws_snprintf(buf, len, "%s-%llu", session_prefix,
+				 (unsigned long long) c->session_no);
+}
+
+int
+relay_shutting_down(void)
+{
+	return shutting_down;
+}
+
+static void
+on_signal(int sig)
+{
+	stop_requested = 1;
+	if (relay_context)
+		lws_cancel_service(relay_context);
+}
+
+static void
+wake(lws_sorted_usec_list_t *sul)
+{
+}
+
+/* Closes every client with 1001, waiting a little for them to go. */
+static void
+shut_down(void)
+{
+	lws_sorted_usec_list_t sul_deadline;
+	lws_usec_t	deadline = lws_now_usecs() + SHUTDOWN_GRACE_US;
+
+	shutting_down = 1;
+	lwsl_user("shutting down: closing %d client(s)\n", feed_client_count());
+	feed_close_all();
+	memset(&sul_deadline, 0, sizeof(sul_deadline));
+	lws_sul_schedule(relay_context, 0, &sul_deadline, wake, SHUTDOWN_GRACE_US);
+	while (feed_client_count() && lws_now_usecs() < deadline)
+		if (lws_service(relay_context, 0) < 0)
+			break;
+	lws_sul_cancel(&sul_deadline);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct lws_context_creation_info info;
+	struct lws_http_mount mounts[5];
+	static const char *const callback_paths[] = {"/online", "/healthz", "/metrics", "/demo"};
+	char		host[64],
+				static_dir[PATH_MAX];
+	struct sigaction sa;
+	size_t		i;
+
+	if (parse_options(argc, argv))
+		return 2;
+	lws_set_log_level(LLL_ERR | LLL_WARN | LLL_USER |
+					  (relay_opts.verbose ? LLL_NOTICE : 0), NULL);
+	if (auth_init(relay_opts.secret_file, relay_opts.demo))
+		return 1;
+
+	if (gethostname(host, sizeof(host)))
+		strcpy(host, "localhost");
+	host[sizeof(host) - 1] = '\0';
+	lws_snprintf(session_prefix, sizeof(session_prefix), "relay-%s-%d",
+				 host, (int) getpid());
+
+	memset(&info, 0, sizeof(info));
+	info.port = relay_opts.port;
+	info.iface = relay_opts.bind;
+	info.protocols = protocols;
+	info.vhost_name = "presence";
+	info.retry_and_idle_policy = &idle_policy;
+	info.options = LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE |
+		LWS_SERVER_OPTION_VALIDATE_UTF8;
+
+	/* with --static, "/" is the file mount, so the endpoints need mounts too */
+	memset(mounts, 0, sizeof(mounts));
+	if (relay_opts.static_dir)
+	{
+		if (!realpath(relay_opts.static_dir, static_dir))
+		{
+			fprintf(stderr, "--static %s: no such directory\n", relay_opts.static_dir);
+			return 2;
+		}
+		for (i = 0; i < LWS_ARRAY_SIZE(callback_paths); i++)
+		{
+			mounts[i].mount_next = &mounts[i + 1];
+			mounts[i].mountpoint = callback_paths[i];
+			mounts[i].mountpoint_len = (unsigned char) strlen(callback_paths[i]);
+			mounts[i].origin = "presence";
+			mounts[i].origin_protocol = LWSMPRO_CALLBACK;
+		}
+		mounts[i].mountpoint = "/";
+		mounts[i].mountpoint_len = 1;
+		mounts[i].origin = static_dir;
+		mounts[i].def = "index.html";
+		mounts[i].origin_protocol = LWSMPRO_FILE;
+		info.mounts = mounts;
+	}
+
+	if (feed_init(relay_opts.queue_length))
+		return 1;
+	sessions_init();
+	relay_context = lws_create_context(&info);
+	if (!relay_context)
+	{
+		lwsl_err("cannot listen on %s port %d\n", relay_opts.bind, relay_opts.port);
+		return 1;
+	}
+	relay_vhost = lws_get_vhost_by_name(relay_context, "presence");
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+
+	lwsl_user("presence-relay listening on %s:%d\n", relay_opts.bind, relay_opts.port);
+	dblink_start(relay_opts.conninfo);
+
+	while (!stop_requested)
+		if (lws_service(relay_context, 0) < 0)
+			break;
+
+	shut_down();
+	dblink_stop();
+	lws_context_destroy(relay_context);
+	relay_context = NULL;
+	sessions_cleanup();
+	feed_destroy();
+	auth_cleanup();
+	lwsl_user("presence-relay stopped\n");
+	return 0;
+}

@@ -1,0 +1,140 @@
+/*
+ * message.c - what a WebSocket client may send: {"type":"heartbeat",
+ * "active":bool}.
+ *
+ * Parsed with lws's streaming JSON parser (lejp), so a message split over
+ * several frames or reads needs no buffer of its own: only the parser
+ * state (about 600 bytes) lives while a fragmented message is in progress.
+ * Pure code (no connection, no globals): the fuzzer drives it directly.
+ */
+#include "relay.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct message_parser
+{
+	struct lejp_ctx ctx;
+	int			result;			/* last lejp_parse(): LEJP_CONTINUE, <0, or done */
+	int			bad;			/* malformed whatever lejp says */
+	int			is_heartbeat;
+	int			active;
+	int			type_chunked;	/* "type" longer than one lejp chunk */
+};
+
+static const char *const paths[] = {"type", "active"};
+
+enum
+{
+	PATH_TYPE = 1,				/* lejp reports 1-based indexes of paths[] */
+	PATH_ACTIVE,
+};
+
+static signed char
+parse_cb(struct lejp_ctx *ctx, char reason)
+{
+	struct message_parser *p = ctx->user;
+
+	/* only top-level members count: a nested "type" has a longer path */
+	if (!(reason & LEJP_FLAG_CB_IS_VALUE) || !ctx->path_match)
+	{
+		if (reason == LEJPCB_VAL_STR_START)
+			p->type_chunked = 0;
+		return 0;
+	}
+	switch (ctx->path_match)
+	{
+		case PATH_TYPE:
+			if (reason == LEJPCB_VAL_STR_CHUNK)
+				p->type_chunked = 1;
+			else if (reason == LEJPCB_VAL_STR_END)
+				p->is_heartbeat = !p->type_chunked &&
+					ctx->npos == 9 && !memcmp(ctx->buf, "heartbeat", 9);
+			else
+				p->is_heartbeat = 0;
+			break;
+		case PATH_ACTIVE:
+			if (reason == LEJPCB_VAL_TRUE)
+				p->active = 1;
+			else if (reason == LEJPCB_VAL_FALSE)
+				p->active = 0;
+			else if (reason != LEJPCB_VAL_STR_CHUNK)
+				p->bad = 1;		/* "active" must be a boolean */
+			break;
+	}
+	return 0;
+}
+
+static void
+parser_init(struct message_parser *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->result = LEJP_CONTINUE;
+	p->active = 1;
+	lejp_construct(&p->ctx, parse_cb, p, paths, LWS_ARRAY_SIZE(paths));
+}
+
+struct message_parser *
+message_begin(void)
+{
+	struct message_parser *p = malloc(sizeof(*p));
+
+	if (p)
+		parser_init(p);
+	return p;
+}
+
+/* Feeds the next piece of a message; bytes after the object must be blank. */
+void
+message_feed(struct message_parser *p, const void *buf, size_t len)
+{
+	const unsigned char *b = buf;
+	size_t		i;
+
+	if (p->bad || p->result < LEJP_CONTINUE || !len)
+		return;
+	if (p->result == LEJP_CONTINUE)
+	{
+		p->result = lejp_parse(&p->ctx, b, (int) len);
+		if (p->result <= 0)
+			return;
+		/* lejp returns how many bytes it did not use */
+		b += len - (size_t) p->result;
+		len = (size_t) p->result;
+		p->result = 0;
+	}
+	for (i = 0; i < len; i++)
+		if (b[i] != ' ' && b[i] != '\t' && b[i] != '\r' && b[i] != '\n')
+			p->bad = 1;
+}
+
+/* Ends the message, frees the parser, says what the message was. */
+enum message_kind
+message_end(struct message_parser *p, struct message *out)
+{
+	enum message_kind kind;
+
+	if (p->bad || p->result != 0)
+		kind = MESSAGE_MALFORMED;
+	else if (p->is_heartbeat)
+		kind = MESSAGE_HEARTBEAT;
+	else
+		kind = MESSAGE_OTHER;
+	out->kind = kind;
+	out->active = p->active;
+	lejp_destruct(&p->ctx);
+	free(p);
+	return kind;
+}
+
+/* Parses a message that arrived whole. */
+enum message_kind
+message_parse(const void *buf, size_t len, struct message *out)
+{
+	struct message_parser *p = message_begin();
+
+	if (!p)
+		return out->kind = MESSAGE_MALFORMED;
+	message_feed(p, buf, len);
+	return message_end(p, out);
+}

@@ -1,0 +1,510 @@
+/*
+ * sessions.c - each authenticated WebSocket is one bound presence session.
+ *
+ * The relay talks to the database in batches, one query in flight on its
+ * one link: connects of new sockets, disconnects of closed ones, a
+ * snapshot for clients waiting for a state, and every interval one
+ * heartbeat for all its sessions (a third of presence.session_timeout, so
+ * that a lost heartbeat or two is not fatal).  A login storm of a thousand
+ * sockets is a handful of queries, not a thousand.
+ *
+ * Sessions are "bound": if the relay dies, PostgreSQL ends them with its
+ * connection, so no ghost stays online.  For the same reason, when the
+ * link comes back every live socket is connected again.
+ */
+#include "relay.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* a closed socket whose session still has to be disconnected */
+struct gone
+{
+	lws_dll2_t	list;
+	char	   *user;
+	char		session[96];
+};
+
+struct strbuf
+{
+	char	   *p;
+	size_t		len,
+				cap;
+	int			oom;
+};
+
+static lws_dll2_owner_t to_connect;	/* clients needing presence.connect */
+static lws_dll2_owner_t in_flight;	/* connect sent, no answer yet */
+static lws_dll2_owner_t disconnects;	/* struct gone */
+static int	link_up;
+static int	snapshot_wanted;
+static int	snapshot_retry;		/* the last one failed: ask at next tick */
+static int	heartbeat_due;
+static int	interval_ms = 20000;
+static lws_sorted_usec_list_t sul_heartbeat;
+static lws_sorted_usec_list_t sul_soon;
+static lws_usec_t soon_at;
+static int	tracked;
+
+static const char sql_connect[] =
+"SELECT presence.connect(u, s, NULL, true)"
+" FROM unnest($1::text[], $2::text[]) AS t(u, s)";
+static const char sql_disconnect[] =
+"SELECT presence.disconnect(u, s)"
+" FROM unnest($1::text[], $2::text[]) AS t(u, s)";
+/* the setting rides along, so that a reload is seen within one interval */
+static const char sql_heartbeat[] =
+"SELECT (SELECT setting::int FROM pg_catalog.pg_settings"
+"         WHERE name = 'presence.session_timeout'),"
+"       (SELECT count(*) FROM (SELECT presence.heartbeat(u, s, a)"
+"          FROM unnest($1::text[], $2::text[], $3::bool[]) AS t(u, s, a)) h)";
+static const char sql_snapshot[] =
+"SELECT '{\"type\":\"state\",\"users\":' || coalesce(json_agg(u), '[]') || '}'"
+" FROM presence.online_users() AS u";
+
+static void
+sb_add(struct strbuf *b, const char *s, size_t n)
+{
+	char	   *p;
+
+	if (b->oom)
+		return;
+	if (b->len + n + 1 > b->cap)
+	{
+		b->cap = (b->len + n + 1) * 2;
+		p = realloc(b->p, b->cap);
+		if (!p)
+		{
+			b->oom = 1;
+			return;
+		}
+		b->p = p;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+/* Appends s as one element of a PostgreSQL array literal. */
+static void
+sb_add_elem(struct strbuf *b, const char *s)
+{
+	const char *q;
+
+	sb_add(b, b->len > 1 ? ",\"" : "\"", b->len > 1 ? 2 : 1);
+	for (q = s; *q; q++)
+	{
+		if (*q == '"' || *q == '\\')
+		{
+			sb_add(b, s, (size_t) (q - s));
+			sb_add(b, "\\", 1);
+			s = q;
+		}
+	}
+	sb_add(b, s, strlen(s));
+	sb_add(b, "\"", 1);
+}
+
+static void
+sb_free(struct strbuf *b)
+{
+	free(b->p);
+	memset(b, 0, sizeof(*b));
+}
+
+int
+sessions_tracked(void)
+{
+	return tracked;
+}
+
+/* A closed socket's session, if the database knows it, must be ended. */
+static void
+queue_disconnect(struct client *c)
+{
+	struct gone *g = calloc(1, sizeof(*g));
+
+	if (!g || !(g->user = strdup(c->user)))
+	{
+		free(g);
+		return;
+	}
+	relay_session_id(c, g->session, sizeof(g->session));
+	lws_dll2_add_tail(&g->list, &disconnects);
+}
+
+static void
+free_gone(struct gone *g)
+{
+	lws_dll2_remove(&g->list);
+	free(g->user);
+	free(g);
+}
+
+void
+sessions_add(struct client *c)
+{
+	static uint64_t next_session;
+
+	c->session_no = ++next_session;
+	c->active = c->sent_active = 1;
+	tracked++;
+	lws_dll2_add_tail(&c->pending, &to_connect);
+	sessions_pump();
+}
+
+void
+sessions_remove(struct client *c)
+{
+	tracked--;
+	/* sent or done: the database has (or will have) the session */
+	if (link_up && (c->in_flight || c->registered))
+		queue_disconnect(c);
+	lws_dll2_remove(&c->pending);
+	c->in_flight = c->registered = 0;
+	sessions_pump();
+}
+
+static void
+heartbeat_soon(lws_sorted_usec_list_t *sul)
+{
+	soon_at = 0;
+	heartbeat_due = 1;
+	sessions_pump();
+}
+
+/*
+ * A client said whether its user is active.  Going idle needs no hurry
+ * (the extension's idle_timeout decides when "away" shows), but coming
+ * back should show within moments, not at the next interval.
+ */
+void
+sessions_activity(struct client *c, int active)
+{
+	c->active = active ? 1 : 0;
+	if (active && !c->sent_active && c->registered && !soon_at)
+	{
+		soon_at = lws_now_usecs() + 50 * LWS_US_PER_MS;
+		lws_sul_schedule(relay_context, 0, &sul_soon, heartbeat_soon,
+						 50 * LWS_US_PER_MS);
+	}
+}
+
+void
+sessions_want_snapshot(void)
+{
+	snapshot_wanted = 1;
+	sessions_pump();
+}
+
+static void
+heartbeat_tick(lws_sorted_usec_list_t *sul)
+{
+	heartbeat_due = 1;
+	if (snapshot_retry)
+		snapshot_wanted = 1;
+	snapshot_retry = 0;
+	lws_sul_schedule(relay_context, 0, &sul_heartbeat, heartbeat_tick,
+					 (lws_usec_t) interval_ms * LWS_US_PER_MS);
+	sessions_pump();
+}
+
+static void
+set_interval(int session_timeout_ms)
+{
+	int			ms = session_timeout_ms / 3;
+
+	if (ms < 100)
+		ms = 100;
+	if (ms != interval_ms)
+	{
+		interval_ms = ms;
+		lws_sul_schedule(relay_context, 0, &sul_heartbeat, heartbeat_tick,
+						 (lws_usec_t) interval_ms * LWS_US_PER_MS);
+	}
+}
+
+static int
+requeue_cb(struct lws_dll2 *d, void *user)
+{
+	struct client *c = lws_container_of(d, struct client, list);
+
+	if (c->user)
+	{
+		c->registered = c->in_flight = 0;
+		lws_dll2_remove(&c->pending);
+		lws_dll2_add_tail(&c->pending, &to_connect);
+	}
+	return 0;
+}
+
+static int
+free_gone_cb(struct lws_dll2 *d, void *user)
+{
+	free_gone(lws_container_of(d, struct gone, list));
+	return 0;
+}
+
+/*
+ * The link is (back) up.  Every tracked socket is connected again (its
+ * bound session ended with the old connection; reconnect_grace hides the
+ * gap) and every client gets a fresh state.  Closed sockets' sessions
+ * ended with the old connection too, so there is nothing to disconnect.
+ */
+void
+sessions_link_up(int session_timeout_ms)
+{
+	link_up = 1;
+	lws_dll2_foreach_safe(&disconnects, NULL, free_gone_cb);
+	lws_dll2_foreach_safe(feed_clients(), NULL, requeue_cb);
+	interval_ms = 0;
+	set_interval(session_timeout_ms);
+	feed_all_want_snapshot();
+	sessions_pump();
+}
+
+void
+sessions_link_down(void)
+{
+	link_up = 0;
+	lws_sul_cancel(&sul_heartbeat);
+	lws_dll2_foreach_safe(&disconnects, NULL, free_gone_cb);
+	lws_dll2_foreach_safe(feed_clients(), NULL, requeue_cb);
+	feed_http_fail_all();
+}
+
+/* Puts clients whose connect never went out back at the head of the queue. */
+static void
+requeue_in_flight(void)
+{
+	while (in_flight.tail)
+	{
+		struct lws_dll2 *d = in_flight.tail;
+
+		lws_dll2_remove(d);
+		lws_container_of(d, struct client, pending)->in_flight = 0;
+		lws_dll2_add_head(d, &to_connect);
+	}
+}
+
+static void
+connected(PGresult *res, void *arg)
+{
+	int			ok = res && PQresultStatus(res) == PGRES_TUPLES_OK;
+	int			solo = in_flight.count == 1;
+
+	if (!res)
+		return;					/* link lost: sessions_link_down() requeues */
+	if (!ok)
+		lwsl_err("presence.connect failed for %d session(s): %s",
+				 (int) in_flight.count, PQresultErrorMessage(res));
+
+	lws_start_foreach_dll_safe(struct lws_dll2 *, d, d1, in_flight.head)
+	{
+		struct client *c = lws_container_of(d, struct client, pending);
+
+		lws_dll2_remove(d);
+		c->in_flight = 0;
+		if (ok)
+			c->registered = 1;
+		else if (solo && c->solo)
+		{
+			/* refused on its own (full registry, ...): this client only */
+			relay_metrics.session_errors_total++;
+			feed_close_client(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION);
+		}
+		else
+		{
+			/* one bad session fails a batch: try each on its own */
+			c->solo = 1;
+			lws_dll2_add_head(&c->pending, &to_connect);
+		}
+	}
+	lws_end_foreach_dll_safe(d, d1);
+}
+
+static void
+send_connects(void)
+{
+	struct strbuf users = {0},
+				sessions = {0};
+	const char *params[2];
+	char		sid[96];
+	int			solo = 0;
+
+	sb_add(&users, "{", 1);
+	sb_add(&sessions, "{", 1);
+	lws_start_foreach_dll_safe(struct lws_dll2 *, d, d1, to_connect.head)
+	{
+		struct client *c = lws_container_of(d, struct client, pending);
+
+		/* a client whose batch failed goes alone, and first */
+		if (c->solo && in_flight.count)
+			break;
+		solo = c->solo;
+		relay_session_id(c, sid, sizeof(sid));
+		sb_add_elem(&users, c->user);
+		sb_add_elem(&sessions, sid);
+		lws_dll2_remove(d);
+		lws_dll2_add_tail(d, &in_flight);
+		c->in_flight = 1;
+		if (solo)
+			break;
+	}
+	lws_end_foreach_dll_safe(d, d1);
+	sb_add(&users, "}", 1);
+	sb_add(&sessions, "}", 1);
+
+	params[0] = users.p;
+	params[1] = sessions.p;
+	if (users.oom || sessions.oom ||
+		dblink_send(sql_connect, 2, params, connected, NULL))
+		requeue_in_flight();
+	sb_free(&users);
+	sb_free(&sessions);
+}
+
+static void
+disconnected(PGresult *res, void *arg)
+{
+	if (res && PQresultStatus(res) != PGRES_TUPLES_OK)
+		lwsl_err("presence.disconnect failed: %s", PQresultErrorMessage(res));
+}
+
+static void
+send_disconnects(void)
+{
+	struct strbuf users = {0},
+				sessions = {0};
+	const char *params[2];
+
+	sb_add(&users, "{", 1);
+	sb_add(&sessions, "{", 1);
+	lws_start_foreach_dll_safe(struct lws_dll2 *, d, d1, disconnects.head)
+	{
+		struct gone *g = lws_container_of(d, struct gone, list);
+
+		sb_add_elem(&users, g->user);
+		sb_add_elem(&sessions, g->session);
+		free_gone(g);
+	}
+	lws_end_foreach_dll_safe(d, d1);
+	sb_add(&users, "}", 1);
+	sb_add(&sessions, "}", 1);
+	params[0] = users.p;
+	params[1] = sessions.p;
+	if (!users.oom && !sessions.oom)
+		dblink_send(sql_disconnect, 2, params, disconnected, NULL);
+	sb_free(&users);
+	sb_free(&sessions);
+}
+
+static void
+snapshot_done(PGresult *res, void *arg)
+{
+	if (!res)
+		return;
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+	{
+		/* clients keep waiting; the next heartbeat tick asks again */
+		lwsl_err("reading online_users() failed: %s", PQresultErrorMessage(res));
+		snapshot_retry = 1;
+		return;
+	}
+	snapshot_wanted = 0;
+	feed_snapshot(PQgetvalue(res, 0, 0), (size_t) PQgetlength(res, 0, 0));
+}
+
+static void
+heartbeat_done(PGresult *res, void *arg)
+{
+	if (!res)
+		return;
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+	{
+		lwsl_err("heartbeat failed: %s", PQresultErrorMessage(res));
+		return;
+	}
+	relay_metrics.heartbeat_batches_total++;
+	if (!PQgetisnull(res, 0, 0))
+		set_interval(atoi(PQgetvalue(res, 0, 0)));
+}
+
+static void
+send_heartbeat(void)
+{
+	struct strbuf users = {0},
+				sessions = {0},
+				actives = {0};
+	const char *params[3];
+	char		sid[96];
+
+	heartbeat_due = 0;
+	sb_add(&users, "{", 1);
+	sb_add(&sessions, "{", 1);
+	sb_add(&actives, "{", 1);
+	lws_start_foreach_dll(struct lws_dll2 *, d, feed_clients()->head)
+	{
+		struct client *c = lws_container_of(d, struct client, list);
+
+		if (c->registered)
+		{
+			relay_session_id(c, sid, sizeof(sid));
+			sb_add_elem(&users, c->user);
+			sb_add_elem(&sessions, sid);
+			sb_add(&actives, actives.len > 1 ? ",t" : "t", actives.len > 1 ? 2 : 1);
+			if (!c->active)
+				actives.p[actives.len - 1] = 'f';
+			c->sent_active = c->active;
+		}
+	}
+	lws_end_foreach_dll(d);
+	sb_add(&users, "}", 1);
+	sb_add(&sessions, "}", 1);
+	sb_add(&actives, "}", 1);
+	params[0] = users.p;
+	params[1] = sessions.p;
+	params[2] = actives.p;
+	if (!users.oom && !sessions.oom && !actives.oom)
+		dblink_send(sql_heartbeat, 3, params, heartbeat_done, NULL);
+	sb_free(&users);
+	sb_free(&sessions);
+	sb_free(&actives);
+}
+
+/*
+ * Sends the next batch if the link is free.  Order matters: a session is
+ * ended before one that replaces it starts, and connects go before the
+ * snapshot, so a new client finds itself in its first state.
+ */
+void
+sessions_pump(void)
+{
+	if (!link_up || !dblink_is_idle())
+		return;
+	if (disconnects.count)
+		send_disconnects();
+	else if (to_connect.count)
+		send_connects();
+	else if (snapshot_wanted)
+	{
+		snapshot_wanted = 0;
+		if (dblink_send(sql_snapshot, 0, NULL, snapshot_done, NULL))
+			snapshot_wanted = 1;
+	}
+	else if (heartbeat_due)
+		send_heartbeat();
+}
+
+void
+sessions_init(void)
+{
+}
+
+void
+sessions_cleanup(void)
+{
+	lws_sul_cancel(&sul_heartbeat);
+	lws_sul_cancel(&sul_soon);
+	lws_dll2_foreach_safe(&disconnects, NULL, free_gone_cb);
+}
