@@ -39,6 +39,7 @@ static dblink_result_cb job_cb;
 static void *job_arg;
 static int	job_busy;
 static PGresult *job_result;
+static PGnotify *held;			/* a notification the feed had no room for */
 
 static lws_sorted_usec_list_t sul_retry;
 static lws_sorted_usec_list_t sul_timeout;
@@ -115,6 +116,10 @@ link_fail(const char *what)
 	if (job_result)
 		PQclear(job_result);
 	job_result = NULL;
+	/* the fresh state sent after reconnecting supersedes it */
+	if (held)
+		PQfreemem(held);
+	held = NULL;
 	drop_wsi();
 	if (conn)
 		PQfinish(conn);
@@ -298,6 +303,25 @@ setup_settings(PGresult *res, void *arg)
 	dblink_send(sql, 0, NULL, setup_listen, NULL);
 }
 
+/* Passes notifications to the feed, holding one back if it is full. */
+static void
+take_notifications(void)
+{
+	while (held || (conn && (held = PQnotifies(conn))))
+	{
+		if (feed_notification(held->extra))
+			return;				/* feed.c calls dblink_resume_notifications() */
+		PQfreemem(held);
+		held = NULL;
+	}
+}
+
+void
+dblink_resume_notifications(void)
+{
+	take_notifications();
+}
+
 /*
  * Hands over complete results, then notifications: those that arrived in
  * the same read as a snapshot are delivered after it, which is correct
@@ -307,7 +331,6 @@ setup_settings(PGresult *res, void *arg)
 static void
 drain(void)
 {
-	PGnotify   *n;
 	PGresult   *r;
 
 	while (conn && job_busy && !PQisBusy(conn))
@@ -334,11 +357,7 @@ drain(void)
 		if (r)
 			PQclear(r);
 	}
-	while (conn && (n = PQnotifies(conn)))
-	{
-		feed_notification(n->extra);
-		PQfreemem(n);
-	}
+	take_notifications();
 	if (conn && PQstatus(conn) == CONNECTION_BAD)
 		link_fail("connection lost");
 	if (state == LINK_UP && !job_busy)
@@ -433,6 +452,9 @@ dblink_start(const char *ci)
 void
 dblink_stop(void)
 {
+	if (held)
+		PQfreemem(held);
+	held = NULL;
 	lws_sul_cancel(&sul_retry);
 	lws_sul_cancel(&sul_timeout);
 	lws_sul_cancel(&sul_down);

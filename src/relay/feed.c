@@ -6,7 +6,8 @@
  * it, and a WRITEABLE callback sends one entry at a time (as lws's
  * minimal-ws-server-ring example).  Memory is bounded by the ring whatever
  * the slowest client does: when the ring is full, the clients that hold
- * back its oldest entry are closed with 1008 and everybody else goes on.
+ * back its oldest entry and cannot take more are closed with 1008 and
+ * everybody else goes on.
  *
  * Snapshots (online_users() as JSON) are shared too: one database query
  * serves every client waiting for one, and each client holds a reference
@@ -25,6 +26,8 @@ struct ring_msg
 };
 
 static struct lws_ring *ring;
+static int	held_back;			/* dblink holds a change the ring had no room for */
+static lws_sorted_usec_list_t sul_held;
 static lws_dll2_owner_t clients;	/* WebSocket clients */
 static lws_dll2_owner_t http_waiters;	/* GET /online waiting for a snapshot */
 
@@ -49,6 +52,7 @@ feed_init(int queue_length)
 void
 feed_destroy(void)
 {
+	lws_sul_cancel(&sul_held);
 	if (ring)
 		lws_ring_destroy(ring);
 	ring = NULL;
@@ -201,7 +205,12 @@ feed_close_client(struct client *c, uint16_t code)
 	lws_set_timeout(c->wsi, PENDING_TIMEOUT_LAGGING, 5);
 }
 
-/* The ring is full: drop the clients holding back its oldest entry. */
+/*
+ * The ring is full.  Clients holding back its oldest entry whose socket is
+ * choked (the kernel takes no more and lws holds a partial frame) are too
+ * slow: they are closed with 1008.  Others merely have not had their turn
+ * yet (a burst of changes arrived in one read): for them the caller waits.
+ */
 static void
 cull_slowest(int most)
 {
@@ -210,7 +219,8 @@ cull_slowest(int most)
 		struct client *c = lws_container_of(d, struct client, list);
 
 		if (c->has_tail &&
-			(int) lws_ring_get_count_waiting_elements(ring, &c->tail) >= most)
+			(int) lws_ring_get_count_waiting_elements(ring, &c->tail) >= most &&
+			(lws_partial_buffered(c->wsi) || lws_send_pipe_choked(c->wsi)))
 		{
 			lwsl_user("closing a client that fell %d messages behind\n", most);
 			relay_metrics.slow_clients_dropped_total++;
@@ -218,14 +228,23 @@ cull_slowest(int most)
 		}
 	}
 	lws_end_foreach_dll(d);
-	update_oldest();
+}
+
+/* A client took an entry while changes were held back: look again. */
+static void
+retry_held(lws_sorted_usec_list_t *sul)
+{
+	held_back = 0;
+	dblink_resume_notifications();
 }
 
 /*
- * One NOTIFY payload from the extension, {"seq":...}: passed on unchanged
- * but for a "type" member put in front.
+ * One NOTIFY payload from the extension, {"seq":...}: queued unchanged but
+ * for a "type" member put in front.  Returns -1 if the ring is full of
+ * entries clients are still owed: the caller keeps the payload and offers
+ * it again when told (backpressure: PostgreSQL queues notifications).
  */
-void
+int
 feed_notification(const char *payload)
 {
 	static const char prefix[] = "{\"type\":\"presence\",";
@@ -233,29 +252,37 @@ feed_notification(const char *payload)
 	size_t		plen = strlen(payload);
 	int			most;
 
-	relay_metrics.notifications_total++;
 	if (plen < 2 || payload[0] != '{')
 	{
 		lwsl_warn("ignoring a notification that is not a JSON object\n");
-		return;
+		return 0;
 	}
 
 	most = update_oldest();
 	if (!lws_ring_get_count_free_elements(ring))
+	{
 		cull_slowest(most);
+		update_oldest();
+		if (!lws_ring_get_count_free_elements(ring))
+		{
+			held_back = 1;
+			return -1;
+		}
+	}
 
 	msg.len = sizeof(prefix) - 1 + plen - 1;
 	msg.payload = malloc(LWS_PRE + msg.len);
 	if (!msg.payload)
-		return;
+		return 0;
 	memcpy(msg.payload + LWS_PRE, prefix, sizeof(prefix) - 1);
 	memcpy(msg.payload + LWS_PRE + sizeof(prefix) - 1, payload + 1, plen - 1);
 	msg.received = lws_now_usecs();
 	if (lws_ring_insert(ring, &msg, 1) != 1)
 	{
 		destroy_msg(&msg);
-		return;
+		return 0;
 	}
+	relay_metrics.notifications_total++;
 
 	lws_start_foreach_dll(struct lws_dll2 *, d, clients.head)
 	{
@@ -265,6 +292,7 @@ feed_notification(const char *payload)
 			lws_callback_on_writable(c->wsi);
 	}
 	lws_end_foreach_dll(d);
+	return 0;
 }
 
 /*
@@ -378,6 +406,9 @@ feed_write(struct client *c)
 			return -1;
 		metrics_observe_delay(lws_now_usecs() - msg->received);
 		lws_ring_consume(ring, &c->tail, NULL, 1);
+		/* room may have appeared; one look per millisecond is plenty */
+		if (held_back && !sul_held.list.owner)
+			lws_sul_schedule(relay_context, 0, &sul_held, retry_held, LWS_US_PER_MS);
 	}
 
 	if (c->has_tail && lws_ring_get_element(ring, &c->tail))

@@ -138,7 +138,7 @@ int			feed_init(int queue_length);
 void		feed_destroy(void);
 void		feed_add_client(struct client *c);
 void		feed_remove_client(struct client *c);
-void		feed_notification(const char *payload);
+int			feed_notification(const char *payload);
 void		feed_snapshot(const char *json, size_t len);
 void		feed_want_snapshot(struct client *c);
 void		feed_all_want_snapshot(void);
@@ -173,6 +173,7 @@ int			dblink_is_up(void);
 int			dblink_is_idle(void);
 int			dblink_send(const char *sql, int nparams, const char *const *values,
 						dblink_result_cb cb, void *arg);
+void		dblink_resume_notifications(void);
 int			dblink_callback(struct lws *wsi, enum lws_callback_reasons reason,
 							void *user, void *in, size_t len);
 

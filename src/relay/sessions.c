@@ -59,7 +59,8 @@ static const char sql_heartbeat[] =
 "       (SELECT count(*) FROM (SELECT presence.heartbeat(u, s, a)"
 "          FROM unnest($1::text[], $2::text[], $3::bool[]) AS t(u, s, a)) h)";
 static const char sql_snapshot[] =
-"SELECT '{\"type\":\"state\",\"users\":' || coalesce(json_agg(u), '[]') || '}'"
+"SELECT '{\"type\":\"state\",\"users\":'"
+"       || coalesce(array_to_json(array_agg(u)), '[]') || '}'"
 " FROM presence.online_users() AS u";
 
 static void

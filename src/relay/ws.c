@@ -133,9 +133,10 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			c->wsi = wsi;
 			c->is_ws = 1;
 			relay_metrics.connections_total++;
-			feed_add_client(c);
+			/* session first: its connect goes before the snapshot query */
 			if (c->user)
 				sessions_add(c);
+			feed_add_client(c);
 			return 0;
 
 		case LWS_CALLBACK_CLOSED:
