@@ -28,20 +28,36 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Werror
 
 REGRESS = setup api validation visibility privileges
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/presence.conf \
-	--dbname=postgres --use-existing
+	--use-existing
 
 ISOLATION = concurrent-connect notify-order
 ISOLATION_OPTS = --inputdir=$(srcdir)/test/isolation \
 	--temp-instance=./tmp_check_iso --temp-config=$(srcdir)/test/presence.conf \
-	--dbname=postgres --use-existing
+	--use-existing
 
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl
 PROVE_FLAGS = -I $(srcdir)/test/t
 
+EXTRA_CLEAN = test/tools/listen
+
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# The tests run in the database the worker tracks: presence.database's
+# default, which exists from initdb on, so pg_regress must not recreate it
+# (--use-existing).  Set after PGXS, which sets its own.
+CONTRIB_TESTDB = postgres
+ISOLATION_TESTDB = postgres
+
+# PGXS does not track header dependencies by itself.
+$(OBJS): $(wildcard $(srcdir)/src/*.h)
+
+# A LISTEN client the TAP tests and benchmarks use.
+test/tools/listen: test/tools/listen.c
+	$(CC) -Wall -Wextra -O2 -I$(includedir) -o $@ $< -L$(libdir) -lpq
+all: test/tools/listen
 
 # The relay is an ordinary program with its own Makefile.
 ifneq ($(wildcard $(srcdir)/src/relay/Makefile),)

@@ -29,7 +29,10 @@ esac
 if [ "$(id -u)" -eq 0 ]; then
 	runas=postgres
 	work=$(mktemp -d /tmp/presence-test.XXXXXX)
-	cp -a "$top/." "$work/"
+	# Leftovers of earlier runs in the source tree would mix with this one's.
+	tar -C "$top" --exclude=./results --exclude=./output_iso --exclude=./log \
+		--exclude=./tmp_check --exclude=./tmp_check_iso --exclude=./artifacts \
+		--exclude='./regression.*' -cf - . | tar -C "$work" -xf -
 	chown -R "$runas" "$work"
 	run() { runuser -u "$runas" -- env PATH="$PATH" "$@"; }
 else
@@ -60,6 +63,8 @@ done
 for f in regression.diffs output_iso/regression.diffs; do
 	[ -f "$work/$f" ] && cp "$work/$f" "$top/artifacts/$(echo "$f" | tr / _)"
 done
+[ -d "$work/results" ] && cp -r "$work/results" "$top/artifacts/regress-results"
+[ -d "$work/output_iso/results" ] && cp -r "$work/output_iso/results" "$top/artifacts/isolation-results"
 [ -d "$work/tmp_check/log" ] && cp -r "$work/tmp_check/log" "$top/artifacts/tap-logs"
 [ -d "$work/artifacts" ] && [ "$work" != "$top" ] && cp -r "$work/artifacts/." "$top/artifacts/"
 [ "$work" != "$top" ] && rm -rf "$work"

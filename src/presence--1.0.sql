@@ -2,6 +2,10 @@
 
 \echo Use "CREATE EXTENSION presence" to load this file. \quit
 
+-- Everyone may call the read functions; the schema's other objects carry
+-- their own privileges.
+GRANT USAGE ON SCHEMA presence TO PUBLIC;
+
 -- The durable mirror of the registry, written only by the presence worker.
 -- status and is_online are what others see: an invisible user is 'offline'.
 CREATE TABLE presence.users (
@@ -36,6 +40,7 @@ REVOKE ALL ON presence.users, presence.sessions, presence.notification_seq FROM 
 -- the registry at the worker's next tick.
 CREATE FUNCTION presence.rows_added() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'presence_rows_added' LANGUAGE C;
+REVOKE EXECUTE ON FUNCTION presence.rows_added() FROM PUBLIC;
 CREATE TRIGGER rows_added AFTER INSERT ON presence.users
 	FOR EACH STATEMENT EXECUTE FUNCTION presence.rows_added();
 CREATE TRIGGER rows_added AFTER INSERT ON presence.sessions

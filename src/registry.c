@@ -123,6 +123,8 @@ registry_shmem_startup_hook(void)
 		presence_shared->state = REGISTRY_EMPTY;
 		presence_shared->database_oid = InvalidOid;
 		ConditionVariableInit(&presence_shared->ready_cv);
+		ConditionVariableInit(&presence_shared->tick_cv);
+		pg_atomic_init_u64(&presence_shared->ticks_started, 0);
 		pg_atomic_init_u64(&presence_shared->change_counter, 0);
 		pg_atomic_init_u64(&presence_shared->sweeps, 0);
 		pg_atomic_init_u64(&presence_shared->notifications, 0);
@@ -274,6 +276,33 @@ registry_check_usable(bool for_write)
 						   READY_WAIT_MS),
 				 errhint("Check that the \"presence worker\" process is running (pg_stat_activity) and the server log for its errors.")));
 	registry_attach();
+}
+
+/*
+ * Waits until a worker tick that starts after this call has finished, or
+ * for at most a few sweep intervals if the worker is not running.
+ */
+void
+registry_wait_for_tick(void)
+{
+	uint64		target = pg_atomic_read_u64(&presence_shared->ticks_started) + 1;
+	TimestampTz deadline;
+
+	registry_wake_worker();
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+										   2 * presence_sweep_interval_ms + 100);
+	ConditionVariablePrepareToSleep(&presence_shared->tick_cv);
+	while (pg_atomic_read_u64(&presence_shared->sweeps) < target)
+	{
+		long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+														   deadline);
+
+		if (left <= 0 ||
+			ConditionVariableTimedSleep(&presence_shared->tick_cv, left,
+										PG_WAIT_EXTENSION))
+			break;
+	}
+	ConditionVariableCancelSleep();
 }
 
 /* Sets the worker's latch, if a worker is running. */

@@ -131,6 +131,8 @@ typedef struct PresenceShared
 	double		last_sweep_ms;
 
 	ConditionVariable ready_cv;
+	ConditionVariable tick_cv;	/* broadcast at the end of each tick */
+	pg_atomic_uint64 ticks_started;
 	pg_atomic_uint64 change_counter;
 	pg_atomic_uint64 sweeps;
 	pg_atomic_uint64 notifications;
@@ -162,6 +164,7 @@ typedef enum RegistryFull
 
 /* registry.c: memory, hashing and entries, for track.c, status.c, sync.c */
 extern void registry_wake_worker(void);
+extern void registry_wait_for_tick(void);
 extern void registry_lookup_init(RegistryLookup *l, const char *user,
 								 int user_len, const char *session,
 								 int session_len);

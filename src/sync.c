@@ -105,15 +105,26 @@ sweep_sessions(PresencePartition *part, TimestampTz now)
 	}
 }
 
+/* Applies the timeouts of one partition. */
 static void
-collect_partition(PresencePartition *part, PresenceBatch *batch,
-				  TimestampTz now, TimestampTz flush_since, bool full)
+sweep_partition(PresencePartition *part, TimestampTz now)
+{
+	sweep_sessions(part, now);
+	status_sweep(part, now);
+}
+
+/*
+ * Takes the rows and changes out of one partition.  User changes made at or
+ * after the cutoff stay for the next tick: a change made in a partition
+ * already visited would otherwise go out after a later change made in one
+ * not yet visited.
+ */
+static void
+drain_partition(PresencePartition *part, PresenceBatch *batch, uint64 cutoff,
+				TimestampTz flush_since, bool full)
 {
 	dlist_mutable_iter miter;
 	dlist_iter	iter;
-
-	sweep_sessions(part, now);
-	status_sweep(part, now);
 
 	/* Sessions first: freeing the last one may let its user go. */
 	dlist_foreach_modify(miter, &part->session_changes)
@@ -136,6 +147,8 @@ collect_partition(PresencePartition *part, PresenceBatch *batch,
 	{
 		PresenceUser *u = dlist_container(PresenceUser, change_node, miter.cur);
 
+		if (u->change_order >= cutoff)
+			continue;
 		dlist_delete(&u->change_node);
 		u->in_changes = false;
 		batch_add_change(batch, u);
@@ -186,12 +199,23 @@ void
 registry_collect(PresenceBatch *batch, TimestampTz now,
 				 TimestampTz flush_since, bool full)
 {
+	uint64		cutoff;
+
+	for (int i = 0; i < PRESENCE_PARTITIONS; i++)
+	{
+		LWLockAcquire(registry_partition_lock(i), LW_EXCLUSIVE);
+		sweep_partition(&presence_shared->partitions[i], now);
+		LWLockRelease(registry_partition_lock(i));
+	}
+
+	/* Every change counted before this point is on its partition's list. */
+	cutoff = pg_atomic_read_u64(&presence_shared->change_counter);
 	batch->full = full;
 	for (int i = 0; i < PRESENCE_PARTITIONS; i++)
 	{
 		LWLockAcquire(registry_partition_lock(i), LW_EXCLUSIVE);
-		collect_partition(&presence_shared->partitions[i], batch, now,
-						  flush_since, full);
+		drain_partition(&presence_shared->partitions[i], batch, cutoff,
+						flush_since, full);
 		LWLockRelease(registry_partition_lock(i));
 	}
 }

@@ -47,13 +47,20 @@ session_set_owner(PresencePartition *part, PresenceSession *session, bool bound)
 	session->owner_pid = bound ? MyProcPid : 0;
 }
 
+typedef enum ConnectResult
+{
+	CONNECT_REFRESHED,
+	CONNECT_OPENED,
+	CONNECT_FULL
+} ConnectResult;
+
 /*
  * Opens the session, or refreshes it if it is live.  A connect is activity.
- * Raises an ERROR, changing nothing, when the registry has no room.
+ * When the registry has no room, changes nothing and says why in *full.
  */
-bool
-registry_connect(PresenceId user, PresenceId session, const char *meta,
-				 bool bound, bool active)
+static ConnectResult
+try_connect(PresenceId user, PresenceId session, const char *meta,
+			bool bound, bool active, RegistryFull *full)
 {
 	RegistryLookup l;
 	PresenceUser *u;
@@ -61,7 +68,6 @@ registry_connect(PresenceId user, PresenceId session, const char *meta,
 	bool		new_user = false;
 	bool		wake;
 	TimestampTz now;
-	RegistryFull full;
 
 	lookup_id(&l, user, &session);
 	LWLockAcquire(l.lock, LW_EXCLUSIVE);
@@ -73,7 +79,8 @@ registry_connect(PresenceId user, PresenceId session, const char *meta,
 		if (meta && !session_set_meta(s, meta))
 		{
 			LWLockRelease(l.lock);
-			registry_report_full(REGISTRY_FULL_MEMORY);
+			*full = REGISTRY_FULL_MEMORY;
+			return CONNECT_FULL;
 		}
 		if (meta)
 			registry_mark_session_changed(l.part, s);
@@ -89,7 +96,7 @@ registry_connect(PresenceId user, PresenceId session, const char *meta,
 		LWLockRelease(l.lock);
 		if (wake)
 			registry_wake_worker();
-		return false;
+		return CONNECT_REFRESHED;
 	}
 
 	if (s != NULL)
@@ -98,7 +105,8 @@ registry_connect(PresenceId user, PresenceId session, const char *meta,
 		if (meta && !session_set_meta(s, meta))
 		{
 			LWLockRelease(l.lock);
-			registry_report_full(REGISTRY_FULL_MEMORY);
+			*full = REGISTRY_FULL_MEMORY;
+			return CONNECT_FULL;
 		}
 		if (!meta)
 		{
@@ -112,21 +120,21 @@ registry_connect(PresenceId user, PresenceId session, const char *meta,
 		u = registry_find_user(&l);
 		if (u == NULL)
 		{
-			u = registry_create_user(&l, &full);
+			u = registry_create_user(&l, full);
 			if (u == NULL)
 			{
 				LWLockRelease(l.lock);
-				registry_report_full(full);
+				return CONNECT_FULL;
 			}
 			new_user = true;
 		}
-		s = registry_create_session(&l, u, meta, &full);
+		s = registry_create_session(&l, u, meta, full);
 		if (s == NULL)
 		{
 			if (new_user)
 				registry_remove_user(l.part, u);
 			LWLockRelease(l.lock);
-			registry_report_full(full);
+			return CONNECT_FULL;
 		}
 	}
 
@@ -136,7 +144,30 @@ registry_connect(PresenceId user, PresenceId session, const char *meta,
 	LWLockRelease(l.lock);
 	if (wake)
 		registry_wake_worker();
-	return true;
+	return CONNECT_OPENED;
+}
+
+/*
+ * Opens or refreshes a session; true if it was opened.  Ended sessions and
+ * offline users keep their entries until the worker has written them, so
+ * a registry that looks full gets one worker tick to free them.
+ */
+bool
+registry_connect(PresenceId user, PresenceId session, const char *meta,
+				 bool bound, bool active)
+{
+	RegistryFull full;
+	ConnectResult result;
+
+	result = try_connect(user, session, meta, bound, active, &full);
+	if (result == CONNECT_FULL)
+	{
+		registry_wait_for_tick();
+		result = try_connect(user, session, meta, bound, active, &full);
+	}
+	if (result == CONNECT_FULL)
+		registry_report_full(full);
+	return result == CONNECT_OPENED;
 }
 
 /*

@@ -134,6 +134,7 @@ worker_tick(bool final)
 	bool		flush_due;
 	bool		wrote = false;
 
+	pg_atomic_fetch_add_u64(&presence_shared->ticks_started, 1);
 	pgstat_report_activity(STATE_RUNNING, "sweeping");
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -183,6 +184,7 @@ worker_tick(bool final)
 	SpinLockAcquire(&presence_shared->mutex);
 	presence_shared->last_sweep_ms = (double) (end - start) / 1000.0;
 	SpinLockRelease(&presence_shared->mutex);
+	ConditionVariableBroadcast(&presence_shared->tick_cv);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
