@@ -58,13 +58,16 @@ identify(struct lws *wsi, struct client *c)
 	return r == AUTH_NONE && relay_opts.allow_anonymous ? 0 : -1;
 }
 
+/*
+ * Closes c with code once it can write.  Until then the rest of what it
+ * sends is read and dropped: closing a socket with unread input would
+ * reset it, and the client would never see the close frame.
+ */
 static int
-close_with(struct lws *wsi, struct client *c, enum lws_close_status code,
-		   const char *why)
+close_with(struct client *c, enum lws_close_status code)
 {
-	c->close_code = (uint16_t) code;
-	lws_close_reason(wsi, code, (unsigned char *) why, strlen(why));
-	return -1;
+	feed_close_client(c, (uint16_t) code);
+	return 0;
 }
 
 static void
@@ -85,16 +88,14 @@ receive(struct lws *wsi, struct client *c, const void *in, size_t len)
 	struct message m;
 
 	if (lws_frame_is_binary(wsi))
-		return close_with(wsi, c, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
-						  "text frames only");
+		return close_with(c, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE);
 	if (lws_is_first_fragment(wsi) && !c->partial)
 		c->partial_len = 0;
 	c->partial_len += len;
 	if (c->partial_len + remaining > RELAY_MAX_MESSAGE)
 	{
 		relay_metrics.oversized_frames_total++;
-		return close_with(wsi, c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
-						  "message too large");
+		return close_with(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE);
 	}
 
 	if (!c->partial && last)
@@ -158,7 +159,7 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 
 		case LWS_CALLBACK_RECEIVE:
 			if (c->close_code)
-				return -1;
+				return 0;		/* closing: drop the rest */
 			return receive(wsi, c, in, len);
 
 		case LWS_CALLBACK_SERVER_WRITEABLE:
