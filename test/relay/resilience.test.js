@@ -1,0 +1,159 @@
+'use strict';
+// Staying up: PostgreSQL restarts and lost links, a crashed relay, slow
+// clients, --max-connections, and SIGTERM.
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const { startCluster } = require('../lib/cluster');
+const { startRelay } = require('../lib/relay');
+const { Peer } = require('../lib/peer');
+const { SECRET, GUCS, token, getJson, metric, eventually } = require('./common');
+
+let pg;
+
+test.before(async () => {
+  pg = await startCluster({ gucs: GUCS, name: 'resilience' });
+});
+
+test.after(async () => {
+  await pg?.stop();
+});
+
+async function withRelay(opts, fn) {
+  const relay = await startRelay({ cluster: pg, secret: SECRET, ...opts });
+  try {
+    await fn(relay);
+  } finally {
+    const status = await relay.stop();
+    assert.deepEqual(status, { code: 0, signal: null }, `relay exit:\n${relay.log()}`);
+  }
+}
+
+test('a PostgreSQL restart is survived: clients stay, get a fresh state, sessions come back', async () => {
+  await withRelay({ name: 'restart' }, async (relay) => {
+    const alice = await Peer.open(relay.wsUrl(`/ws?token=${token('alice')}`));
+    const watcher = await Peer.open(relay.wsUrl(`/ws?token=${token('watcher')}`));
+    await watcher.waitFor((m) => m.type === 'state');
+    await alice.waitFor((m) => m.type === 'state');
+
+    await pg.stopServer('fast');
+    assert.equal((await relay.waitHealthy([503], 10000)), 503, '/healthz reports the link down');
+    assert.equal((await getJson(relay.url('/healthz'))).body.database, 'down');
+    assert.equal(await metric(relay, 'presence_relay_db_up'), 0);
+    assert.equal((await getJson(relay.url(`/online?token=${token('r')}`))).status, 503);
+    await pg.start();
+    await relay.waitHealthy([200], 20000);
+
+    const fresh = await watcher.waitFor((m) => m.type === 'state', 10000, 'a fresh state');
+    await alice.waitFor((m) => m.type === 'state', 10000, 'a fresh state');
+    assert.ok(fresh.users.some((u) => u.user_id === 'alice' && u.status === 'online'), JSON.stringify(fresh));
+    await eventually(async () => (await pg.query("SELECT 1 FROM presence.sessions('alice')")).rows.length === 1,
+      5000, 'alice re-registered');
+    assert.equal(alice.ws.readyState, 1);
+    assert.equal(watcher.ws.readyState, 1);
+    assert.ok(await metric(relay, 'presence_relay_db_reconnects_total') >= 1);
+
+    // and the feed flows again
+    const bob = await Peer.open(relay.wsUrl(`/ws?token=${token('bob')}`));
+    await watcher.waitPresence('bob', 'online');
+    await bob.close();
+    await watcher.waitPresence('bob', 'offline');
+    await alice.close();
+    await watcher.close();
+  });
+});
+
+test('a crash-restart of PostgreSQL is survived too', async () => {
+  await withRelay({ name: 'crash' }, async (relay) => {
+    const carol = await Peer.open(relay.wsUrl(`/ws?token=${token('carol')}`));
+    await carol.waitFor((m) => m.type === 'state');
+    await pg.restart('immediate');
+    const fresh = await carol.waitFor((m) => m.type === 'state', 20000, 'a fresh state');
+    assert.ok(fresh.users.some((u) => u.user_id === 'carol'), JSON.stringify(fresh));
+    assert.equal(carol.ws.readyState, 1);
+    await carol.close();
+  });
+});
+
+test('a killed database backend is a lost link: reconnected, nothing lost', async () => {
+  await withRelay({ name: 'terminate' }, async (relay) => {
+    const dave = await Peer.open(relay.wsUrl(`/ws?token=${token('dave')}`));
+    await dave.waitFor((m) => m.type === 'state');
+    const { rows } = await pg.query(
+      "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = 'presence-relay'");
+    assert.equal(rows.length, 1);
+    const fresh = await dave.waitFor((m) => m.type === 'state', 10000, 'a fresh state');
+    assert.ok(fresh.users.some((u) => u.user_id === 'dave'));
+    await eventually(async () => (await pg.query("SELECT 1 FROM presence.sessions('dave')")).rows.length === 1,
+      5000, 'dave re-registered');
+    await dave.close();
+  });
+});
+
+test('a crashed relay leaves no ghosts: its sessions end with its connection', async () => {
+  const relay = await startRelay({ cluster: pg, secret: SECRET, name: 'killed' });
+  const listener = await pg.client();
+  const seen = [];
+  listener.on('notification', (n) => seen.push(JSON.parse(n.payload)));
+  await listener.query('LISTEN presence');
+  const erin = await Peer.open(relay.wsUrl(`/ws?token=${token('erin')}`));
+  await erin.waitFor((m) => m.type === 'state');
+  relay.signal('SIGKILL');
+  await relay.exited;
+  await eventually(() => seen.some((m) => m.user_id === 'erin' && m.status === 'offline'), 10000, 'erin offline');
+  assert.equal((await pg.query("SELECT presence.status('erin') AS s")).rows[0].s, 'offline');
+  await listener.end();
+  await relay.stop();
+});
+
+test('a slow client is closed with 1008 while the others keep receiving', async () => {
+  await withRelay({ name: 'slow', args: ['--queue-length', '64'] }, async (relay) => {
+    const fast = await Peer.open(relay.wsUrl(`/ws?token=${token('fast')}`));
+    const slow = await Peer.open(relay.wsUrl(`/ws?token=${token('slow')}`));
+    await fast.waitFor((m) => m.type === 'state');
+    await slow.waitFor((m) => m.type === 'state');
+    slow.ws._socket.pause(); // stops reading: the kernel buffers fill, then lws's
+
+    // enough changes (long user ids) to fill the socket buffers many times
+    const N = 12000;
+    const pad = 'p'.repeat(200);
+    await pg.query(`SELECT presence.connect('${pad}' || i) FROM generate_series(1, ${N}) i`);
+    await eventually(async () => await metric(relay, 'presence_relay_slow_clients_dropped_total') >= 1,
+      60000, 'the slow client dropped');
+    slow.ws._socket.resume();
+    assert.equal((await slow.closed).code, 1008);
+
+    // the fast one got every change, in order
+    await eventually(() => fast.messages.filter((m) => m.type === 'presence').length >= N, 60000, 'all changes');
+    const seqs = fast.messages.filter((m) => m.type === 'presence').map((m) => m.seq);
+    assert.ok(seqs.every((s, i) => i === 0 || s > seqs[i - 1]), 'in seq order');
+    assert.equal(fast.ws.readyState, 1);
+    await pg.query(`SELECT presence.disconnect('${pad}' || i) FROM generate_series(1, ${N}) i`);
+    await eventually(() => fast.messages.filter((m) => m.type === 'presence').length >= 2 * N, 60000, 'all leaves');
+    await fast.close();
+  });
+});
+
+test('--max-connections refuses the one too many with 503', async () => {
+  await withRelay({ name: 'max', args: ['--max-connections', '3', '--allow-anonymous'] }, async (relay) => {
+    const peers = await Promise.all([1, 2, 3].map(() => Peer.open(relay.wsUrl('/ws'))));
+    assert.equal(await Peer.refused(relay.wsUrl('/ws')), 503);
+    await peers[0].close();
+    await eventually(async () => (await getJson(relay.url('/healthz'))).body.connections === 2, 5000, 'one gone');
+    const again = await Peer.open(relay.wsUrl('/ws'));
+    await again.waitFor((m) => m.type === 'state');
+    await Promise.all([again, ...peers.slice(1)].map((p) => p.close()));
+  });
+});
+
+test('SIGTERM closes every client with 1001 and exits 0', async () => {
+  const relay = await startRelay({ cluster: pg, secret: SECRET, name: 'sigterm' });
+  const peers = await Promise.all(['t1', 't2', 't3'].map((u) => Peer.open(relay.wsUrl(`/ws?token=${token(u)}`))));
+  await Promise.all(peers.map((p) => p.waitFor((m) => m.type === 'state')));
+  const t0 = Date.now();
+  const status = await relay.stop();
+  assert.deepEqual(status, { code: 0, signal: null });
+  assert.ok(Date.now() - t0 < 5000, 'promptly');
+  for (const p of peers) assert.equal((await p.closed).code, 1001);
+  assert.match(relay.log(), /shutting down: closing 3 client/);
+});
