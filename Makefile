@@ -32,7 +32,7 @@ REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/presence
 
 ISOLATION = concurrent-connect notify-order
 ISOLATION_OPTS = --inputdir=$(srcdir)/test/isolation \
-	--temp-instance=./tmp_check_iso --temp-config=$(srcdir)/test/presence.conf \
+	--temp-instance=./tmp_check_iso --temp-config=$(srcdir)/test/isolation/presence.conf \
 	--use-existing
 
 TAP_TESTS = 1

@@ -19,13 +19,16 @@
 
 #include "persist.h"
 
+/* In the order the changes took effect; ties in the order they were made. */
 static int
 compare_order(const void *a, const void *b)
 {
-	uint64		oa = ((const PresenceChange *) a)->order;
-	uint64		ob = ((const PresenceChange *) b)->order;
+	const PresenceChange *ca = a;
+	const PresenceChange *cb = b;
 
-	return (oa > ob) - (oa < ob);
+	if (ca->changed_at != cb->changed_at)
+		return (ca->changed_at > cb->changed_at) - (ca->changed_at < cb->changed_at);
+	return (ca->order > cb->order) - (ca->order < cb->order);
 }
 
 /* Appends the JSON payload of one change to buf. */

@@ -576,7 +576,7 @@ registry_free_session(PresencePartition *part, PresenceSession *session)
 	registry_free_string(meta_dp);
 	/* The user entry may now go: let the worker look at it. */
 	if (--user->nrefs == 0)
-		registry_mark_user_changed(part, user);
+		registry_mark_user_changed(part, user, 0);
 }
 
 /*
@@ -630,8 +630,10 @@ registry_mark_session_changed(PresencePartition *part, PresenceSession *session)
 }
 
 void
-registry_mark_user_changed(PresencePartition *part, PresenceUser *user)
+registry_mark_user_changed(PresencePartition *part, PresenceUser *user,
+						   TimestampTz when)
 {
+	user->changed_at = when;
 	user->change_order = pg_atomic_fetch_add_u64(&presence_shared->change_counter, 1);
 	if (!user->in_changes)
 	{

@@ -66,7 +66,8 @@ typedef struct PresenceUser
 								 * deleted from presence.sessions */
 	TimestampTz last_active;
 	TimestampTz grace_since;	/* when the last session ended */
-	uint64		change_order;	/* orders notifications across users */
+	TimestampTz changed_at;		/* when the last change took effect */
+	uint64		change_order;	/* when it was recorded, as a counter */
 	dlist_head	sessions;
 	dlist_node	member_node;	/* partition's users */
 	dlist_node	activity_node;
@@ -190,7 +191,7 @@ extern void registry_session_written(PresencePartition *part,
 extern void registry_mark_session_changed(PresencePartition *part,
 										  PresenceSession *session);
 extern void registry_mark_user_changed(PresencePartition *part,
-									   PresenceUser *user);
+									   PresenceUser *user, TimestampTz when);
 extern bool registry_user_evictable(const PresenceUser *user);
 extern void registry_report_full(RegistryFull full) pg_attribute_noreturn();
 
@@ -229,6 +230,7 @@ typedef struct PresenceChange
 	PresenceStatus status;
 	PresenceStatus previous;
 	TimestampTz last_active;	/* 0 when hidden */
+	TimestampTz changed_at;
 	uint64		order;
 	int64		seq;			/* assigned by the worker */
 } PresenceChange;

@@ -53,15 +53,17 @@ status_as_seen(const PresenceUser *user)
 }
 
 /*
- * Records a status change for the worker.  Returns whether others would now
+ * Records a status change for the worker; 'when' is the moment it took
+ * effect (a deadline, for the sweep's changes), which orders notifications.  Returns whether others would now
  * see something other than what was last announced, so the caller wakes the
  * worker only when there is news.
  */
 static bool
-status_set(PresencePartition *part, PresenceUser *user, PresenceStatus status)
+status_set(PresencePartition *part, PresenceUser *user, PresenceStatus status,
+		   TimestampTz when)
 {
 	user->status = status;
-	registry_mark_user_changed(part, user);
+	registry_mark_user_changed(part, user, when);
 	return status_as_seen(user) != user->notified;
 }
 
@@ -101,7 +103,7 @@ status_activity(PresencePartition *part, PresenceUser *user, TimestampTz now)
 		user->in_activity = true;
 	}
 	if (user->status != PRESENCE_ONLINE)
-		return status_set(part, user, PRESENCE_ONLINE);
+		return status_set(part, user, PRESENCE_ONLINE, now);
 	return false;
 }
 
@@ -149,7 +151,8 @@ status_sweep(PresencePartition *part, TimestampTz now)
 			break;
 		dlist_delete(&user->activity_node);
 		user->in_activity = false;
-		status_set(part, user, PRESENCE_AWAY);
+		status_set(part, user, PRESENCE_AWAY,
+				   user->last_active + (int64) presence_idle_timeout_ms * 1000);
 	}
 
 	while (!dlist_is_empty(&part->grace))
@@ -161,6 +164,7 @@ status_sweep(PresencePartition *part, TimestampTz now)
 			break;
 		dlist_delete(&user->grace_node);
 		user->in_grace = false;
-		status_set(part, user, PRESENCE_OFFLINE);
+		status_set(part, user, PRESENCE_OFFLINE,
+				   user->grace_since + (int64) presence_reconnect_grace_ms * 1000);
 	}
 }

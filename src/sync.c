@@ -83,6 +83,7 @@ batch_add_change(PresenceBatch *batch, PresenceUser *u)
 	change->status = seen;
 	change->previous = u->notified;
 	change->last_active = u->visible ? u->last_active : 0;
+	change->changed_at = u->changed_at;
 	change->order = u->change_order;
 	change->seq = 0;
 	u->notified = seen;
@@ -392,7 +393,7 @@ registry_load_finish(TimestampTz now)
 
 			if (status_as_seen(u) != u->notified || !u->persisted ||
 				registry_user_evictable(u))
-				registry_mark_user_changed(part, u);
+				registry_mark_user_changed(part, u, now);
 		}
 		activity_merge(part, online, nonline);
 		LWLockRelease(registry_partition_lock(i));

@@ -272,12 +272,12 @@ registry_set_visible(PresenceId user, bool visible)
 			registry_report_full(full);
 		}
 		u->visible = false;
-		registry_mark_user_changed(l.part, u);
+		registry_mark_user_changed(l.part, u, GetCurrentTimestamp());
 	}
 	else if (u != NULL && u->visible != visible)
 	{
 		u->visible = visible;
-		registry_mark_user_changed(l.part, u);
+		registry_mark_user_changed(l.part, u, GetCurrentTimestamp());
 		wake = status_as_seen(u) != u->notified;
 	}
 	LWLockRelease(l.lock);
