@@ -72,6 +72,7 @@ struct client
 	unsigned	active:1;		/* last "active" the client reported */
 	unsigned	sent_active:1;	/* "active" in the last heartbeat sent */
 	unsigned	solo:1;			/* connect alone: its batch failed */
+	unsigned	oversized:1;	/* dropping a message over the limit */
 	unsigned	is_ws:1;
 	/* HTTP requests waiting for a snapshot (/online) */
 	unsigned	http_waiting:1;

@@ -59,9 +59,8 @@ identify(struct lws *wsi, struct client *c)
 }
 
 /*
- * Closes c with code once it can write.  Until then the rest of what it
- * sends is read and dropped: closing a socket with unread input would
- * reset it, and the client would never see the close frame.
+ * Closes c with code once it can write.  Until then whatever else it
+ * sends is read and dropped.
  */
 static int
 close_with(struct client *c, enum lws_close_status code)
@@ -92,10 +91,23 @@ receive(struct lws *wsi, struct client *c, const void *in, size_t len)
 	if (lws_is_first_fragment(wsi) && !c->partial)
 		c->partial_len = 0;
 	c->partial_len += len;
-	if (c->partial_len + remaining > RELAY_MAX_MESSAGE)
+	if (c->oversized || c->partial_len + remaining > RELAY_MAX_MESSAGE)
 	{
-		relay_metrics.oversized_frames_total++;
-		return close_with(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE);
+		/*
+		 * The rest of the message is read and dropped first: closing
+		 * while the client is still sending would reset the connection
+		 * and lose the close frame.  A message that never ends is cut
+		 * off by the timeout.
+		 */
+		if (!c->oversized)
+		{
+			relay_metrics.oversized_frames_total++;
+			c->oversized = 1;
+			lws_set_timeout(wsi, PENDING_TIMEOUT_LAGGING, 5);
+		}
+		if (last)
+			return close_with(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE);
+		return 0;
 	}
 
 	if (!c->partial && last)
