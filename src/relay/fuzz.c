@@ -1,0 +1,140 @@
+/*
+ * fuzz.c - libFuzzer target for what the relay parses from strangers:
+ * tokens (auth.c) and client messages (message.c).  `make fuzz`.
+ *
+ * The first input byte picks the target:
+ *   0  the rest is a token, checked as it came
+ *   1  the rest is "header\nclaims": both are base64url-encoded and signed
+ *      with the key, so the checks after the signature (alg, exp, nbf, sub)
+ *      are reached, which random tokens never would
+ *   2  the rest is a client message, parsed whole and also fed in pieces
+ *      at input-chosen places: both must agree
+ */
+#include "relay.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+static const unsigned char key[] = "fuzz-secret-0123456789abcdef0123";
+
+static size_t
+b64url(const unsigned char *in, size_t len, char *out)
+{
+	static const char tab[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	size_t		i,
+				o = 0;
+
+	for (i = 0; i + 2 < len; i += 3)
+	{
+		out[o++] = tab[in[i] >> 2];
+		out[o++] = tab[((in[i] & 3) << 4) | (in[i + 1] >> 4)];
+		out[o++] = tab[((in[i + 1] & 15) << 2) | (in[i + 2] >> 6)];
+		out[o++] = tab[in[i + 2] & 63];
+	}
+	if (len - i == 1)
+	{
+		out[o++] = tab[in[i] >> 2];
+		out[o++] = tab[(in[i] & 3) << 4];
+	}
+	else if (len - i == 2)
+	{
+		out[o++] = tab[in[i] >> 2];
+		out[o++] = tab[((in[i] & 3) << 4) | (in[i + 1] >> 4)];
+		out[o++] = tab[(in[i + 1] & 15) << 2];
+	}
+	out[o] = '\0';
+	return o;
+}
+
+static void
+check_token(const char *token)
+{
+	char		user[RELAY_MAX_USER_ID + 1];
+	enum auth_result r;
+
+	r = auth_verify_token(key, sizeof(key) - 1, token, 1700000000, user, sizeof(user));
+	if (r == AUTH_OK)
+		assert(*user && strlen(user) <= RELAY_MAX_USER_ID);
+}
+
+static void
+signed_token(const unsigned char *data, size_t size)
+{
+	const unsigned char *nl = memchr(data, '\n', size);
+	char	   *tok;
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	unsigned int maclen;
+	size_t		hl,
+				o;
+
+	if (!nl)
+		return;
+	hl = (size_t) (nl - data);
+	tok = malloc(2 * size + 128);
+	o = b64url(data, hl, tok);
+	tok[o++] = '.';
+	o += b64url(nl + 1, size - hl - 1, tok + o);
+	HMAC(EVP_sha256(), key, (int) sizeof(key) - 1, (unsigned char *) tok, o, mac, &maclen);
+	tok[o++] = '.';
+	b64url(mac, maclen, tok + o);
+	check_token(tok);
+	free(tok);
+}
+
+static void
+message(const unsigned char *data, size_t size)
+{
+	struct message whole,
+				pieces;
+	struct message_parser *p;
+	size_t		at = 0,
+				step;
+
+	message_parse(data, size, &whole);
+	p = message_begin();
+	if (!p)
+		return;
+	while (at < size)
+	{
+		step = 1 + data[at] % 7;
+		if (step > size - at)
+			step = size - at;
+		message_feed(p, data + at, step);
+		at += step;
+	}
+	message_end(p, &pieces);
+	assert(whole.kind == pieces.kind);
+	if (whole.kind == MESSAGE_HEARTBEAT)
+		assert(whole.active == pieces.active);
+}
+
+int
+LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
+{
+	char	   *s;
+
+	if (size < 1)
+		return 0;
+	switch (data[0] % 3)
+	{
+		case 0:
+			s = malloc(size);
+			memcpy(s, data + 1, size - 1);
+			s[size - 1] = '\0';
+			check_token(s);
+			free(s);
+			break;
+		case 1:
+			signed_token(data + 1, size - 1);
+			break;
+		default:
+			message(data + 1, size - 1);
+			break;
+	}
+	return 0;
+}
