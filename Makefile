@@ -37,7 +37,6 @@ ISOLATION_OPTS = --inputdir=$(srcdir)/test/isolation \
 
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl
-PROVE_FLAGS = -I $(srcdir)/test/t
 
 EXTRA_CLEAN = test/tools/listen
 

@@ -30,7 +30,7 @@ if [ "$(id -u)" -eq 0 ]; then
 	runas=postgres
 	work=$(mktemp -d /tmp/presence-test.XXXXXX)
 	# Leftovers of earlier runs in the source tree would mix with this one's.
-	tar -C "$top" --exclude=./results --exclude=./output_iso --exclude=./log \
+	tar -C "$top" --warning=no-file-changed --exclude=./src/relay/fuzz --exclude=./results --exclude=./output_iso --exclude=./log \
 		--exclude=./tmp_check --exclude=./tmp_check_iso --exclude=./artifacts \
 		--exclude='./regression.*' -cf - . | tar -C "$work" -xf -
 	chown -R "$runas" "$work"
