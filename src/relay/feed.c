@@ -50,9 +50,14 @@ feed_init(int queue_length)
 }
 
 void
-feed_destroy(void)
+feed_stop(void)
 {
 	lws_sul_cancel(&sul_held);
+}
+
+void
+feed_destroy(void)
+{
 	if (ring)
 		lws_ring_destroy(ring);
 	ring = NULL;

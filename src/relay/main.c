@@ -315,9 +315,11 @@ main(int argc, char **argv)
 
 	shut_down();
 	dblink_stop();
+	/* timers live in the context: cancel them while it still exists */
+	sessions_cleanup();
+	feed_stop();
 	lws_context_destroy(relay_context);
 	relay_context = NULL;
-	sessions_cleanup();
 	feed_destroy();
 	auth_cleanup();
 	lwsl_user("presence-relay stopped\n");

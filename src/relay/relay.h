@@ -136,6 +136,7 @@ enum message_kind message_parse(const void *buf, size_t len,
 
 /* feed.c: the shared ring and snapshots */
 int			feed_init(int queue_length);
+void		feed_stop(void);
 void		feed_destroy(void);
 void		feed_add_client(struct client *c);
 void		feed_remove_client(struct client *c);

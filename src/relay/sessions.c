@@ -502,9 +502,11 @@ sessions_init(void)
 {
 }
 
+/* Shutdown: the sessions end with the database connection, already closed. */
 void
 sessions_cleanup(void)
 {
+	link_up = 0;
 	lws_sul_cancel(&sul_heartbeat);
 	lws_sul_cancel(&sul_soon);
 	lws_dll2_foreach_safe(&disconnects, NULL, free_gone_cb);
