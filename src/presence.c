@@ -5,8 +5,8 @@
  *	  background worker's registration.
  *
  * Everything here happens at shared_preload_libraries time.  Loaded any
- * other way, the module only defines its settings, and every function says
- * that the preload is missing.
+ * other way, the module does nothing here, and every function says that the
+ * preload is missing.
  *
  *-------------------------------------------------------------------------
  */
@@ -96,9 +96,13 @@ define_settings(void)
 void
 _PG_init(void)
 {
-	define_settings();
+	/*
+	 * Loaded later (by CREATE EXTENSION, say), it is too late for settings
+	 * that need a restart; the functions will say the preload is missing.
+	 */
 	if (!process_shared_preload_libraries_in_progress)
 		return;
+	define_settings();
 	registry_request_shmem();
 	presence_register_worker();
 }

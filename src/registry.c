@@ -125,6 +125,7 @@ registry_shmem_startup_hook(void)
 		ConditionVariableInit(&presence_shared->ready_cv);
 		ConditionVariableInit(&presence_shared->tick_cv);
 		pg_atomic_init_u64(&presence_shared->ticks_started, 0);
+		pg_atomic_init_u32(&presence_shared->live_sessions, 0);
 		pg_atomic_init_u64(&presence_shared->change_counter, 0);
 		pg_atomic_init_u64(&presence_shared->sweeps, 0);
 		pg_atomic_init_u64(&presence_shared->notifications, 0);
@@ -560,6 +561,28 @@ registry_start_session(PresencePartition *part, PresenceSession *session,
 	registry_mark_session_changed(part, session);
 }
 
+/*
+ * Counts one more live session, unless presence.max_sessions are live.  The
+ * hash table may hold a few more entries than that; this is the limit.
+ */
+bool
+registry_reserve_session(void)
+{
+	if (pg_atomic_fetch_add_u32(&presence_shared->live_sessions, 1) >=
+		(uint32) presence_max_sessions)
+	{
+		pg_atomic_fetch_sub_u32(&presence_shared->live_sessions, 1);
+		return false;
+	}
+	return true;
+}
+
+void
+registry_release_session(void)
+{
+	pg_atomic_fetch_sub_u32(&presence_shared->live_sessions, 1);
+}
+
 /* Frees an ended session's entry, once its row needs nothing more. */
 static void
 registry_free_session(PresencePartition *part, PresenceSession *session)
@@ -597,6 +620,7 @@ registry_end_session(PresencePartition *part, PresenceSession *session,
 	session->owner_pid = 0;
 	user->nsessions--;
 	part->nsessions--;
+	registry_release_session();
 	if (session->persisted || session->in_changes)
 		registry_mark_session_changed(part, session);
 	else

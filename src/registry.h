@@ -134,6 +134,7 @@ typedef struct PresenceShared
 	ConditionVariable ready_cv;
 	ConditionVariable tick_cv;	/* broadcast at the end of each tick */
 	pg_atomic_uint64 ticks_started;
+	pg_atomic_uint32 live_sessions;	/* counted against max_sessions */
 	pg_atomic_uint64 change_counter;
 	pg_atomic_uint64 sweeps;
 	pg_atomic_uint64 notifications;
@@ -182,6 +183,8 @@ extern PresenceSession *registry_create_session(RegistryLookup *l,
 												PresenceUser *user,
 												const char *meta,
 												RegistryFull *full);
+extern bool registry_reserve_session(void);
+extern void registry_release_session(void);
 extern void registry_start_session(PresencePartition *part,
 								   PresenceSession *session, TimestampTz now);
 extern bool registry_end_session(PresencePartition *part,

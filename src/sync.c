@@ -275,12 +275,18 @@ registry_load_session(const char *user_id, const char *session_id,
 		LWLockRelease(l.lock);
 		return true;
 	}
+	if (!registry_reserve_session())
+	{
+		LWLockRelease(l.lock);
+		return false;
+	}
 	u = registry_find_user(&l);
 	if (u == NULL)
 	{
 		u = registry_create_user(&l, &full);
 		if (u == NULL)
 		{
+			registry_release_session();
 			LWLockRelease(l.lock);
 			return false;
 		}
@@ -293,6 +299,7 @@ registry_load_session(const char *user_id, const char *session_id,
 	{
 		if (new_user)
 			registry_remove_user(l.part, u);
+		registry_release_session();
 		LWLockRelease(l.lock);
 		return false;
 	}
@@ -446,6 +453,7 @@ registry_clear(void)
 		part->nusers = 0;
 		part->nsessions = 0;
 	}
+	pg_atomic_write_u32(&presence_shared->live_sessions, 0);
 
 	for (int i = PRESENCE_PARTITIONS - 1; i >= 0; i--)
 		LWLockRelease(registry_partition_lock(i));

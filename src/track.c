@@ -99,11 +99,18 @@ try_connect(PresenceId user, PresenceId session, const char *meta,
 		return CONNECT_REFRESHED;
 	}
 
+	if (!registry_reserve_session())
+	{
+		LWLockRelease(l.lock);
+		*full = REGISTRY_FULL_ENTRIES;
+		return CONNECT_FULL;
+	}
 	if (s != NULL)
 	{
 		/* An ended session whose row is not deleted yet comes back, new. */
 		if (meta && !session_set_meta(s, meta))
 		{
+			registry_release_session();
 			LWLockRelease(l.lock);
 			*full = REGISTRY_FULL_MEMORY;
 			return CONNECT_FULL;
@@ -123,6 +130,7 @@ try_connect(PresenceId user, PresenceId session, const char *meta,
 			u = registry_create_user(&l, full);
 			if (u == NULL)
 			{
+				registry_release_session();
 				LWLockRelease(l.lock);
 				return CONNECT_FULL;
 			}
@@ -133,6 +141,7 @@ try_connect(PresenceId user, PresenceId session, const char *meta,
 		{
 			if (new_user)
 				registry_remove_user(l.part, u);
+			registry_release_session();
 			LWLockRelease(l.lock);
 			return CONNECT_FULL;
 		}
