@@ -32,7 +32,6 @@ if [ "${RELAY_ASAN:-1}" != 0 ] && [ $# -eq 0 ]; then
 	# LeakSanitizer reports at exit: a leak makes the relay exit non-zero,
 	# which every test checks when it stops a relay.
 	ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=23:log_path=$ARTIFACTS_DIR/asan" \
-	LSAN_OPTIONS="suppressions=$top/test/relay/lsan.supp:print_suppressions=0" \
 	RELAY_BIN="$top/src/relay/presence-relay-asan" \
 	ARTIFACTS_DIR="$ARTIFACTS_DIR/asan-run" \
 		node --test --test-concurrency=1 --test-timeout=300000 \
