@@ -54,19 +54,20 @@ notify_payload(StringInfo buf, const PresenceChange *change)
 }
 
 /*
- * Numbers the changes from *next_seq in the order they happened and queues
+ * Numbers the changes after *last_seq in the order they happened and queues
  * one NOTIFY each; they go out when the worker's transaction commits.
  */
 void
-notify_changes(PresenceChange *changes, int n, int64 *next_seq)
+notify_changes(PresenceChange *changes, int n, int64 *last_seq)
 {
 	StringInfoData buf;
 
 	qsort(changes, n, sizeof(PresenceChange), compare_order);
+	*last_seq = persist_reserve_seq(*last_seq, n);
 	initStringInfo(&buf);
 	for (int i = 0; i < n; i++)
 	{
-		changes[i].seq = (*next_seq)++;
+		changes[i].seq = ++(*last_seq);
 		resetStringInfo(&buf);
 		notify_payload(&buf, &changes[i]);
 		Async_Notify(presence_channel, buf.data);

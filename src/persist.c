@@ -220,39 +220,31 @@ persist_batch(PresenceBatch *batch)
 		batch->nupserts > 0;
 }
 
-/* The sequence number the next notification will carry. */
-int64
-persist_next_seq(void)
-{
-	bool		isnull;
-	int64		last;
-	bool		called;
-
-	if (SPI_execute("SELECT last_value, is_called FROM presence.notification_seq",
-					true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not read presence.notification_seq");
-	last = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-									   SPI_tuptable->tupdesc, 1, &isnull));
-	called = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-										SPI_tuptable->tupdesc, 2, &isnull));
-	return called ? last + 1 : last;
-}
-
 /*
- * Records the last sequence number used.  setval is not undone by a
- * rollback, so a number is never handed out twice.
+ * Reserves n sequence numbers and returns the one before the first.  Takes
+ * the larger of what the worker used last and what the sequence holds (a
+ * restore may have set it), and moves the sequence past the reservation:
+ * setval is not undone by a rollback, so a number is never handed out twice.
  */
-void
-persist_save_seq(int64 last)
+int64
+persist_reserve_seq(int64 last_used, int n)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			type = INT8OID;
-	Datum		arg = Int64GetDatum(last);
+	Oid			types[2] = {INT8OID, INT4OID};
+	Datum		args[2] = {Int64GetDatum(last_used), Int32GetDatum(n)};
+	bool		isnull;
 
 	run(prepare(&plan,
-				"SELECT pg_catalog.setval('presence.notification_seq', $1, true)",
-				1, &type),
-		&arg, SPI_OK_SELECT);
+				"SELECT pg_catalog.setval('presence.notification_seq',"
+				" greatest(CASE WHEN is_called THEN last_value ELSE last_value - 1 END,"
+				" $1) + $2, true) - $2"
+				" FROM presence.notification_seq",
+				2, types),
+		args, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		elog(ERROR, "could not read presence.notification_seq");
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									   SPI_tuptable->tupdesc, 1, &isnull));
 }
 
 static TimestampTz
@@ -275,8 +267,13 @@ get_bool(HeapTuple tuple, TupleDesc desc, int col)
 
 /*
  * Loads the registry from the tables: invisible users and users not known
- * to be offline, then every session.  Stops with a WARNING when the
- * registry is too small for the tables.
+ * to be offline, then the sessions of users that have a row.  The worker
+ * writes a user's row no later than the tick after its session's, and a
+ * restore copies presence.sessions before presence.users: a session whose
+ * user has no row yet waits for the next load, because its user may be
+ * invisible.  Loading merges into a live registry too, when a restore adds
+ * rows.  Stops with a WARNING when the registry is too small for the
+ * tables.
  */
 void
 persist_load(TimestampTz now)
@@ -311,8 +308,9 @@ persist_load(TimestampTz now)
 	SPI_cursor_close(portal);
 
 	portal = SPI_cursor_open_with_args(NULL,
-									   "SELECT user_id, session_id, connected_at, meta::text, bound"
-									   " FROM presence.sessions",
+									   "SELECT s.user_id, s.session_id, s.connected_at, s.meta::text, s.bound"
+									   " FROM presence.sessions s WHERE EXISTS"
+									   " (SELECT FROM presence.users u WHERE u.user_id = s.user_id)",
 									   0, NULL, NULL, NULL, true, 0);
 	while (room)
 	{

@@ -14,11 +14,10 @@
 #include "registry.h"
 
 extern bool persist_batch(PresenceBatch *batch);
-extern int64 persist_next_seq(void);
-extern void persist_save_seq(int64 last);
+extern int64 persist_reserve_seq(int64 last_used, int n);
 extern void persist_load(TimestampTz now);
 
 extern void notify_payload(StringInfo buf, const PresenceChange *change);
-extern void notify_changes(PresenceChange *changes, int n, int64 *next_seq);
+extern void notify_changes(PresenceChange *changes, int n, int64 *last_seq);
 
 #endif							/* PRESENCE_PERSIST_H */

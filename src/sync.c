@@ -222,9 +222,11 @@ registry_collect(PresenceBatch *batch, TimestampTz now,
 }
 
 /*
- * Loading from the tables.  Entries already in the registry win: loading
- * also merges rows that a restore put in the tables into a live registry.
- * Returns false when the registry has no room for the row.
+ * Loading from the tables.  Entries already in the registry win, except
+ * that a row can make a user invisible: loading also merges rows that a
+ * restore put in the tables into a live registry, and a privacy choice must
+ * not be lost to the order the rows arrive in.  Returns false when the
+ * registry has no room for the row.
  */
 bool
 registry_load_user(const char *user_id, PresenceStatus status,
@@ -250,6 +252,11 @@ registry_load_user(const char *user_id, PresenceStatus status,
 		u->last_active = last_active;
 		u->persisted = true;
 		u->loading = true;
+	}
+	else if (!visible && u->visible)
+	{
+		u->visible = false;
+		registry_mark_user_changed(l.part, u, GetCurrentTimestamp());
 	}
 	LWLockRelease(l.lock);
 	return true;

@@ -37,8 +37,7 @@
 /* Seconds the postmaster waits before starting a worker that failed. */
 #define WORKER_RESTART_SECONDS	5
 
-static int64 next_seq = 0;
-static bool seq_known = false;
+static int64 last_seq = 0;
 static TimestampTz last_flush = 0;
 static uint32 batch_counter = 0;
 
@@ -95,7 +94,7 @@ sync_with_extension(TimestampTz now)
 	{
 		registry_set_state(REGISTRY_EMPTY);
 		registry_clear();
-		seq_known = false;
+		last_seq = 0;
 	}
 	if (!OidIsValid(ext))
 		return false;
@@ -111,12 +110,6 @@ sync_with_extension(TimestampTz now)
 	}
 	else if (merge)
 		persist_load(now);
-
-	if (!seq_known)
-	{
-		next_seq = persist_next_seq();
-		seq_known = true;
-	}
 	return true;
 }
 
@@ -159,10 +152,7 @@ worker_tick(bool final)
 		registry_collect(&batch, start, flush_due ? last_flush : 0, resync);
 		wrote = persist_batch(&batch);
 		if (batch.nchanges > 0)
-		{
-			notify_changes(batch.changes, batch.nchanges, &next_seq);
-			persist_save_seq(next_seq - 1);
-		}
+			notify_changes(batch.changes, batch.nchanges, &last_seq);
 
 		SpinLockAcquire(&presence_shared->mutex);
 		presence_shared->resync_needed = false;
