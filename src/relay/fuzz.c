@@ -111,6 +111,8 @@ message(const unsigned char *data, size_t size)
 	assert(whole.kind == pieces.kind);
 	if (whole.kind == MESSAGE_HEARTBEAT)
 		assert(whole.active == pieces.active);
+	if (whole.kind == MESSAGE_VISIBILITY)
+		assert(whole.visible == pieces.visible && whole.visible >= 0);
 }
 
 int

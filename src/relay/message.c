@@ -1,6 +1,6 @@
 /*
  * message.c - what a WebSocket client may send: {"type":"heartbeat",
- * "active":bool}.
+ * "active":bool} and {"type":"visibility","visible":bool}.
  *
  * Parsed with lws's streaming JSON parser (lejp), so a message split over
  * several frames or reads needs no buffer of its own: only the parser
@@ -17,18 +17,43 @@ struct message_parser
 	struct lejp_ctx ctx;
 	int			result;			/* last lejp_parse(): LEJP_CONTINUE, <0, or done */
 	int			bad;			/* malformed whatever lejp says */
-	int			is_heartbeat;
+	enum message_kind type;		/* from "type": HEARTBEAT, VISIBILITY or OTHER */
 	int			active;
+	int			visible;		/* -1: no "visible" member */
 	int			type_chunked;	/* "type" longer than one lejp chunk */
 };
 
-static const char *const paths[] = {"type", "active"};
+static const char *const paths[] = {"type", "active", "visible"};
 
 enum
 {
 	PATH_TYPE = 1,				/* lejp reports 1-based indexes of paths[] */
 	PATH_ACTIVE,
+	PATH_VISIBLE,
 };
+
+/* The kind a complete "type" string names. */
+static enum message_kind
+type_kind(const char *s, size_t len)
+{
+	if (len == 9 && !memcmp(s, "heartbeat", 9))
+		return MESSAGE_HEARTBEAT;
+	if (len == 10 && !memcmp(s, "visibility", 10))
+		return MESSAGE_VISIBILITY;
+	return MESSAGE_OTHER;
+}
+
+/* A boolean member: 1 or 0, or -1 (and the message is bad) if not one. */
+static void
+set_bool(struct message_parser *p, char reason, int *out)
+{
+	if (reason == LEJPCB_VAL_TRUE)
+		*out = 1;
+	else if (reason == LEJPCB_VAL_FALSE)
+		*out = 0;
+	else if (reason != LEJPCB_VAL_STR_CHUNK)
+		p->bad = 1;
+}
 
 static signed char
 parse_cb(struct lejp_ctx *ctx, char reason)
@@ -48,18 +73,16 @@ parse_cb(struct lejp_ctx *ctx, char reason)
 			if (reason == LEJPCB_VAL_STR_CHUNK)
 				p->type_chunked = 1;
 			else if (reason == LEJPCB_VAL_STR_END)
-				p->is_heartbeat = !p->type_chunked &&
-					ctx->npos == 9 && !memcmp(ctx->buf, "heartbeat", 9);
+				p->type = p->type_chunked ? MESSAGE_OTHER :
+					type_kind(ctx->buf, ctx->npos);
 			else
-				p->is_heartbeat = 0;
+				p->type = MESSAGE_OTHER;
 			break;
 		case PATH_ACTIVE:
-			if (reason == LEJPCB_VAL_TRUE)
-				p->active = 1;
-			else if (reason == LEJPCB_VAL_FALSE)
-				p->active = 0;
-			else if (reason != LEJPCB_VAL_STR_CHUNK)
-				p->bad = 1;		/* "active" must be a boolean */
+			set_bool(p, reason, &p->active);
+			break;
+		case PATH_VISIBLE:
+			set_bool(p, reason, &p->visible);
 			break;
 	}
 	return 0;
@@ -70,7 +93,9 @@ parser_init(struct message_parser *p)
 {
 	memset(p, 0, sizeof(*p));
 	p->result = LEJP_CONTINUE;
+	p->type = MESSAGE_OTHER;
 	p->active = 1;
+	p->visible = -1;
 	lejp_construct(&p->ctx, parse_cb, p, paths, LWS_ARRAY_SIZE(paths));
 }
 
@@ -116,12 +141,13 @@ message_end(struct message_parser *p, struct message *out)
 
 	if (p->bad || p->result != 0)
 		kind = MESSAGE_MALFORMED;
-	else if (p->is_heartbeat)
-		kind = MESSAGE_HEARTBEAT;
+	else if (p->type == MESSAGE_VISIBILITY && p->visible < 0)
+		kind = MESSAGE_MALFORMED;	/* "visible" is required */
 	else
-		kind = MESSAGE_OTHER;
+		kind = p->type;
 	out->kind = kind;
 	out->active = p->active;
+	out->visible = p->visible;
 	lejp_destruct(&p->ctx);
 	free(p);
 	return kind;

@@ -119,6 +119,7 @@ char	   *auth_mint_token(const char *user, int ttl);
 enum message_kind
 {
 	MESSAGE_HEARTBEAT,
+	MESSAGE_VISIBILITY,
 	MESSAGE_OTHER,				/* valid JSON we do not act on */
 	MESSAGE_MALFORMED,
 };
@@ -126,6 +127,7 @@ struct message
 {
 	enum message_kind kind;
 	int			active;			/* heartbeat: 1 unless "active":false */
+	int			visible;		/* visibility: 1 or 0 */
 };
 struct message_parser;
 struct message_parser *message_begin(void);
@@ -184,6 +186,7 @@ void		sessions_init(void);
 void		sessions_add(struct client *c);
 void		sessions_remove(struct client *c);
 void		sessions_activity(struct client *c, int active);
+void		sessions_set_visible(struct client *c, int visible);
 void		sessions_want_snapshot(void);
 void		sessions_link_up(int session_timeout_ms);
 void		sessions_link_down(void);

@@ -11,6 +11,11 @@
  * Sessions are "bound": if the relay dies, PostgreSQL ends them with its
  * connection, so no ghost stays online.  For the same reason, when the
  * link comes back every live socket is connected again.
+ *
+ * A client may also hide its own user ({"type":"visibility"}): that is
+ * presence.set_visible(), batched like the rest.  A request not yet sent
+ * waits while the link is down: it is the user's choice, not part of the
+ * session, so it outlives the socket that made it.
  */
 #include "relay.h"
 
@@ -25,6 +30,14 @@ struct gone
 	char		session[96];
 };
 
+/* a user's latest visibility request not yet sent (one per user) */
+struct visibility
+{
+	lws_dll2_t	list;
+	int			visible;
+	char		user[];
+};
+
 struct strbuf
 {
 	char	   *p;
@@ -36,6 +49,7 @@ struct strbuf
 static lws_dll2_owner_t to_connect;	/* clients needing presence.connect */
 static lws_dll2_owner_t in_flight;	/* connect sent, no answer yet */
 static lws_dll2_owner_t disconnects;	/* struct gone */
+static lws_dll2_owner_t visibility_changes;	/* struct visibility */
 static int	link_up;
 static int	snapshot_wanted;
 static int	snapshot_retry;		/* the last one failed: ask at next tick */
@@ -52,6 +66,9 @@ static const char sql_connect[] =
 static const char sql_disconnect[] =
 "SELECT presence.disconnect(u, s)"
 " FROM unnest($1::text[], $2::text[]) AS t(u, s)";
+static const char sql_set_visible[] =
+"SELECT presence.set_visible(u, v)"
+" FROM unnest($1::text[], $2::bool[]) AS t(u, v)";
 /* the setting rides along, so that a reload is seen within one interval */
 static const char sql_heartbeat[] =
 "SELECT (SELECT setting::int FROM pg_catalog.pg_settings"
@@ -189,6 +206,36 @@ sessions_activity(struct client *c, int active)
 		lws_sul_schedule(relay_context, 0, &sul_soon, heartbeat_soon,
 						 50 * LWS_US_PER_MS);
 	}
+}
+
+/*
+ * A client asked for its user to be shown or hidden.  Only the latest
+ * request per user is kept, so the queue is never longer than the number
+ * of users, whatever clients send.
+ */
+void
+sessions_set_visible(struct client *c, int visible)
+{
+	struct visibility *v;
+	size_t		n = strlen(c->user) + 1;
+
+	lws_start_foreach_dll(struct lws_dll2 *, d, visibility_changes.head)
+	{
+		v = lws_container_of(d, struct visibility, list);
+		if (!strcmp(v->user, c->user))
+		{
+			v->visible = visible;
+			return;
+		}
+	}
+	lws_end_foreach_dll(d);
+	v = calloc(1, sizeof(*v) + n);
+	if (!v)
+		return;
+	memcpy(v->user, c->user, n);
+	v->visible = visible;
+	lws_dll2_add_tail(&v->list, &visibility_changes);
+	sessions_pump();
 }
 
 void
@@ -401,6 +448,55 @@ send_disconnects(void)
 }
 
 static void
+visibility_done(PGresult *res, void *arg)
+{
+	if (res && PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		relay_metrics.session_errors_total++;
+		lwsl_err("presence.set_visible failed: %s", PQresultErrorMessage(res));
+	}
+}
+
+static int
+free_visibility_cb(struct lws_dll2 *d, void *user)
+{
+	lws_dll2_remove(d);
+	free(lws_container_of(d, struct visibility, list));
+	return 0;
+}
+
+static void
+send_visibility(void)
+{
+	struct strbuf users = {0},
+				values = {0};
+	const char *params[2];
+
+	sb_add(&users, "{", 1);
+	sb_add(&values, "{", 1);
+	lws_start_foreach_dll(struct lws_dll2 *, d, visibility_changes.head)
+	{
+		struct visibility *v = lws_container_of(d, struct visibility, list);
+
+		sb_add_elem(&users, v->user);
+		if (values.len > 1)
+			sb_add(&values, ",", 1);
+		sb_add(&values, v->visible ? "t" : "f", 1);
+	}
+	lws_end_foreach_dll(d);
+	sb_add(&users, "}", 1);
+	sb_add(&values, "}", 1);
+	params[0] = users.p;
+	params[1] = values.p;
+	/* if it cannot go out now, the requests stay for the next pump */
+	if (!users.oom && !values.oom &&
+		!dblink_send(sql_set_visible, 2, params, visibility_done, NULL))
+		lws_dll2_foreach_safe(&visibility_changes, NULL, free_visibility_cb);
+	sb_free(&users);
+	sb_free(&values);
+}
+
+static void
 snapshot_done(PGresult *res, void *arg)
 {
 	if (!res)
@@ -487,6 +583,8 @@ sessions_pump(void)
 		send_disconnects();
 	else if (to_connect.count)
 		send_connects();
+	else if (visibility_changes.count)
+		send_visibility();
 	else if (snapshot_wanted)
 	{
 		snapshot_wanted = 0;
@@ -510,4 +608,5 @@ sessions_cleanup(void)
 	lws_sul_cancel(&sul_heartbeat);
 	lws_sul_cancel(&sul_soon);
 	lws_dll2_foreach_safe(&disconnects, NULL, free_gone_cb);
+	lws_dll2_foreach_safe(&visibility_changes, NULL, free_visibility_cb);
 }

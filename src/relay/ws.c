@@ -76,6 +76,8 @@ act_on(struct client *c, const struct message *m)
 		relay_metrics.malformed_messages_total++;
 	else if (m->kind == MESSAGE_HEARTBEAT && c->user)
 		sessions_activity(c, m->active);
+	else if (m->kind == MESSAGE_VISIBILITY && c->user)
+		sessions_set_visible(c, m->visible);
 }
 
 /* One piece of a client message (a whole small one, usually). */

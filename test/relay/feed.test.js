@@ -121,6 +121,53 @@ test('invisible users never appear', async () => {
   await watcher.waitPresence('eve', 'offline');
 });
 
+test('a client can hide its own user and show it again', async () => {
+  const gina = await Peer.open(relay.wsUrl(`/ws?token=${token('gina')}`));
+  await watcher.waitPresence('gina', 'online');
+  gina.send({ type: 'visibility', visible: false });
+  const hidden = await watcher.waitPresence('gina', 'offline');
+  assert.equal(hidden.previous, 'online');
+  const { rows } = await pg.query("SELECT visible FROM presence.users WHERE user_id = 'gina'");
+  assert.deepEqual(rows, [{ visible: false }]);
+  // the choice outlives the socket: a new one finds gina hidden
+  await gina.close();
+  const again = await Peer.open(relay.wsUrl(`/ws?token=${token('gina')}`));
+  const state = await again.waitFor((m) => m.type === 'state');
+  assert.ok(!state.users.some((u) => u.user_id === 'gina'));
+  again.send({ type: 'visibility', visible: true });
+  await watcher.waitPresence('gina', 'online');
+  await again.close();
+  await watcher.waitPresence('gina', 'offline');
+});
+
+test('only a boolean "visible" counts; a watcher has nobody to hide', async () => {
+  const m0 = await metric(relay, 'presence_relay_malformed_messages_total');
+  const hank = await Peer.open(relay.wsUrl(`/ws?token=${token('hank')}`));
+  await watcher.waitPresence('hank', 'online');
+  hank.send({ type: 'visibility' });
+  hank.send({ type: 'visibility', visible: 'no' });
+  await eventually(async () => await metric(relay, 'presence_relay_malformed_messages_total') === m0 + 2,
+    5000, 'two malformed messages counted');
+  // a state asked for now is read after any visibility change queued before
+  const look = await Peer.open(relay.wsUrl(`/ws?token=${token('look')}`));
+  const state = await look.waitFor((m) => m.type === 'state');
+  assert.ok(state.users.some((u) => u.user_id === 'hank' && u.status === 'online'));
+  await look.close();
+
+  const anon = await startRelay({ cluster: pg, secret: SECRET, name: 'feed-anon', args: ['--allow-anonymous'] });
+  const peek = await Peer.open(anon.wsUrl('/ws'));
+  await peek.waitFor((m) => m.type === 'state');
+  peek.send({ type: 'visibility', visible: false });
+  const peek2 = await Peer.open(anon.wsUrl('/ws'));
+  const state2 = await peek2.waitFor((m) => m.type === 'state');
+  assert.ok(state2.users.some((u) => u.user_id === 'hank' && u.status === 'online'));
+  await Promise.all([peek.close(), peek2.close()]);
+  assert.deepEqual(await anon.stop(), { code: 0, signal: null });
+  anon.cleanup();
+  await hank.close();
+  await watcher.waitPresence('hank', 'offline');
+});
+
 test('GET /online, /healthz and /metrics', async () => {
   const frank = await Peer.open(relay.wsUrl(`/ws?token=${token('frank')}`));
   await watcher.waitPresence('frank', 'online');
