@@ -124,3 +124,10 @@ CREATE FUNCTION presence.stats(
 	OUT ready boolean)
 	AS 'MODULE_PATHNAME', 'presence_stats'
 	LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
+-- A new extension starts from empty tables: the registry starts empty too,
+-- and the worker loads it from the tables.
+CREATE FUNCTION presence._reset_registry() RETURNS void
+	AS 'MODULE_PATHNAME', 'presence_reset_registry' LANGUAGE C;
+REVOKE EXECUTE ON FUNCTION presence._reset_registry() FROM PUBLIC;
+SELECT presence._reset_registry();

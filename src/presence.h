@@ -63,6 +63,7 @@ extern Size registry_shmem_size(void);
 extern void registry_request_shmem(void);
 extern void registry_shmem_startup(void);
 extern void registry_check_preloaded(void);
+extern void registry_reset(void);
 extern void registry_check_usable(bool for_write);
 
 /* Registry: backend operations (registry.c); they raise the ERRORs */

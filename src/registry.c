@@ -128,8 +128,6 @@ registry_shmem_startup_hook(void)
 		pg_atomic_init_u32(&presence_shared->live_sessions, 0);
 		pg_atomic_init_u64(&presence_shared->change_counter, 0);
 		pg_atomic_init_u64(&presence_shared->sweeps, 0);
-		pg_atomic_init_u64(&presence_shared->notifications, 0);
-		pg_atomic_init_u64(&presence_shared->flushes, 0);
 		for (int i = 0; i < PRESENCE_PARTITIONS; i++)
 		{
 			PresencePartition *part = &presence_shared->partitions[i];
@@ -236,9 +234,11 @@ registry_check_usable(bool for_write)
 				 errhint("Read the presence.users table, which the primary keeps up to date.")));
 	}
 
-	SpinLockAcquire(&presence_shared->mutex);
-	database_oid = presence_shared->database_oid;
-	SpinLockRelease(&presence_shared->mutex);
+	/*
+	 * Read without the spinlock: this runs on every call, and the worker
+	 * sets the field once, before the registry can be ready.
+	 */
+	database_oid = ((volatile PresenceShared *) presence_shared)->database_oid;
 	if (OidIsValid(database_oid) ? database_oid != MyDatabaseId :
 		strcmp(get_database_name(MyDatabaseId), presence_database) != 0)
 		ereport(ERROR,
@@ -597,8 +597,11 @@ registry_free_session(PresencePartition *part, PresenceSession *session)
 		elog(ERROR, "presence session entry vanished from its table");
 	registry_free_string(session_dp);
 	registry_free_string(meta_dp);
-	/* The user entry may now go: let the worker look at it. */
-	if (--user->nrefs == 0)
+	/*
+	 * The user entry may now go: let the worker look at it, without making
+	 * a pending change of its status look newer than it is.
+	 */
+	if (--user->nrefs == 0 && !user->in_changes)
 		registry_mark_user_changed(part, user, 0);
 }
 
@@ -707,10 +710,10 @@ registry_get_stats(PresenceStats *stats)
 		LWLockRelease(registry_partition_lock(i));
 	}
 	stats->max_sessions = presence_max_sessions;
-	stats->sweeps = pg_atomic_read_u64(&presence_shared->sweeps);
-	stats->notifications = pg_atomic_read_u64(&presence_shared->notifications);
-	stats->flushes = pg_atomic_read_u64(&presence_shared->flushes);
 	SpinLockAcquire(&presence_shared->mutex);
+	stats->sweeps = pg_atomic_read_u64(&presence_shared->sweeps);
+	stats->notifications = presence_shared->notifications;
+	stats->flushes = presence_shared->flushes;
 	stats->last_sweep_ms = presence_shared->last_sweep_ms;
 	stats->worker_pid = presence_shared->worker_pid;
 	stats->ready = presence_shared->state == REGISTRY_READY;

@@ -120,7 +120,7 @@ typedef struct PresenceShared
 	Size		dsa_size;
 	void	   *string_place;	/* where the string area lives */
 
-	slock_t		mutex;			/* guards the fields below up to 'stats' */
+	slock_t		mutex;			/* guards the fields below, up to the CVs */
 	PresenceRegistryState state;
 	Oid			database_oid;	/* set by the worker once connected */
 	Oid			extension_oid;	/* the extension the registry was loaded for */
@@ -130,15 +130,15 @@ typedef struct PresenceShared
 	bool		merge_requested;	/* rows were added to the tables by
 									 * someone else (a restore) */
 	double		last_sweep_ms;
+	uint64		notifications;
+	uint64		flushes;
 
 	ConditionVariable ready_cv;
 	ConditionVariable tick_cv;	/* broadcast at the end of each tick */
 	pg_atomic_uint64 ticks_started;
 	pg_atomic_uint32 live_sessions;	/* counted against max_sessions */
 	pg_atomic_uint64 change_counter;
-	pg_atomic_uint64 sweeps;
-	pg_atomic_uint64 notifications;
-	pg_atomic_uint64 flushes;
+	pg_atomic_uint64 sweeps;	/* ticks finished */
 
 	PresencePartition partitions[PRESENCE_PARTITIONS];
 } PresenceShared;

@@ -13,7 +13,10 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -35,6 +38,7 @@ PG_FUNCTION_INFO_V1(presence_online_users);
 PG_FUNCTION_INFO_V1(presence_sessions);
 PG_FUNCTION_INFO_V1(presence_stats);
 PG_FUNCTION_INFO_V1(presence_rows_added);
+PG_FUNCTION_INFO_V1(presence_reset_registry);
 
 /* A user or session id: not NULL (unless it may default), not empty, short. */
 static PresenceId
@@ -326,26 +330,58 @@ presence_stats(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
+static bool merge_on_commit = false;
+
+static void
+request_merge(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT && merge_on_commit)
+	{
+		SpinLockAcquire(&presence_shared->mutex);
+		presence_shared->merge_requested = true;
+		SpinLockRelease(&presence_shared->mutex);
+		registry_wake_worker();
+	}
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT)
+		merge_on_commit = false;
+}
+
 /*
  * Statement trigger on the tables: rows written by anyone but the worker
- * (a restore, most likely) are merged into the registry at its next tick.
+ * (a restore, most likely) are merged into the registry once they are
+ * committed, at the worker's next tick.
  */
 Datum
 presence_rows_added(PG_FUNCTION_ARGS)
 {
+	static bool callback_registered = false;
+
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "presence_rows_added: not called as a trigger");
-	if (presence_shared != NULL)
+	if (presence_shared != NULL &&
+		((volatile PresenceShared *) presence_shared)->worker_pid != MyProcPid)
 	{
-		bool		from_worker;
-
-		SpinLockAcquire(&presence_shared->mutex);
-		from_worker = presence_shared->worker_pid == MyProcPid;
-		if (!from_worker)
-			presence_shared->merge_requested = true;
-		SpinLockRelease(&presence_shared->mutex);
-		if (!from_worker)
-			registry_wake_worker();
+		if (!callback_registered)
+		{
+			RegisterXactCallback(request_merge, NULL);
+			callback_registered = true;
+		}
+		merge_on_commit = true;
 	}
 	return PointerGetDatum(NULL);
+}
+
+/*
+ * _reset_registry(): the install script's last step.  A new extension
+ * starts from empty tables, so the registry starts empty too, before any
+ * call can reach it (the worker would notice a dropped extension only at
+ * its next tick).  The worker then loads it from the tables again.
+ */
+Datum
+presence_reset_registry(PG_FUNCTION_ARGS)
+{
+	if (presence_shared != NULL && !RecoveryInProgress() &&
+		strcmp(get_database_name(MyDatabaseId), presence_database) == 0)
+		registry_reset();
+	PG_RETURN_VOID();
 }

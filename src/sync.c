@@ -466,6 +466,21 @@ registry_clear(void)
 		LWLockRelease(registry_partition_lock(i));
 }
 
+/*
+ * Empties the registry for a new extension, in the backend creating it;
+ * calls wait until the worker has loaded the new tables.
+ */
+void
+registry_reset(void)
+{
+	if (presence_shared == NULL)
+		return;
+	registry_attach();
+	registry_set_state(REGISTRY_EMPTY);
+	registry_clear();
+	registry_wake_worker();
+}
+
 /* Publishes the registry's state; calls waiting for it to load go on. */
 void
 registry_set_state(PresenceRegistryState state)
