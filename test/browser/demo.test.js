@@ -190,8 +190,10 @@ test('a simulated crowd of 50 comes, idles, and goes when stopped', async () => 
   assert.match(await bob.locator('#count-detail').textContent(), /^\d+ active · \d+ away$/);
   if (ARTIFACTS) {
     fs.mkdirSync(ARTIFACTS, { recursive: true });
+    // no hover left over, no half-played animation
     await bob.mouse.move(1270, 790);
-    await bob.screenshot({ path: path.join(ARTIFACTS, 'demo.png') });
+    await bob.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+    await bob.screenshot({ path: path.join(ARTIFACTS, 'demo.png'), animations: 'disabled' });
   }
 
   await bob.getByRole('button', { name: 'Stop the crowd' }).click();
