@@ -60,11 +60,14 @@ SELECT presence.connect('erin');
 ROLLBACK;
 SELECT presence.status('erin');
 
--- The worker mirrors the registry into the tables.
-SELECT wait_until($$SELECT count(*) = 4 FROM presence.sessions$$);
+-- The worker mirrors the registry into the tables, every
+-- presence.flush_interval (100ms in this test configuration).
+SELECT wait_until($$SELECT array_agg(user_id ORDER BY user_id) = '{bob,carol,dave,erin}'
+                      FROM presence.sessions$$);
 SELECT user_id, session_id, meta, bound FROM presence.sessions
  ORDER BY user_id, session_id;
-SELECT wait_until($$SELECT count(*) = 5 FROM presence.users$$);
+SELECT wait_until($$SELECT count(*) = 5 AND bool_and(is_online = (user_id <> 'alice'))
+                      FROM presence.users$$);
 SELECT user_id, is_online, status, visible, last_active IS NOT NULL AS has_last_active
   FROM presence.users ORDER BY user_id;
 

@@ -2,11 +2,14 @@
  *
  * persist.c
  *	  The worker's reads and writes of the durable mirror: presence.users,
- *	  presence.sessions and presence.notification_seq.
+ *	  presence.sessions, presence.journal and presence.notification_seq.
  *
- * Each kind of write is one statement over arrays, whatever the number of
- * rows, so a login storm costs a handful of statements per tick.  Runs in
- * the worker's transaction, inside SPI.
+ * Each tick appends its changes to presence.journal as one row of arrays,
+ * in the transaction that sends its notifications: a tick in which ten
+ * thousand users leave costs one insert, not twenty thousand row updates.
+ * Every presence.flush_interval (and before loading, and at shutdown) the
+ * journal is folded into presence.users and presence.sessions, a few
+ * statements for all of it.  Runs in the worker's transactions, in SPI.
  *
  *-------------------------------------------------------------------------
  */
@@ -63,123 +66,185 @@ make_array(Datum *elems, bool *nulls, int n, Oid type)
 											  typlen, typbyval, typalign));
 }
 
-/* Column arrays for up to n rows. */
+/* One array of n elements per column, for unnest() on the other side. */
 typedef struct Columns
 {
-	Datum	   *c[5];
-	bool	   *nulls[5];
+	int			n;
+	Datum	   *values[6];
+	bool	   *nulls[6];
 } Columns;
 
 static void
 columns_init(Columns *cols, int ncols, int n)
 {
+	cols->n = n;
 	for (int i = 0; i < ncols; i++)
 	{
-		cols->c[i] = palloc_extended(sizeof(Datum) * Max(n, 1), MCXT_ALLOC_HUGE);
+		cols->values[i] = palloc_extended(sizeof(Datum) * Max(n, 1), MCXT_ALLOC_HUGE);
 		cols->nulls[i] = palloc_extended(sizeof(bool) * Max(n, 1),
-										  MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+										 MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
 	}
 }
 
-static void
-write_users(PresenceUserRow *rows, int n)
+static Datum
+column(Columns *cols, int i, Oid type)
 {
-	static SPIPlanPtr plan = NULL;
-	Oid			types[4] = {TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, BOOLARRAYOID};
-	Columns		cols;
-	Datum		args[4];
+	return make_array(cols->values[i], cols->nulls[i], cols->n, type);
+}
 
-	columns_init(&cols, 4, n);
+/* The users of a batch as 4 arrays: id, status, last_active, visible. */
+static void
+user_columns(PresenceBatch *batch, Datum *args)
+{
+	Columns		cols;
+
+	columns_init(&cols, 4, batch->nusers);
+	for (int i = 0; i < batch->nusers; i++)
+	{
+		PresenceUserRow *row = &batch->users[i];
+
+		cols.values[0][i] = CStringGetTextDatum(row->user_id);
+		cols.values[1][i] = CStringGetTextDatum(presence_status_name(row->status));
+		cols.values[2][i] = TimestampTzGetDatum(row->last_active);
+		cols.nulls[2][i] = row->last_active == 0;
+		cols.values[3][i] = BoolGetDatum(row->visible);
+	}
+	args[0] = column(&cols, 0, TEXTOID);
+	args[1] = column(&cols, 1, TEXTOID);
+	args[2] = column(&cols, 2, TIMESTAMPTZOID);
+	args[3] = column(&cols, 3, BOOLOID);
+}
+
+/*
+ * The sessions of a batch, written and ended, as 6 arrays: user id, session
+ * id, connected_at, meta, bound, ended.
+ */
+static void
+session_columns(PresenceBatch *batch, Datum *args)
+{
+	Columns		cols;
+	int			n = batch->nupserts + batch->ndeletes;
+
+	columns_init(&cols, 6, n);
 	for (int i = 0; i < n; i++)
 	{
-		cols.c[0][i] = CStringGetTextDatum(rows[i].user_id);
-		cols.c[1][i] = CStringGetTextDatum(presence_status_name(rows[i].status));
-		cols.c[2][i] = TimestampTzGetDatum(rows[i].last_active);
-		cols.nulls[2][i] = rows[i].last_active == 0;
-		cols.c[3][i] = BoolGetDatum(rows[i].visible);
+		bool		ended = i >= batch->nupserts;
+		PresenceSessionRow *row = ended ? &batch->deletes[i - batch->nupserts] :
+		&batch->upserts[i];
+
+		cols.values[0][i] = CStringGetTextDatum(row->user_id);
+		cols.values[1][i] = CStringGetTextDatum(row->session_id);
+		cols.values[2][i] = TimestampTzGetDatum(row->connected_at);
+		cols.nulls[3][i] = row->meta == NULL;
+		cols.values[3][i] = row->meta ? CStringGetTextDatum(row->meta) : (Datum) 0;
+		cols.values[4][i] = BoolGetDatum(row->bound);
+		cols.values[5][i] = BoolGetDatum(ended);
 	}
-	args[0] = make_array(cols.c[0], NULL, n, TEXTOID);
-	args[1] = make_array(cols.c[1], NULL, n, TEXTOID);
-	args[2] = make_array(cols.c[2], cols.nulls[2], n, TIMESTAMPTZOID);
-	args[3] = make_array(cols.c[3], NULL, n, BOOLOID);
+	args[0] = column(&cols, 0, TEXTOID);
+	args[1] = column(&cols, 1, TEXTOID);
+	args[2] = column(&cols, 2, TIMESTAMPTZOID);
+	args[3] = column(&cols, 3, TEXTOID);
+	args[4] = column(&cols, 4, BOOLOID);
+	args[5] = column(&cols, 5, BOOLOID);
+}
+
+/*
+ * Appends one tick's rows to presence.journal: one row, whatever the number
+ * of users and sessions, so the tick costs one insert however many users
+ * came or went.  Ticks are numbered by time, so rows a restore brings from
+ * another server sort before this server's own.
+ */
+static void
+journal_append(PresenceBatch *batch)
+{
+	static SPIPlanPtr plan = NULL;
+	static int64 last_tick = 0;
+	Oid			types[11] = {INT8OID,
+		TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, BOOLARRAYOID,
+		TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, TEXTARRAYOID,
+	BOOLARRAYOID, BOOLARRAYOID};
+	Datum		args[11];
+
+	last_tick = Max(last_tick + 1, GetCurrentTimestamp());
+	args[0] = Int64GetDatum(last_tick);
+	user_columns(batch, &args[1]);
+	session_columns(batch, &args[5]);
 	run(prepare(&plan,
+				"INSERT INTO presence.journal VALUES"
+				" ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+				11, types),
+		args, SPI_OK_INSERT);
+}
+
+/*
+ * Folds the journal into presence.users and presence.sessions: the latest
+ * entry of each user and of each session, in three statements, then empties
+ * the journal.  Returns whether there was anything to fold.
+ */
+bool
+persist_flush(void)
+{
+	static SPIPlanPtr last_plan = NULL;
+	static SPIPlanPtr users_plan = NULL;
+	static SPIPlanPtr sessions_plan = NULL;
+	static SPIPlanPtr clear_plan = NULL;
+	Oid			type = INT8OID;
+	Datum		last;
+	bool		isnull;
+
+	run(prepare(&last_plan, "SELECT max(tick) FROM presence.journal", 0, NULL),
+		NULL, SPI_OK_SELECT);
+	last = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull)
+		return false;
+
+	run(prepare(&users_plan,
 				"INSERT INTO presence.users AS u"
 				" (user_id, is_online, status, last_active, visible)"
-				" SELECT r.user_id, r.status <> 'offline', r.status, r.last_active, r.visible"
-				" FROM unnest($1, $2, $3, $4) AS r(user_id, status, last_active, visible)"
+				" SELECT DISTINCT ON (e.user_id)"
+				" e.user_id, e.status <> 'offline', e.status, e.last_active, e.visible"
+				" FROM presence.journal j, unnest(j.user_ids, j.user_statuses,"
+				" j.user_last_active, j.user_visible)"
+				" AS e(user_id, status, last_active, visible)"
+				" WHERE j.tick <= $1"
+				" ORDER BY e.user_id, j.tick DESC"
 				" ON CONFLICT (user_id) DO UPDATE SET"
 				" is_online = excluded.is_online, status = excluded.status,"
 				" last_active = coalesce(excluded.last_active, u.last_active),"
 				" visible = excluded.visible",
-				4, types),
-		args, SPI_OK_INSERT);
-}
-
-static void
-write_sessions(PresenceSessionRow *rows, int n)
-{
-	static SPIPlanPtr plan = NULL;
-	Oid			types[5] = {TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID,
-	TEXTARRAYOID, BOOLARRAYOID};
-	Columns		cols;
-	Datum		args[5];
-
-	columns_init(&cols, 5, n);
-	for (int i = 0; i < n; i++)
-	{
-		cols.c[0][i] = CStringGetTextDatum(rows[i].user_id);
-		cols.c[1][i] = CStringGetTextDatum(rows[i].session_id);
-		cols.c[2][i] = TimestampTzGetDatum(rows[i].connected_at);
-		cols.nulls[3][i] = rows[i].meta == NULL;
-		cols.c[3][i] = rows[i].meta ? CStringGetTextDatum(rows[i].meta) : (Datum) 0;
-		cols.c[4][i] = BoolGetDatum(rows[i].bound);
-	}
-	args[0] = make_array(cols.c[0], NULL, n, TEXTOID);
-	args[1] = make_array(cols.c[1], NULL, n, TEXTOID);
-	args[2] = make_array(cols.c[2], NULL, n, TIMESTAMPTZOID);
-	args[3] = make_array(cols.c[3], cols.nulls[3], n, TEXTOID);
-	args[4] = make_array(cols.c[4], NULL, n, BOOLOID);
-	run(prepare(&plan,
-				"INSERT INTO presence.sessions"
+				1, &type),
+		&last, SPI_OK_INSERT);
+	run(prepare(&sessions_plan,
+				"WITH latest AS ("
+				" SELECT DISTINCT ON (e.user_id, e.session_id) e.*"
+				" FROM presence.journal j, unnest(j.session_users, j.session_ids,"
+				" j.session_connected_at, j.session_meta, j.session_bound,"
+				" j.session_ended)"
+				" AS e(user_id, session_id, connected_at, meta, bound, ended)"
+				" WHERE j.tick <= $1"
+				" ORDER BY e.user_id, e.session_id, j.tick DESC),"
+				" gone AS (DELETE FROM presence.sessions s USING latest l"
+				" WHERE l.ended AND s.user_id = l.user_id"
+				" AND s.session_id = l.session_id)"
+				" INSERT INTO presence.sessions"
 				" (user_id, session_id, connected_at, meta, bound)"
-				" SELECT r.user_id, r.session_id, r.connected_at, r.meta::jsonb, r.bound"
-				" FROM unnest($1, $2, $3, $4, $5)"
-				" AS r(user_id, session_id, connected_at, meta, bound)"
+				" SELECT user_id, session_id, connected_at, meta::jsonb, bound"
+				" FROM latest WHERE NOT ended"
 				" ON CONFLICT (user_id, session_id) DO UPDATE SET"
 				" connected_at = excluded.connected_at, meta = excluded.meta,"
 				" bound = excluded.bound",
-				5, types),
-		args, SPI_OK_INSERT);
-}
-
-static void
-delete_sessions(PresenceSessionRow *rows, int n)
-{
-	static SPIPlanPtr plan = NULL;
-	Oid			types[2] = {TEXTARRAYOID, TEXTARRAYOID};
-	Columns		cols;
-	Datum		args[2];
-
-	columns_init(&cols, 2, n);
-	for (int i = 0; i < n; i++)
-	{
-		cols.c[0][i] = CStringGetTextDatum(rows[i].user_id);
-		cols.c[1][i] = CStringGetTextDatum(rows[i].session_id);
-	}
-	args[0] = make_array(cols.c[0], NULL, n, TEXTOID);
-	args[1] = make_array(cols.c[1], NULL, n, TEXTOID);
-	run(prepare(&plan,
-				"DELETE FROM presence.sessions s"
-				" USING unnest($1, $2) AS d(user_id, session_id)"
-				" WHERE s.user_id = d.user_id AND s.session_id = d.session_id",
-				2, types),
-		args, SPI_OK_DELETE);
+				1, &type),
+		&last, SPI_OK_INSERT);
+	run(prepare(&clear_plan, "DELETE FROM presence.journal WHERE tick <= $1",
+				1, &type),
+		&last, SPI_OK_DELETE);
+	return true;
 }
 
 /*
- * A full batch holds every user and session of the registry: the tables are
- * made to hold exactly that, and users the registry no longer tracks are
- * marked offline.
+ * Before a full batch, which holds every user and session of the registry:
+ * the tables and the journal are emptied of sessions, and users the
+ * registry no longer tracks are marked offline.
  */
 static void
 replace_all(PresenceBatch *batch)
@@ -190,7 +255,9 @@ replace_all(PresenceBatch *batch)
 	Datum	   *ids;
 	Datum		arg;
 
-	run(prepare(&clear_plan, "DELETE FROM presence.sessions", 0, NULL),
+	run(prepare(&clear_plan,
+				"WITH j AS (DELETE FROM presence.journal)"
+				" DELETE FROM presence.sessions", 0, NULL),
 		NULL, SPI_OK_DELETE);
 	ids = palloc_extended(sizeof(Datum) * Max(batch->nusers, 1), MCXT_ALLOC_HUGE);
 	for (int i = 0; i < batch->nusers; i++)
@@ -204,20 +271,19 @@ replace_all(PresenceBatch *batch)
 		&arg, SPI_OK_UPDATE);
 }
 
-/* Writes one tick's batch.  Returns whether anything was written. */
+/*
+ * Writes one tick's batch to the journal (a full one replaces everything).
+ * Returns whether anything was written.
+ */
 bool
 persist_batch(PresenceBatch *batch)
 {
 	if (batch->full)
 		replace_all(batch);
-	if (batch->nusers > 0)
-		write_users(batch->users, batch->nusers);
-	if (batch->ndeletes > 0)
-		delete_sessions(batch->deletes, batch->ndeletes);
-	if (batch->nupserts > 0)
-		write_sessions(batch->upserts, batch->nupserts);
-	return batch->full || batch->nusers > 0 || batch->ndeletes > 0 ||
-		batch->nupserts > 0;
+	if (batch->nusers == 0 && batch->nupserts == 0 && batch->ndeletes == 0)
+		return batch->full;
+	journal_append(batch);
+	return true;
 }
 
 /*
@@ -280,6 +346,8 @@ persist_load(TimestampTz now)
 {
 	Portal		portal;
 	bool		room = true;
+
+	persist_flush();
 
 	portal = SPI_cursor_open_with_args(NULL,
 									   "SELECT user_id, status, last_active, visible"

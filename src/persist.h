@@ -14,6 +14,7 @@
 #include "registry.h"
 
 extern bool persist_batch(PresenceBatch *batch);
+extern bool persist_flush(void);
 extern int64 persist_reserve_seq(int64 last_used, int n);
 extern void persist_load(TimestampTz now);
 

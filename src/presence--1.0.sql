@@ -26,15 +26,46 @@ CREATE TABLE presence.sessions (
 	PRIMARY KEY (user_id, session_id)
 );
 
+-- Each worker tick's changes, one row per tick, until the worker folds them
+-- into the two tables above (every presence.flush_interval).  Arrays are
+-- stored uncompressed: compressing them would cost the tick more than the
+-- bytes saved.
+CREATE TABLE presence.journal (
+	tick bigint PRIMARY KEY,
+	user_ids text[] NOT NULL,
+	user_statuses text[] NOT NULL,
+	user_last_active timestamptz[] NOT NULL,
+	user_visible boolean[] NOT NULL,
+	session_users text[] NOT NULL,
+	session_ids text[] NOT NULL,
+	session_connected_at timestamptz[] NOT NULL,
+	session_meta text[] NOT NULL,
+	session_bound boolean[] NOT NULL,
+	session_ended boolean[] NOT NULL
+);
+ALTER TABLE presence.journal
+	ALTER user_ids SET STORAGE EXTERNAL,
+	ALTER user_statuses SET STORAGE EXTERNAL,
+	ALTER user_last_active SET STORAGE EXTERNAL,
+	ALTER user_visible SET STORAGE EXTERNAL,
+	ALTER session_users SET STORAGE EXTERNAL,
+	ALTER session_ids SET STORAGE EXTERNAL,
+	ALTER session_connected_at SET STORAGE EXTERNAL,
+	ALTER session_meta SET STORAGE EXTERNAL,
+	ALTER session_bound SET STORAGE EXTERNAL,
+	ALTER session_ended SET STORAGE EXTERNAL;
+
 -- Holds the seq of the last notification sent, so seq never repeats.
 CREATE SEQUENCE presence.notification_seq;
 
 -- pg_dump keeps the rows of all three.
 SELECT pg_catalog.pg_extension_config_dump('presence.users', '');
 SELECT pg_catalog.pg_extension_config_dump('presence.sessions', '');
+SELECT pg_catalog.pg_extension_config_dump('presence.journal', '');
 SELECT pg_catalog.pg_extension_config_dump('presence.notification_seq', '');
 
-REVOKE ALL ON presence.users, presence.sessions, presence.notification_seq FROM PUBLIC;
+REVOKE ALL ON presence.users, presence.sessions, presence.journal,
+	presence.notification_seq FROM PUBLIC;
 
 -- Rows that someone other than the worker adds (a restore) are merged into
 -- the registry at the worker's next tick.
@@ -44,6 +75,8 @@ REVOKE EXECUTE ON FUNCTION presence.rows_added() FROM PUBLIC;
 CREATE TRIGGER rows_added AFTER INSERT ON presence.users
 	FOR EACH STATEMENT EXECUTE FUNCTION presence.rows_added();
 CREATE TRIGGER rows_added AFTER INSERT ON presence.sessions
+	FOR EACH STATEMENT EXECUTE FUNCTION presence.rows_added();
+CREATE TRIGGER rows_added AFTER INSERT ON presence.journal
 	FOR EACH STATEMENT EXECUTE FUNCTION presence.rows_added();
 
 -- Write functions: not executable by PUBLIC.
@@ -120,6 +153,7 @@ CREATE FUNCTION presence.stats(
 	OUT last_sweep_ms double precision,
 	OUT notifications bigint,
 	OUT flushes bigint,
+	OUT last_flush_ms double precision,
 	OUT worker_pid int,
 	OUT ready boolean)
 	AS 'MODULE_PATHNAME', 'presence_stats'

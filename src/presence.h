@@ -97,6 +97,7 @@ typedef struct PresenceStats
 	int64		memory_limit;
 	int64		sweeps;
 	double		last_sweep_ms;
+	double		last_flush_ms;
 	int64		notifications;
 	int64		flushes;
 	int			worker_pid;

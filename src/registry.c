@@ -715,6 +715,7 @@ registry_get_stats(PresenceStats *stats)
 	stats->notifications = presence_shared->notifications;
 	stats->flushes = presence_shared->flushes;
 	stats->last_sweep_ms = presence_shared->last_sweep_ms;
+	stats->last_flush_ms = presence_shared->last_flush_ms;
 	stats->worker_pid = presence_shared->worker_pid;
 	stats->ready = presence_shared->state == REGISTRY_READY;
 	SpinLockRelease(&presence_shared->mutex);

@@ -130,6 +130,7 @@ typedef struct PresenceShared
 	bool		merge_requested;	/* rows were added to the tables by
 									 * someone else (a restore) */
 	double		last_sweep_ms;
+	double		last_flush_ms;
 	uint64		notifications;
 	uint64		flushes;
 

@@ -210,8 +210,9 @@ presence_is_online(PG_FUNCTION_ARGS)
 
 /*
  * last_active(user_id): from the registry while the user is tracked, else
- * from presence.users, where the worker left it.  The function is SECURITY
- * DEFINER so that callers need no privilege on the table.
+ * from where the worker left it: its journal, or presence.users once the
+ * journal is folded in.  The function is SECURITY DEFINER so that callers
+ * need no privilege on the tables.
  */
 Datum
 presence_last_active(PG_FUNCTION_ARGS)
@@ -234,8 +235,16 @@ presence_last_active(PG_FUNCTION_ARGS)
 
 	arg = PointerGetDatum(cstring_to_text_with_len(user.data, user.len));
 	SPI_connect();
-	if (SPI_execute_with_args("SELECT last_active FROM presence.users"
-							  " WHERE user_id = $1 AND visible",
+	if (SPI_execute_with_args("SELECT CASE WHEN visible THEN last_active END FROM ("
+							  " (SELECT 1, e.visible, e.last_active"
+							  " FROM presence.journal j, unnest(j.user_ids,"
+							  " j.user_visible, j.user_last_active)"
+							  " AS e(user_id, visible, last_active)"
+							  " WHERE e.user_id = $1 ORDER BY j.tick DESC LIMIT 1)"
+							  " UNION ALL"
+							  " SELECT 2, visible, last_active FROM presence.users"
+							  " WHERE user_id = $1) AS found(rank, visible, last_active)"
+							  " ORDER BY rank LIMIT 1",
 							  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read presence.users");
 	if (SPI_processed == 1)
@@ -310,8 +319,8 @@ presence_stats(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
 	PresenceStats stats;
-	Datum		values[9];
-	bool		nulls[9] = {false};
+	Datum		values[10];
+	bool		nulls[10] = {false};
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
@@ -324,9 +333,10 @@ presence_stats(PG_FUNCTION_ARGS)
 	values[4] = Float8GetDatum(stats.last_sweep_ms);
 	values[5] = Int64GetDatum(stats.notifications);
 	values[6] = Int64GetDatum(stats.flushes);
-	values[7] = Int32GetDatum(stats.worker_pid);
-	nulls[7] = stats.worker_pid == 0;
-	values[8] = BoolGetDatum(stats.ready);
+	values[7] = Float8GetDatum(stats.last_flush_ms);
+	values[8] = Int32GetDatum(stats.worker_pid);
+	nulls[8] = stats.worker_pid == 0;
+	values[9] = BoolGetDatum(stats.ready);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 

@@ -6,9 +6,10 @@
  *
  * It sleeps on its latch until a backend reports a change others would
  * see, or until the next sweep is due.  Each tick is one transaction:
- * apply the timeouts, take the changes out of the registry, write them,
- * queue one NOTIFY per status change, commit.  On SIGTERM it flushes and
- * exits.  It loads the registry from the tables when shared memory is new
+ * apply the timeouts, take the changes out of the registry, append them to
+ * the journal, queue one NOTIFY per status change, commit.  Every
+ * presence.flush_interval a second transaction folds the journal into the
+ * tables.  On SIGTERM it does both and exits.  It loads the registry from the tables when shared memory is new
  * (server start, crash restart, promotion) or the extension was just
  * created, and clears it when the extension is dropped.  On a standby it
  * only waits for promotion.
@@ -113,69 +114,104 @@ sync_with_extension(TimestampTz now)
 	return true;
 }
 
-/*
- * One tick, in one transaction.  final: flush last activity now, whatever
- * the flush interval, because the worker is about to exit.
- */
 static void
-worker_tick(bool final)
+begin_work(const char *activity)
 {
-	TimestampTz start = GetCurrentTimestamp();
-	TimestampTz end;
-	PresenceBatch batch;
-	bool		resync;
-	bool		flush_due;
-	bool		wrote = false;
-
-	pg_atomic_fetch_add_u64(&presence_shared->ticks_started, 1);
-	pgstat_report_activity(STATE_RUNNING, "sweeping");
+	pgstat_report_activity(STATE_RUNNING, activity);
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
+}
 
-	if (sync_with_extension(start))
+static void
+end_work(void)
+{
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * One tick, in one transaction: sweep, journal, notify.  Returns whether
+ * there is an extension to work for.  with_activity: also journal the last
+ * activity of users active since the last flush, which is about to fold it.
+ */
+static bool
+worker_tick(bool with_activity)
+{
+	TimestampTz start = GetCurrentTimestamp();
+	PresenceBatch batch = {0};
+	bool		tracking;
+	bool		resync;
+
+	pg_atomic_fetch_add_u64(&presence_shared->ticks_started, 1);
+	begin_work("sweeping");
+	tracking = sync_with_extension(start);
+	if (tracking)
 	{
-		flush_due = final ||
-			start - last_flush >= (int64) presence_flush_interval_ms * 1000;
-
 		/* Should this tick fail, the next worker rewrites the tables. */
 		SpinLockAcquire(&presence_shared->mutex);
 		resync = presence_shared->resync_needed;
 		presence_shared->resync_needed = true;
 		SpinLockRelease(&presence_shared->mutex);
 
-		memset(&batch, 0, sizeof(batch));
 		batch.id = ++batch_counter;
 		if (batch.id == 0)
 			batch.id = ++batch_counter;
-		registry_collect(&batch, start, flush_due ? last_flush : 0, resync);
-		wrote = persist_batch(&batch);
+		registry_collect(&batch, start, with_activity ? last_flush : 0, resync);
+		persist_batch(&batch);
 		if (batch.nchanges > 0)
 			notify_changes(batch.changes, batch.nchanges, &last_seq);
 
 		SpinLockAcquire(&presence_shared->mutex);
 		presence_shared->resync_needed = false;
 		SpinLockRelease(&presence_shared->mutex);
-		if (flush_due)
-			last_flush = start;
-		pg_atomic_fetch_add_u64(&presence_shared->notifications, batch.nchanges);
-		if (wrote)
-			pg_atomic_fetch_add_u64(&presence_shared->flushes, 1);
 	}
+	end_work();
 
-	PopActiveSnapshot();
-	SPI_finish();
-	CommitTransactionCommand();
-	pgstat_report_stat(false);
-
-	end = GetCurrentTimestamp();
-	pg_atomic_fetch_add_u64(&presence_shared->sweeps, 1);
+	/* One consistent update, so stats() shows a tick's figures together. */
 	SpinLockAcquire(&presence_shared->mutex);
-	presence_shared->last_sweep_ms = (double) (end - start) / 1000.0;
+	presence_shared->last_sweep_ms = (GetCurrentTimestamp() - start) / 1000.0;
+	presence_shared->notifications += batch.nchanges;
+	pg_atomic_fetch_add_u64(&presence_shared->sweeps, 1);
 	SpinLockRelease(&presence_shared->mutex);
 	ConditionVariableBroadcast(&presence_shared->tick_cv);
-	pgstat_report_activity(STATE_IDLE, NULL);
+	return tracking;
+}
+
+/* Folds the journal into the tables, in a transaction of its own. */
+static void
+worker_flush(void)
+{
+	TimestampTz start = GetCurrentTimestamp();
+	bool		folded;
+
+	begin_work("flushing");
+	folded = persist_flush();
+	end_work();
+	last_flush = start;
+	SpinLockAcquire(&presence_shared->mutex);
+	presence_shared->last_flush_ms = (GetCurrentTimestamp() - start) / 1000.0;
+	if (folded)
+		presence_shared->flushes++;
+	SpinLockRelease(&presence_shared->mutex);
+}
+
+/*
+ * A tick, and a flush once presence.flush_interval has passed since the
+ * last one (final: now, the worker is about to exit).
+ */
+static void
+worker_work(bool final)
+{
+	bool		flush_due = final || GetCurrentTimestamp() - last_flush >=
+		(int64) presence_flush_interval_ms * 1000;
+
+	if (worker_tick(flush_due) && flush_due)
+		worker_flush();
 }
 
 void
@@ -207,7 +243,7 @@ presence_worker_main(Datum main_arg)
 		if (RecoveryInProgress())
 			pgstat_report_activity(STATE_IDLE, "waiting for promotion");
 		else
-			worker_tick(false);
+			worker_work(false);
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 presence_sweep_interval_ms, PG_WAIT_EXTENSION);
@@ -216,7 +252,7 @@ presence_worker_main(Datum main_arg)
 	}
 
 	if (!RecoveryInProgress())
-		worker_tick(true);
+		worker_work(true);
 
 	/* Exit code 1: the postmaster starts a new worker if the server stays up. */
 	proc_exit(1);

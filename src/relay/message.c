@@ -21,6 +21,15 @@ struct message_parser
 	int			active;
 	int			visible;		/* -1: no "visible" member */
 	int			type_chunked;	/* "type" longer than one lejp chunk */
+	int			opening;		/* OPENING_*: what came before lejp took over */
+};
+
+/* lejp refuses an empty object, so the start of a message is read here. */
+enum
+{
+	OPENING_NONE,				/* only blanks so far */
+	OPENING_BRACE,				/* blanks and "{" */
+	OPENING_LEJP,				/* something else: lejp parses */
 };
 
 static const char *const paths[] = {"type", "active", "visible"};
@@ -109,6 +118,46 @@ message_begin(void)
 	return p;
 }
 
+static int
+is_blank(unsigned char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/*
+ * lejp rejects a top-level {} (LEJP_REJECT_MEMBERS_NO_CLOSE), which is
+ * valid JSON: an object with no "type", ignored like any other.  So the
+ * blanks and the brace a message starts with are read here, and lejp is
+ * given the brace back once something else follows.  Returns how many
+ * bytes of b were used.
+ */
+static size_t
+read_opening(struct message_parser *p, const unsigned char *b, size_t len)
+{
+	size_t		i;
+
+	for (i = 0; i < len; i++)
+	{
+		if (is_blank(b[i]))
+			continue;
+		if (b[i] == '{' && p->opening == OPENING_NONE)
+		{
+			p->opening = OPENING_BRACE;
+			continue;
+		}
+		if (b[i] == '}' && p->opening == OPENING_BRACE)
+		{
+			p->result = 0;		/* {}: complete */
+			return i + 1;
+		}
+		if (p->opening == OPENING_BRACE)
+			p->result = lejp_parse(&p->ctx, (const unsigned char *) "{", 1);
+		p->opening = OPENING_LEJP;
+		return i;
+	}
+	return i;
+}
+
 /* Feeds the next piece of a message; bytes after the object must be blank. */
 void
 message_feed(struct message_parser *p, const void *buf, size_t len)
@@ -118,7 +167,13 @@ message_feed(struct message_parser *p, const void *buf, size_t len)
 
 	if (p->bad || p->result < LEJP_CONTINUE || !len)
 		return;
-	if (p->result == LEJP_CONTINUE)
+	if (p->result == LEJP_CONTINUE && p->opening != OPENING_LEJP)
+	{
+		i = read_opening(p, b, len);
+		b += i;
+		len -= i;
+	}
+	if (p->result == LEJP_CONTINUE && len)
 	{
 		p->result = lejp_parse(&p->ctx, b, (int) len);
 		if (p->result <= 0)
@@ -128,8 +183,10 @@ message_feed(struct message_parser *p, const void *buf, size_t len)
 		len = (size_t) p->result;
 		p->result = 0;
 	}
+	if (p->result != 0)
+		return;
 	for (i = 0; i < len; i++)
-		if (b[i] != ' ' && b[i] != '\t' && b[i] != '\r' && b[i] != '\n')
+		if (!is_blank(b[i]))
 			p->bad = 1;
 }
 

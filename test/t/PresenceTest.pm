@@ -26,6 +26,7 @@ sub presence_node
 	my %settings = (
 		shared_preload_libraries => 'presence',
 		'presence.sweep_interval' => '50ms',
+		'presence.flush_interval' => '200ms',
 		'presence.reconnect_grace' => '0',
 		# PostgreSQL::Test::Cluster turns it off; a crash test needs it.
 		restart_after_crash => 'on',
