@@ -347,13 +347,14 @@ persist_load(TimestampTz now)
 	Portal		portal;
 	bool		room = true;
 
+	/* The cursors below are not read-only, so they see what this wrote. */
 	persist_flush();
 
 	portal = SPI_cursor_open_with_args(NULL,
 									   "SELECT user_id, status, last_active, visible"
 									   " FROM presence.users"
 									   " WHERE NOT visible OR status <> 'offline'",
-									   0, NULL, NULL, NULL, true, 0);
+									   0, NULL, NULL, NULL, false, 0);
 	while (room)
 	{
 		SPI_cursor_fetch(portal, true, LOAD_BATCH);
@@ -379,7 +380,7 @@ persist_load(TimestampTz now)
 									   "SELECT s.user_id, s.session_id, s.connected_at, s.meta::text, s.bound"
 									   " FROM presence.sessions s WHERE EXISTS"
 									   " (SELECT FROM presence.users u WHERE u.user_id = s.user_id)",
-									   0, NULL, NULL, NULL, true, 0);
+									   0, NULL, NULL, NULL, false, 0);
 	while (room)
 	{
 		SPI_cursor_fetch(portal, true, LOAD_BATCH);

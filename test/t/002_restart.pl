@@ -64,7 +64,15 @@ listen_stop($l);
 
 # --- kill -9 of the worker: the server reinitializes shared memory, and the
 # worker reloads the registry from the tables.
-ok(wait_for($node, q{SELECT count(*) = 6 FROM presence.sessions}), 'dee written');
+# With a long flush interval, dee's session is only in the journal when the
+# crash comes.
+sql($node, "ALTER SYSTEM SET presence.flush_interval = '1h'");
+sql($node, 'SELECT pg_reload_conf()');
+ok( wait_for($node,
+		q{SELECT count(*) = 1 FROM presence.journal, unnest(session_ids) WHERE 'dee' = ANY(session_users)}),
+	'dee\'s session is in the journal');
+is(sql($node, q{SELECT count(*) FROM presence.sessions WHERE user_id = 'dee'}), '0',
+	'and not yet in presence.sessions');
 sql($node, "ALTER SYSTEM SET presence.session_timeout = '2s'");
 sql($node, 'SELECT pg_reload_conf()');
 my $pid = sql($node, 'SELECT worker_pid FROM presence.stats()');
@@ -76,7 +84,9 @@ ok($node->log_contains("presence worker.*was terminated by signal 9"),
 	'the postmaster saw the worker die');
 isnt(sql($node, 'SELECT worker_pid FROM presence.stats()'), $pid, 'a new worker');
 is( sql($node, q{SELECT string_agg(user_id || ':' || sessions, ',' ORDER BY user_id) FROM presence.online_users()}),
-	'ada:1,bo:3,dee:1', 'sessions recovered from the tables');
+	'ada:1,bo:3,dee:1', 'sessions recovered from the tables and the journal');
+sql($node, "ALTER SYSTEM SET presence.flush_interval = '200ms'");
+sql($node, 'SELECT pg_reload_conf()');
 is(sql($node, q{SELECT presence.status('cy')}), 'offline', 'cy still invisible after the crash');
 
 # Nobody heartbeats the recovered sessions: they time out normally.
