@@ -306,10 +306,11 @@ offer(const struct ring_msg *msg)
 	{
 		struct client *c = lws_container_of(d, struct client, list);
 
+		/* (no "continue" in lws_start_foreach_dll: it would skip the step) */
 		if (!c->has_tail)
-			continue;
-		if (direct && !c->state && !lws_partial_buffered(c->wsi) &&
-			lws_ring_get_count_waiting_elements(ring, &c->tail) == 1)
+			;
+		else if (direct && !c->state && !lws_partial_buffered(c->wsi) &&
+				 lws_ring_get_count_waiting_elements(ring, &c->tail) == 1)
 		{
 			if (send_change(c, msg))
 			{
