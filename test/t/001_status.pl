@@ -7,6 +7,7 @@ use warnings FATAL => 'all';
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
+use utf8;
 
 use FindBin;
 use lib $FindBin::RealBin;
@@ -132,6 +133,29 @@ expect('tess', 'online', 'offline');
 $n = expect('tess', 'offline', 'online');
 $after = $n->{received} / 1e6 - $t0;
 ok($after >= 1.9 && $after < 4, "timeout plus grace ($after s)");
+
+# --- Ids JSON must escape arrive intact: quotes, backslashes, control
+# characters, non-ASCII, at the 256-byte limit.
+my $odd = qq{a "quoted" \\ back\nslash \x01 \x{e9}t\x{e9} \x{1F600}};
+my $long = "\x01" x 256;
+sql($node, "ALTER SYSTEM SET presence.reconnect_grace = '0'");
+sql($node, "SELECT pg_reload_conf()");
+usleep(300_000);
+for my $id ($odd, $long)
+{
+	my $quoted = $id;
+	$quoted =~ s/'/''/g;
+	sql($node, "SELECT presence.connect(convert_from(decode('"
+		  . unpack('H*', do { my $b = $id; utf8::encode($b); $b })
+		  . "', 'hex'), 'UTF8'))");
+	$n = listen_next($l, 10);
+	is($n && $n->{user_id}, $id, 'an id with ' . length($id) . ' characters round-trips through the JSON payload');
+	is($n && $n->{seq}, $seq + 1, 'seq grows by one');
+	$seq = $n->{seq} if $n;
+}
+sql($node, "SELECT presence.disconnect(user_id, session_id) FROM presence.sessions()");
+listen_next($l, 10) for 1 .. 2;
+$seq += 2;
 
 # --- presence.channel: notifications move to the new channel on reload.
 sql($node, "ALTER SYSTEM SET presence.channel = 'lobby'");

@@ -50,7 +50,10 @@ is(sql($node, q{SELECT presence.status('cy') || ' ' || (presence.last_active('cy
 	'offline true', 'cy is still invisible');
 is(sql($node, q{SELECT presence.status('gone')}), 'offline', 'no ghost of gone');
 
+# From here on the flush interval is long, so that dee's session is only in
+# the journal when the crash comes.
 sql($node, "ALTER SYSTEM SET presence.sweep_interval = '50ms'");
+sql($node, "ALTER SYSTEM SET presence.flush_interval = '1h'");
 sql($node, 'SELECT pg_reload_conf()');
 usleep(300_000);
 $l = listen_start($node);
@@ -61,20 +64,14 @@ is($n && "$n->{user_id}:$n->{status}", 'dee:online', 'dee announced after the re
 is($n && $n->{seq}, $seq + 1, 'seq carries on after a restart');
 $seq = $n->{seq} if $n;
 listen_stop($l);
-
-# --- kill -9 of the worker: the server reinitializes shared memory, and the
-# worker reloads the registry from the tables.
-# With a long flush interval, dee's session is only in the journal when the
-# crash comes.
-sql($node, "ALTER SYSTEM SET presence.flush_interval = '1h'");
-sql($node, 'SELECT pg_reload_conf()');
 ok( wait_for($node,
 		q{SELECT count(*) = 1 FROM presence.journal, unnest(session_ids) WHERE 'dee' = ANY(session_users)}),
 	'dee\'s session is in the journal');
 is(sql($node, q{SELECT count(*) FROM presence.sessions WHERE user_id = 'dee'}), '0',
 	'and not yet in presence.sessions');
-sql($node, "ALTER SYSTEM SET presence.session_timeout = '2s'");
-sql($node, 'SELECT pg_reload_conf()');
+
+# --- kill -9 of the worker: the server reinitializes shared memory, and the
+# worker reloads the registry from the tables and the journal.
 my $pid = sql($node, 'SELECT worker_pid FROM presence.stats()');
 ok($pid > 0, "worker pid $pid");
 kill 'KILL', $pid;
@@ -85,12 +82,13 @@ ok($node->log_contains("presence worker.*was terminated by signal 9"),
 isnt(sql($node, 'SELECT worker_pid FROM presence.stats()'), $pid, 'a new worker');
 is( sql($node, q{SELECT string_agg(user_id || ':' || sessions, ',' ORDER BY user_id) FROM presence.online_users()}),
 	'ada:1,bo:3,dee:1', 'sessions recovered from the tables and the journal');
-sql($node, "ALTER SYSTEM SET presence.flush_interval = '200ms'");
-sql($node, 'SELECT pg_reload_conf()');
 is(sql($node, q{SELECT presence.status('cy')}), 'offline', 'cy still invisible after the crash');
 
 # Nobody heartbeats the recovered sessions: they time out normally.
 $l = listen_start($node);
+sql($node, "ALTER SYSTEM SET presence.session_timeout = '2s'");
+sql($node, "ALTER SYSTEM SET presence.flush_interval = '200ms'");
+sql($node, 'SELECT pg_reload_conf()');
 my %offline;
 for (1 .. 3)
 {
