@@ -440,14 +440,18 @@ registry_create_user(RegistryLookup *l, RegistryFull *full)
 {
 	PresenceKey key = l->ukey;
 	PresenceUser *user;
-	dsa_pointer dp;
+	dsa_pointer dp = InvalidDsaPointer;
+	bool		inline_id = l->ukey.user_len < USER_INLINE_BYTES;
 	bool		found;
 
-	dp = registry_store_string(l->ukey.user, l->ukey.user_len, &key.user);
-	if (!DsaPointerIsValid(dp))
+	if (!inline_id)
 	{
-		*full = REGISTRY_FULL_MEMORY;
-		return NULL;
+		dp = registry_store_string(l->ukey.user, l->ukey.user_len, &key.user);
+		if (!DsaPointerIsValid(dp))
+		{
+			*full = REGISTRY_FULL_MEMORY;
+			return NULL;
+		}
 	}
 	user = hash_search_with_hash_value(user_table, &key, l->uhash,
 									   HASH_ENTER_NULL, &found);
@@ -460,6 +464,12 @@ registry_create_user(RegistryLookup *l, RegistryFull *full)
 	Assert(!found);
 	memset((char *) user + sizeof(PresenceKey), 0,
 		   sizeof(PresenceUser) - sizeof(PresenceKey));
+	if (inline_id)
+	{
+		/* Nobody else sees the entry before the caller's lock goes. */
+		memcpy(user->id_inline, l->ukey.user, l->ukey.user_len);
+		user->key.user = user->id_inline;
+	}
 	user->user_dp = dp;
 	user->status = PRESENCE_OFFLINE;
 	user->notified = PRESENCE_OFFLINE;
@@ -497,27 +507,33 @@ registry_create_session(RegistryLookup *l, PresenceUser *user,
 {
 	PresenceKey key = l->skey;
 	PresenceSession *session;
-	dsa_pointer session_dp;
+	dsa_pointer session_dp = InvalidDsaPointer;
 	dsa_pointer meta_dp = InvalidDsaPointer;
 	const char *meta_copy;
+	int			ulen = l->skey.user_len;
+	int			slen = l->skey.session_len;
+	bool		inline_ids = ulen + 1 + slen + 1 <= SESSION_INLINE_BYTES;
 	bool		found;
 
 	key.user = user->key.user;
-	session_dp = registry_store_string(l->skey.session, l->skey.session_len,
-									   &key.session);
-	if (meta && DsaPointerIsValid(session_dp))
+	if (!inline_ids)
+	{
+		session_dp = registry_store_string(l->skey.session, slen, &key.session);
+		if (!DsaPointerIsValid(session_dp))
+		{
+			*full = REGISTRY_FULL_MEMORY;
+			return NULL;
+		}
+	}
+	if (meta)
 	{
 		meta_dp = registry_store_string(meta, strlen(meta), &meta_copy);
 		if (!DsaPointerIsValid(meta_dp))
 		{
 			registry_free_string(session_dp);
-			session_dp = InvalidDsaPointer;
+			*full = REGISTRY_FULL_MEMORY;
+			return NULL;
 		}
-	}
-	if (!DsaPointerIsValid(session_dp))
-	{
-		*full = REGISTRY_FULL_MEMORY;
-		return NULL;
 	}
 	session = hash_search_with_hash_value(session_table, &key, l->shash,
 										  HASH_ENTER_NULL, &found);
@@ -531,6 +547,14 @@ registry_create_session(RegistryLookup *l, PresenceUser *user,
 	Assert(!found);
 	memset((char *) session + sizeof(PresenceKey), 0,
 		   sizeof(PresenceSession) - sizeof(PresenceKey));
+	if (inline_ids)
+	{
+		/* Both ids in the entry: a lookup's compare stays in its lines. */
+		memcpy(session->ids_inline, l->skey.user, ulen);
+		memcpy(session->ids_inline + ulen + 1, l->skey.session, slen);
+		session->key.user = session->ids_inline;
+		session->key.session = session->ids_inline + ulen + 1;
+	}
 	session->session_dp = session_dp;
 	session->meta_dp = meta_dp;
 	session->user = user;

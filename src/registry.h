@@ -36,6 +36,13 @@
 #define PRESENCE_PARTITIONS		16	/* a power of two */
 
 /*
+ * Ids that fit are kept in their entry rather than in the string area: a
+ * heartbeat then compares them without touching another cache line.
+ */
+#define USER_INLINE_BYTES		40
+#define SESSION_INLINE_BYTES	64
+
+/*
  * Hash key of both tables.  Lookups point it at the caller's bytes; stored
  * entries point it at their copies in the DSA area.  session is NULL for
  * user entries.
@@ -51,7 +58,7 @@ typedef struct PresenceKey
 typedef struct PresenceUser
 {
 	PresenceKey key;			/* must be first */
-	dsa_pointer user_dp;		/* key.user's storage */
+	dsa_pointer user_dp;		/* key.user's storage, unless in id_inline */
 	PresenceStatus status;		/* true status, frozen during grace */
 	PresenceStatus notified;	/* status last announced, as others saw it */
 	bool		visible;
@@ -73,12 +80,14 @@ typedef struct PresenceUser
 	dlist_node	activity_node;
 	dlist_node	grace_node;
 	dlist_node	change_node;
+	char		id_inline[USER_INLINE_BYTES];
 } PresenceUser;
 
 typedef struct PresenceSession
 {
 	PresenceKey key;			/* must be first */
-	dsa_pointer session_dp;		/* key.session's storage */
+	dsa_pointer session_dp;		/* key.session's storage, unless in
+								 * ids_inline (with a copy of key.user) */
 	dsa_pointer meta_dp;		/* NUL-terminated JSON text, or invalid */
 	PresenceUser *user;
 	TimestampTz connected_at;
@@ -92,6 +101,7 @@ typedef struct PresenceSession
 	dlist_node	user_node;		/* user's sessions */
 	dlist_node	heartbeat_node;
 	dlist_node	change_node;
+	char		ids_inline[SESSION_INLINE_BYTES];
 } PresenceSession;
 
 typedef struct PresencePartition
