@@ -12,6 +12,7 @@ OBJS = \
 	src/registry.o \
 	src/track.o \
 	src/status.o \
+	src/wheel.o \
 	src/sync.o \
 	src/bound.o \
 	src/sql_api.o \

@@ -129,16 +129,7 @@ registry_shmem_startup_hook(void)
 		pg_atomic_init_u64(&presence_shared->change_counter, 0);
 		pg_atomic_init_u64(&presence_shared->sweeps, 0);
 		for (int i = 0; i < PRESENCE_PARTITIONS; i++)
-		{
-			PresencePartition *part = &presence_shared->partitions[i];
-
-			dlist_init(&part->users);
-			dlist_init(&part->heartbeats);
-			dlist_init(&part->activity);
-			dlist_init(&part->grace);
-			dlist_init(&part->user_changes);
-			dlist_init(&part->session_changes);
-		}
+			registry_partition_init(&presence_shared->partitions[i]);
 
 		/*
 		 * Limited to the place it is created in, the area never maps DSM
@@ -175,6 +166,23 @@ registry_request_shmem(void)
 	shmem_request_hook = registry_shmem_request_hook;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = registry_shmem_startup_hook;
+}
+
+/* Empties a partition's lists and wheels. */
+void
+registry_partition_init(PresencePartition *part)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	dlist_init(&part->users);
+	wheel_init(&part->timeouts, now);
+	wheel_init(&part->idle, now);
+	dlist_init(&part->grace);
+	dlist_init(&part->user_changes);
+	dlist_init(&part->session_changes);
+	dlist_init(&part->active);
+	part->nusers = 0;
+	part->nsessions = 0;
 }
 
 /*
@@ -487,9 +495,12 @@ registry_remove_user(PresencePartition *part, PresenceUser *user)
 	PresenceKey key = user->key;
 	dsa_pointer dp = user->user_dp;
 
-	Assert(user->nrefs == 0 && !user->in_activity && !user->in_grace);
+	Assert(user->nrefs == 0 && !wheel_filed(&user->idle_timer) &&
+		   !user->in_grace);
 	if (user->in_changes)
 		dlist_delete(&user->change_node);
+	if (user->in_active)
+		dlist_delete(&user->active_node);
 	dlist_delete(&user->member_node);
 	part->nusers--;
 	if (hash_search(user_table, &key, HASH_REMOVE, NULL) == NULL)
@@ -579,7 +590,8 @@ registry_start_session(PresencePartition *part, PresenceSession *session,
 	session->last_heartbeat = now;
 	session->last_active = now;
 	dlist_push_tail(&user->sessions, &session->user_node);
-	dlist_push_tail(&part->heartbeats, &session->heartbeat_node);
+	wheel_file(&part->timeouts, &session->timeout_timer,
+			   now + (int64) presence_session_timeout_ms * 1000);
 	user->nsessions++;
 	part->nsessions++;
 	registry_mark_session_changed(part, session);
@@ -641,7 +653,7 @@ registry_end_session(PresencePartition *part, PresenceSession *session,
 	PresenceUser *user = session->user;
 
 	Assert(!session->ended);
-	dlist_delete(&session->heartbeat_node);
+	wheel_cancel(&session->timeout_timer);
 	dlist_delete(&session->user_node);
 	session->ended = true;
 	session->owner_pid = 0;

@@ -11,12 +11,14 @@
  * place in the main shared memory segment, never grown beyond it, so their
  * addresses are the same in every process.
  *
- * Each partition keeps its entries on lists ordered by time, so the worker's
- * sweep only ever looks at entries whose deadline has passed:
- *	heartbeats	live sessions, least recently heartbeated first
- *	activity	online users, least recently active first
+ * Each partition files its deadlines on timing wheels (wheel.h), so the
+ * worker's sweep only looks at entries whose deadline has come, and keeps
+ * lists for the rest:
+ *	timeouts	live sessions, by session timeout deadline
+ *	idle		online users, by idle timeout deadline
  *	grace		users whose last session ended, earliest first
  *	changes		users and sessions the worker still has to write or announce
+ *	active		users active since the last flush
  *
  *-------------------------------------------------------------------------
  */
@@ -32,6 +34,7 @@
 #include "utils/hsearch.h"
 
 #include "presence.h"
+#include "wheel.h"
 
 #define PRESENCE_PARTITIONS		16	/* a power of two */
 
@@ -55,63 +58,69 @@ typedef struct PresenceKey
 	uint16		session_len;
 } PresenceKey;
 
+/*
+ * The fields a heartbeat reads and writes come first, with the ids, so that
+ * it touches as few cache lines as it can.
+ */
 typedef struct PresenceUser
 {
 	PresenceKey key;			/* must be first */
-	dsa_pointer user_dp;		/* key.user's storage, unless in id_inline */
+	char		id_inline[USER_INLINE_BYTES];
+	TimestampTz last_active;
 	PresenceStatus status;		/* true status, frozen during grace */
-	PresenceStatus notified;	/* status last announced, as others saw it */
+	int			nsessions;		/* live sessions */
+	bool		in_active;		/* on the partition's active list */
 	bool		visible;
-	bool		in_activity;
 	bool		in_grace;
 	bool		in_changes;
 	bool		persisted;		/* has a row in presence.users */
 	bool		loading;		/* read from the tables, not yet settled */
+	PresenceStatus notified;	/* status last announced, as others saw it */
+	WheelTimer	idle_timer;		/* while online */
+	dsa_pointer user_dp;		/* key.user's storage, unless in id_inline */
 	uint32		batch_id;		/* last worker batch that wrote its row */
-	int			nsessions;		/* live sessions */
 	int			nrefs;			/* live sessions plus ended ones not yet
 								 * deleted from presence.sessions */
-	TimestampTz last_active;
 	TimestampTz grace_since;	/* when the last session ended */
 	TimestampTz changed_at;		/* when the last change took effect */
 	uint64		change_order;	/* when it was recorded, as a counter */
 	dlist_head	sessions;
 	dlist_node	member_node;	/* partition's users */
-	dlist_node	activity_node;
 	dlist_node	grace_node;
 	dlist_node	change_node;
-	char		id_inline[USER_INLINE_BYTES];
+	dlist_node	active_node;
 } PresenceUser;
 
 typedef struct PresenceSession
 {
 	PresenceKey key;			/* must be first */
+	char		ids_inline[SESSION_INLINE_BYTES];
+	PresenceUser *user;
+	TimestampTz last_heartbeat;
+	TimestampTz last_active;
+	bool		ended;			/* waiting for its row to be deleted */
+	bool		bound;
+	bool		persisted;		/* has a row in presence.sessions */
+	bool		in_changes;
+	int			owner_pid;		/* backend of a bound session, else 0 */
 	dsa_pointer session_dp;		/* key.session's storage, unless in
 								 * ids_inline (with a copy of key.user) */
 	dsa_pointer meta_dp;		/* NUL-terminated JSON text, or invalid */
-	PresenceUser *user;
 	TimestampTz connected_at;
-	TimestampTz last_heartbeat;
-	TimestampTz last_active;
-	int			owner_pid;		/* backend of a bound session, else 0 */
-	bool		bound;
-	bool		ended;			/* waiting for its row to be deleted */
-	bool		persisted;		/* has a row in presence.sessions */
-	bool		in_changes;
 	dlist_node	user_node;		/* user's sessions */
-	dlist_node	heartbeat_node;
+	WheelTimer	timeout_timer;	/* while live */
 	dlist_node	change_node;
-	char		ids_inline[SESSION_INLINE_BYTES];
 } PresenceSession;
 
 typedef struct PresencePartition
 {
 	dlist_head	users;
-	dlist_head	heartbeats;
-	dlist_head	activity;
+	PresenceWheel timeouts;
+	PresenceWheel idle;
 	dlist_head	grace;
 	dlist_head	user_changes;
 	dlist_head	session_changes;
+	dlist_head	active;
 	int			nusers;
 	int			nsessions;		/* live ones */
 } PresencePartition;
@@ -178,6 +187,7 @@ typedef enum RegistryFull
 /* registry.c: memory, hashing and entries, for track.c, status.c, sync.c */
 extern void registry_wake_worker(void);
 extern void registry_wait_for_tick(void);
+extern void registry_partition_init(PresencePartition *part);
 extern void registry_lookup_init(RegistryLookup *l, const char *user,
 								 int user_len, const char *session,
 								 int session_len);
@@ -272,7 +282,7 @@ extern void registry_attach(void);
 
 /* sync.c: the worker's side of the registry */
 extern void registry_collect(PresenceBatch *batch, TimestampTz now,
-							 TimestampTz flush_since, bool full);
+							 bool with_activity, bool full);
 extern bool registry_load_user(const char *user_id, PresenceStatus status,
 							   TimestampTz last_active, bool visible);
 extern bool registry_load_session(const char *user_id, const char *session_id,
@@ -280,6 +290,7 @@ extern bool registry_load_session(const char *user_id, const char *session_id,
 								  bool bound, TimestampTz now);
 extern void registry_load_finish(TimestampTz now);
 extern void registry_clear(void);
+extern void registry_refile_timers(void);
 extern void registry_set_state(PresenceRegistryState state);
 
 #endif							/* PRESENCE_REGISTRY_H */

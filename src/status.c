@@ -87,20 +87,22 @@ status_session_started(PresencePartition *part, PresenceUser *user,
 }
 
 /*
- * Activity from one of the user's live sessions: the user is online, and
- * moves to the end of the partition's activity list.
+ * Activity from one of the user's live sessions: the user is online.  The
+ * idle timer is filed when the user comes online and looked at when due,
+ * so activity itself only moves a timestamp.
  */
 bool
 status_activity(PresencePartition *part, PresenceUser *user, TimestampTz now)
 {
 	Assert(user->nsessions > 0);
 	user->last_active = now;
-	if (user->in_activity)
-		dlist_move_tail(&part->activity, &user->activity_node);
-	else
+	if (!wheel_filed(&user->idle_timer))
+		wheel_file(&part->idle, &user->idle_timer,
+				   now + (int64) presence_idle_timeout_ms * 1000);
+	if (!user->in_active)
 	{
-		dlist_push_tail(&part->activity, &user->activity_node);
-		user->in_activity = true;
+		dlist_push_tail(&part->active, &user->active_node);
+		user->in_active = true;
 	}
 	if (user->status != PRESENCE_ONLINE)
 		return status_set(part, user, PRESENCE_ONLINE, now);
@@ -118,11 +120,7 @@ status_last_session_ended(PresencePartition *part, PresenceUser *user,
 						  TimestampTz now)
 {
 	Assert(user->nsessions == 0 && !user->in_grace);
-	if (user->in_activity)
-	{
-		dlist_delete(&user->activity_node);
-		user->in_activity = false;
-	}
+	wheel_cancel(&user->idle_timer);
 	if (user->status == PRESENCE_OFFLINE)
 		return false;
 	user->grace_since = now;
@@ -131,29 +129,32 @@ status_last_session_ended(PresencePartition *part, PresenceUser *user,
 	return presence_reconnect_grace_ms == 0;
 }
 
+/* An online user's idle timer came due: away, unless active since. */
+static void
+idle_due(WheelTimer *timer, TimestampTz now, void *arg)
+{
+	PresencePartition *part = arg;
+	PresenceUser *user = wheel_container(PresenceUser, idle_timer, timer);
+	TimestampTz deadline = user->last_active +
+		(int64) presence_idle_timeout_ms * 1000;
+
+	if (deadline > now)
+		wheel_file(&part->idle, timer, deadline);
+	else
+		status_set(part, user, PRESENCE_AWAY, deadline);
+}
+
 /*
- * The rules that depend on time.  Both lists are ordered by the time their
- * deadline is counted from, so each loop stops at the first user whose
- * deadline has not passed, whatever the timeouts are set to now.
+ * The rules that depend on time.  Deadlines are worked out when looked at,
+ * from the timeouts set now; the grace list is ordered by the time the grace
+ * is counted from, so its loop stops at the first user still in it.
  */
 void
 status_sweep(PresencePartition *part, TimestampTz now)
 {
-	TimestampTz idle_cutoff = now - (int64) presence_idle_timeout_ms * 1000;
 	TimestampTz grace_cutoff = now - (int64) presence_reconnect_grace_ms * 1000;
 
-	while (!dlist_is_empty(&part->activity))
-	{
-		PresenceUser *user = dlist_head_element(PresenceUser, activity_node,
-												&part->activity);
-
-		if (user->last_active > idle_cutoff)
-			break;
-		dlist_delete(&user->activity_node);
-		user->in_activity = false;
-		status_set(part, user, PRESENCE_AWAY,
-				   user->last_active + (int64) presence_idle_timeout_ms * 1000);
-	}
+	wheel_expire(&part->idle, now, idle_due, part);
 
 	while (!dlist_is_empty(&part->grace))
 	{

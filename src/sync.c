@@ -89,28 +89,26 @@ batch_add_change(PresenceBatch *batch, PresenceUser *u)
 	u->notified = seen;
 }
 
-/* Ends every session whose last heartbeat is older than the timeout. */
+/* A session's timeout timer came due: it ends, unless heartbeated since. */
 static void
-sweep_sessions(PresencePartition *part, TimestampTz now)
+timeout_due(WheelTimer *timer, TimestampTz now, void *arg)
 {
-	TimestampTz cutoff = now - (int64) presence_session_timeout_ms * 1000;
+	PresencePartition *part = arg;
+	PresenceSession *s = wheel_container(PresenceSession, timeout_timer, timer);
+	TimestampTz deadline = s->last_heartbeat +
+		(int64) presence_session_timeout_ms * 1000;
 
-	while (!dlist_is_empty(&part->heartbeats))
-	{
-		PresenceSession *s = dlist_head_element(PresenceSession, heartbeat_node,
-												&part->heartbeats);
-
-		if (s->last_heartbeat > cutoff)
-			break;
+	if (deadline > now)
+		wheel_file(&part->timeouts, timer, deadline);
+	else
 		registry_end_session(part, s, now);
-	}
 }
 
 /* Applies the timeouts of one partition. */
 static void
 sweep_partition(PresencePartition *part, TimestampTz now)
 {
-	sweep_sessions(part, now);
+	wheel_expire(&part->timeouts, now, timeout_due, part);
 	status_sweep(part, now);
 }
 
@@ -122,7 +120,7 @@ sweep_partition(PresencePartition *part, TimestampTz now)
  */
 static void
 drain_partition(PresencePartition *part, PresenceBatch *batch, uint64 cutoff,
-				TimestampTz flush_since, bool full)
+				bool with_activity, bool full)
 {
 	dlist_mutable_iter miter;
 	dlist_iter	iter;
@@ -176,15 +174,15 @@ drain_partition(PresencePartition *part, PresenceBatch *batch, uint64 cutoff,
 			}
 		}
 	}
-	else if (flush_since != 0)
+	if (with_activity)
 	{
-		/* Users active since the last flush are at the activity list's end. */
-		dlist_reverse_foreach(iter, &part->activity)
+		/* The last activity of users active since the last flush. */
+		dlist_foreach_modify(miter, &part->active)
 		{
-			PresenceUser *u = dlist_container(PresenceUser, activity_node, iter.cur);
+			PresenceUser *u = dlist_container(PresenceUser, active_node, miter.cur);
 
-			if (u->last_active <= flush_since)
-				break;
+			dlist_delete(&u->active_node);
+			u->in_active = false;
 			batch_add_user(batch, u);
 		}
 	}
@@ -192,13 +190,13 @@ drain_partition(PresencePartition *part, PresenceBatch *batch, uint64 cutoff,
 
 /*
  * One worker tick's look at the registry: applies the timeouts, then takes
- * out every row to write and every change to announce.  With flush_since,
- * also the last activity of users active since then; with full, every user
- * and session (the tables are then rewritten to match).
+ * out every row to write and every change to announce.  With with_activity,
+ * also the last activity of users active since the last time; with full,
+ * every user and session (the tables are then rewritten to match).
  */
 void
-registry_collect(PresenceBatch *batch, TimestampTz now,
-				 TimestampTz flush_since, bool full)
+registry_collect(PresenceBatch *batch, TimestampTz now, bool with_activity,
+				 bool full)
 {
 	uint64		cutoff;
 
@@ -216,7 +214,7 @@ registry_collect(PresenceBatch *batch, TimestampTz now,
 	{
 		LWLockAcquire(registry_partition_lock(i), LW_EXCLUSIVE);
 		drain_partition(&presence_shared->partitions[i], batch, cutoff,
-						flush_since, full);
+						with_activity, full);
 		LWLockRelease(registry_partition_lock(i));
 	}
 }
@@ -327,38 +325,6 @@ registry_load_session(const char *user_id, const char *session_id,
 	return true;
 }
 
-static int
-compare_last_active(const void *a, const void *b)
-{
-	TimestampTz ta = (*(PresenceUser *const *) a)->last_active;
-	TimestampTz tb = (*(PresenceUser *const *) b)->last_active;
-
-	return (ta > tb) - (ta < tb);
-}
-
-/* Puts users, sorted by last activity, into the sorted activity list. */
-static void
-activity_merge(PresencePartition *part, PresenceUser **users, int n)
-{
-	dlist_node *cur = dlist_is_empty(&part->activity) ? NULL :
-		dlist_head_node(&part->activity);
-
-	qsort(users, n, sizeof(PresenceUser *), compare_last_active);
-	for (int i = 0; i < n; i++)
-	{
-		while (cur != NULL &&
-			   dlist_container(PresenceUser, activity_node, cur)->last_active <=
-			   users[i]->last_active)
-			cur = dlist_has_next(&part->activity, cur) ?
-				dlist_next_node(&part->activity, cur) : NULL;
-		if (cur == NULL)
-			dlist_push_tail(&part->activity, &users[i]->activity_node);
-		else
-			dlist_insert_before(cur, &users[i]->activity_node);
-		users[i]->in_activity = true;
-	}
-}
-
 /*
  * Settles the status of every user loaded since the last call: online or
  * away from the last activity if sessions came back, else offline after
@@ -373,15 +339,10 @@ registry_load_finish(TimestampTz now)
 	for (int i = 0; i < PRESENCE_PARTITIONS; i++)
 	{
 		PresencePartition *part = &presence_shared->partitions[i];
-		PresenceUser **online = NULL;
-		int			nonline = 0;
-		dlist_mutable_iter iter;
+		dlist_iter	iter;
 
 		LWLockAcquire(registry_partition_lock(i), LW_EXCLUSIVE);
-		if (part->nusers > 0)
-			online = palloc_extended(sizeof(PresenceUser *) * part->nusers,
-									 MCXT_ALLOC_HUGE);
-		dlist_foreach_modify(iter, &part->users)
+		dlist_foreach(iter, &part->users)
 		{
 			PresenceUser *u = dlist_container(PresenceUser, member_node, iter.cur);
 
@@ -391,7 +352,8 @@ registry_load_finish(TimestampTz now)
 			if (u->nsessions > 0 && u->last_active > idle_cutoff)
 			{
 				u->status = PRESENCE_ONLINE;
-				online[nonline++] = u;
+				wheel_file(&part->idle, &u->idle_timer,
+						   u->last_active + (int64) presence_idle_timeout_ms * 1000);
 			}
 			else if (u->nsessions > 0)
 				u->status = PRESENCE_AWAY;
@@ -409,10 +371,41 @@ registry_load_finish(TimestampTz now)
 				registry_user_evictable(u))
 				registry_mark_user_changed(part, u, now);
 		}
-		activity_merge(part, online, nonline);
 		LWLockRelease(registry_partition_lock(i));
-		if (online)
-			pfree(online);
+	}
+}
+
+/*
+ * Files every timer again at the deadline the timeouts give now: after a
+ * reload changed them, a timer filed under the old ones may be due sooner.
+ */
+void
+registry_refile_timers(void)
+{
+	for (int i = 0; i < PRESENCE_PARTITIONS; i++)
+	{
+		PresencePartition *part = &presence_shared->partitions[i];
+		dlist_iter	uiter;
+
+		LWLockAcquire(registry_partition_lock(i), LW_EXCLUSIVE);
+		dlist_foreach(uiter, &part->users)
+		{
+			PresenceUser *u = dlist_container(PresenceUser, member_node, uiter.cur);
+			dlist_iter	siter;
+
+			if (wheel_filed(&u->idle_timer))
+				wheel_file(&part->idle, &u->idle_timer,
+						   u->last_active + (int64) presence_idle_timeout_ms * 1000);
+			dlist_foreach(siter, &u->sessions)
+			{
+				PresenceSession *s = dlist_container(PresenceSession, user_node,
+													 siter.cur);
+
+				wheel_file(&part->timeouts, &s->timeout_timer,
+						   s->last_heartbeat + (int64) presence_session_timeout_ms * 1000);
+			}
+		}
+		LWLockRelease(registry_partition_lock(i));
 	}
 }
 
@@ -448,18 +441,7 @@ registry_clear(void)
 		registry_free_string(dp);
 	}
 	for (int i = 0; i < PRESENCE_PARTITIONS; i++)
-	{
-		PresencePartition *part = &presence_shared->partitions[i];
-
-		dlist_init(&part->users);
-		dlist_init(&part->heartbeats);
-		dlist_init(&part->activity);
-		dlist_init(&part->grace);
-		dlist_init(&part->user_changes);
-		dlist_init(&part->session_changes);
-		part->nusers = 0;
-		part->nsessions = 0;
-	}
+		registry_partition_init(&presence_shared->partitions[i]);
 	pg_atomic_write_u32(&presence_shared->live_sessions, 0);
 
 	for (int i = PRESENCE_PARTITIONS - 1; i >= 0; i--)

@@ -5,8 +5,10 @@
  *	  change visibility, and read.  sql_api.c has validated every argument.
  *
  * Each operation takes one partition lock.  Timestamps are read after the
- * lock is taken, so every list of a partition stays in time order.  The
- * worker is woken only when others would see a different status.
+ * lock is taken, so every list of a partition stays in time order.  A
+ * heartbeat moves timestamps only: the timers that watch them (wheel.h) look
+ * at them when due.  The worker is woken only when others would see a
+ * different status.
  *
  *-------------------------------------------------------------------------
  */
@@ -86,7 +88,6 @@ try_connect(PresenceId user, PresenceId session, const char *meta,
 			registry_mark_session_changed(l.part, s);
 		session_set_owner(l.part, s, bound);
 		s->last_heartbeat = now;
-		dlist_move_tail(&l.part->heartbeats, &s->heartbeat_node);
 		wake = false;
 		if (active)
 		{
@@ -201,7 +202,6 @@ registry_heartbeat(PresenceId user, PresenceId session, bool active)
 	}
 	now = GetCurrentTimestamp();
 	s->last_heartbeat = now;
-	dlist_move_tail(&l.part->heartbeats, &s->heartbeat_node);
 	if (active)
 	{
 		s->last_active = now;

@@ -161,7 +161,7 @@ worker_tick(bool with_activity)
 		batch.id = ++batch_counter;
 		if (batch.id == 0)
 			batch.id = ++batch_counter;
-		registry_collect(&batch, start, with_activity ? last_flush : 0, resync);
+		registry_collect(&batch, start, with_activity, resync);
 		persist_batch(&batch);
 		if (batch.nchanges > 0)
 			notify_changes(batch.changes, batch.nchanges, &last_seq);
@@ -235,8 +235,15 @@ presence_worker_main(Datum main_arg)
 	{
 		if (ConfigReloadPending)
 		{
+			int			session_timeout = presence_session_timeout_ms;
+			int			idle_timeout = presence_idle_timeout_ms;
+
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			if ((session_timeout != presence_session_timeout_ms ||
+				 idle_timeout != presence_idle_timeout_ms) &&
+				presence_shared->state == REGISTRY_READY)
+				registry_refile_timers();
 		}
 
 		/* A standby has nothing to track; promotion ends the wait. */
