@@ -341,65 +341,68 @@ get_bool(HeapTuple tuple, TupleDesc desc, int col)
  * rows.  Stops with a WARNING when the registry is too small for the
  * tables.
  */
+/* Loads one row of presence.users; false when the registry is full. */
+static bool
+load_user_row(HeapTuple t, TupleDesc d, TimestampTz now)
+{
+	char	   *status_name = SPI_getvalue(t, d, 2);
+	PresenceStatus status = PRESENCE_OFFLINE;
+
+	if (status_name)
+		presence_status_parse(status_name, &status);
+	return registry_load_user(SPI_getvalue(t, d, 1), status,
+							  get_timestamp(t, d, 3), get_bool(t, d, 4));
+}
+
+/* Loads one row of presence.sessions; false when the registry is full. */
+static bool
+load_session_row(HeapTuple t, TupleDesc d, TimestampTz now)
+{
+	return registry_load_session(SPI_getvalue(t, d, 1), SPI_getvalue(t, d, 2),
+								 get_timestamp(t, d, 3), SPI_getvalue(t, d, 4),
+								 get_bool(t, d, 5), now);
+}
+
+/*
+ * Runs a query through a cursor, LOAD_BATCH rows at a time, and hands each
+ * row to load_row until it says the registry is full.  The cursor is not
+ * read-only, so it sees what this transaction wrote before.
+ */
+static bool
+load_rows(const char *query, bool (*load_row) (HeapTuple, TupleDesc, TimestampTz),
+		  TimestampTz now)
+{
+	Portal		portal = SPI_cursor_open_with_args(NULL, query, 0, NULL, NULL,
+												   NULL, false, 0);
+	bool		room = true;
+
+	while (room)
+	{
+		SPI_cursor_fetch(portal, true, LOAD_BATCH);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; room && i < SPI_processed; i++)
+			room = load_row(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, now);
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+	return room;
+}
+
 void
 persist_load(TimestampTz now)
 {
-	Portal		portal;
-	bool		room = true;
+	bool		room;
 
-	/* The cursors below are not read-only, so they see what this wrote. */
 	persist_flush();
-
-	portal = SPI_cursor_open_with_args(NULL,
-									   "SELECT user_id, status, last_active, visible"
-									   " FROM presence.users"
-									   " WHERE NOT visible OR status <> 'offline'",
-									   0, NULL, NULL, NULL, false, 0);
-	while (room)
-	{
-		SPI_cursor_fetch(portal, true, LOAD_BATCH);
-		if (SPI_processed == 0)
-			break;
-		for (uint64 i = 0; room && i < SPI_processed; i++)
-		{
-			HeapTuple	t = SPI_tuptable->vals[i];
-			TupleDesc	d = SPI_tuptable->tupdesc;
-			char	   *status_name = SPI_getvalue(t, d, 2);
-			PresenceStatus status = PRESENCE_OFFLINE;
-
-			if (status_name)
-				presence_status_parse(status_name, &status);
-			room = registry_load_user(SPI_getvalue(t, d, 1), status,
-									  get_timestamp(t, d, 3), get_bool(t, d, 4));
-		}
-		SPI_freetuptable(SPI_tuptable);
-	}
-	SPI_cursor_close(portal);
-
-	portal = SPI_cursor_open_with_args(NULL,
-									   "SELECT s.user_id, s.session_id, s.connected_at, s.meta::text, s.bound"
-									   " FROM presence.sessions s WHERE EXISTS"
-									   " (SELECT FROM presence.users u WHERE u.user_id = s.user_id)",
-									   0, NULL, NULL, NULL, false, 0);
-	while (room)
-	{
-		SPI_cursor_fetch(portal, true, LOAD_BATCH);
-		if (SPI_processed == 0)
-			break;
-		for (uint64 i = 0; room && i < SPI_processed; i++)
-		{
-			HeapTuple	t = SPI_tuptable->vals[i];
-			TupleDesc	d = SPI_tuptable->tupdesc;
-
-			room = registry_load_session(SPI_getvalue(t, d, 1),
-										 SPI_getvalue(t, d, 2),
-										 get_timestamp(t, d, 3),
-										 SPI_getvalue(t, d, 4),
-										 get_bool(t, d, 5), now);
-		}
-		SPI_freetuptable(SPI_tuptable);
-	}
-	SPI_cursor_close(portal);
+	room = load_rows("SELECT user_id, status, last_active, visible"
+					 " FROM presence.users"
+					 " WHERE NOT visible OR status <> 'offline'",
+					 load_user_row, now) &&
+		load_rows("SELECT s.user_id, s.session_id, s.connected_at, s.meta::text,"
+				  " s.bound FROM presence.sessions s WHERE EXISTS"
+				  " (SELECT FROM presence.users u WHERE u.user_id = s.user_id)",
+				  load_session_row, now);
 
 	if (!room)
 		ereport(WARNING,

@@ -575,6 +575,27 @@ registry_create_session(RegistryLookup *l, PresenceUser *user,
 }
 
 /*
+ * Creates a session, and its user if the registry has none.  For a caller
+ * that holds the partition's lock and has reserved the session.  NULL, with
+ * *full saying why, when there is no room; then nothing has changed.
+ */
+PresenceSession *
+registry_create_user_session(RegistryLookup *l, const char *meta,
+							 RegistryFull *full, bool *new_user)
+{
+	PresenceUser *user = registry_find_user(l);
+	PresenceSession *session;
+
+	*new_user = user == NULL;
+	if (user == NULL && (user = registry_create_user(l, full)) == NULL)
+		return NULL;
+	session = registry_create_session(l, user, meta, full);
+	if (session == NULL && *new_user)
+		registry_remove_user(l->part, user);
+	return session;
+}
+
+/*
  * Makes a new or ended session live: on its user's list and the
  * partition's heartbeat list, counted, and queued for the worker to write.
  */

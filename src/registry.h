@@ -204,6 +204,10 @@ extern PresenceSession *registry_create_session(RegistryLookup *l,
 												PresenceUser *user,
 												const char *meta,
 												RegistryFull *full);
+extern PresenceSession *registry_create_user_session(RegistryLookup *l,
+													 const char *meta,
+													 RegistryFull *full,
+													 bool *new_user);
 extern bool registry_reserve_session(void);
 extern void registry_release_session(void);
 extern void registry_start_session(PresencePartition *part,

@@ -269,7 +269,7 @@ registry_load_session(const char *user_id, const char *session_id,
 	PresenceUser *u;
 	PresenceSession *s;
 	RegistryFull full;
-	bool		new_user = false;
+	bool		new_user;
 	bool		wake = false;
 
 	registry_lookup_init(&l, user_id, strlen(user_id),
@@ -285,28 +285,18 @@ registry_load_session(const char *user_id, const char *session_id,
 		LWLockRelease(l.lock);
 		return false;
 	}
-	u = registry_find_user(&l);
-	if (u == NULL)
-	{
-		u = registry_create_user(&l, &full);
-		if (u == NULL)
-		{
-			registry_release_session();
-			LWLockRelease(l.lock);
-			return false;
-		}
-		u->last_active = connected_at;
-		u->loading = true;
-		new_user = true;
-	}
-	s = registry_create_session(&l, u, meta, &full);
+	s = registry_create_user_session(&l, meta, &full, &new_user);
 	if (s == NULL)
 	{
-		if (new_user)
-			registry_remove_user(l.part, u);
 		registry_release_session();
 		LWLockRelease(l.lock);
 		return false;
+	}
+	u = s->user;
+	if (new_user)
+	{
+		u->last_active = connected_at;
+		u->loading = true;
 	}
 
 	/* Whoever heartbeated it had no server to talk to: give it a timeout. */

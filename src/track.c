@@ -40,6 +40,21 @@ session_set_meta(PresenceSession *session, const char *meta)
 	return true;
 }
 
+/*
+ * A sign of life from a live session: a heartbeat, or a connect to it.
+ * Returns whether the worker should be woken.
+ */
+static bool
+session_alive(PresencePartition *part, PresenceSession *session,
+			  TimestampTz now, bool active)
+{
+	session->last_heartbeat = now;
+	if (!active)
+		return false;
+	session->last_active = now;
+	return status_activity(part, session->user, now);
+}
+
 static void
 session_set_owner(PresencePartition *part, PresenceSession *session, bool bound)
 {
@@ -67,7 +82,7 @@ try_connect(PresenceId user, PresenceId session, const char *meta,
 	RegistryLookup l;
 	PresenceUser *u;
 	PresenceSession *s;
-	bool		new_user = false;
+	bool		new_user;
 	bool		wake;
 	TimestampTz now;
 
@@ -87,13 +102,7 @@ try_connect(PresenceId user, PresenceId session, const char *meta,
 		if (meta)
 			registry_mark_session_changed(l.part, s);
 		session_set_owner(l.part, s, bound);
-		s->last_heartbeat = now;
-		wake = false;
-		if (active)
-		{
-			s->last_active = now;
-			wake = status_activity(l.part, s->user, now);
-		}
+		wake = session_alive(l.part, s, now, active);
 		LWLockRelease(l.lock);
 		if (wake)
 			registry_wake_worker();
@@ -125,27 +134,14 @@ try_connect(PresenceId user, PresenceId session, const char *meta,
 	}
 	else
 	{
-		u = registry_find_user(&l);
-		if (u == NULL)
-		{
-			u = registry_create_user(&l, full);
-			if (u == NULL)
-			{
-				registry_release_session();
-				LWLockRelease(l.lock);
-				return CONNECT_FULL;
-			}
-			new_user = true;
-		}
-		s = registry_create_session(&l, u, meta, full);
+		s = registry_create_user_session(&l, meta, full, &new_user);
 		if (s == NULL)
 		{
-			if (new_user)
-				registry_remove_user(l.part, u);
 			registry_release_session();
 			LWLockRelease(l.lock);
 			return CONNECT_FULL;
 		}
+		u = s->user;
 	}
 
 	registry_start_session(l.part, s, now);
@@ -190,7 +186,7 @@ registry_heartbeat(PresenceId user, PresenceId session, bool active)
 	RegistryLookup l;
 	PresenceSession *s;
 	TimestampTz now;
-	bool		wake = false;
+	bool		wake;
 
 	lookup_id(&l, user, &session);
 	LWLockAcquire(l.lock, LW_EXCLUSIVE);
@@ -201,12 +197,7 @@ registry_heartbeat(PresenceId user, PresenceId session, bool active)
 		return false;
 	}
 	now = GetCurrentTimestamp();
-	s->last_heartbeat = now;
-	if (active)
-	{
-		s->last_active = now;
-		wake = status_activity(l.part, s->user, now);
-	}
+	wake = session_alive(l.part, s, now, active);
 	LWLockRelease(l.lock);
 	if (wake)
 		registry_wake_worker();
