@@ -8,7 +8,6 @@
 #include "relay.h"
 
 #include <arpa/inet.h>
-#include <ev.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -27,14 +26,6 @@ struct relay_options relay_opts = {
 };
 struct lws_context *relay_context;
 struct lws_vhost *relay_vhost;
-
-/*
- * The loop is libev's (epoll), lws's and ours: lws's own loop polls every
- * socket at every wakeup, which with 10,000 clients cost more than 10 ms
- * per change (bench/relay).  We run it a turn at a time, as lws_service()
- * did, so that a signal is seen between turns.
- */
-static struct ev_loop *relay_loop;
 
 static volatile sig_atomic_t stop_requested;
 static int	shutting_down;
@@ -218,15 +209,6 @@ on_signal(int sig)
 		lws_cancel_service(relay_context);
 }
 
-/* lws's libev glue logs every watcher change as a notice: not for --verbose */
-static void
-log_line(int level, const char *line)
-{
-	if (level == LLL_NOTICE && strstr(line, "elops_"))
-		return;
-	lwsl_emit_stderr(level, line);
-}
-
 static void
 wake(lws_sorted_usec_list_t *sul)
 {
@@ -245,7 +227,8 @@ shut_down(void)
 	memset(&sul_deadline, 0, sizeof(sul_deadline));
 	lws_sul_schedule(relay_context, 0, &sul_deadline, wake, SHUTDOWN_GRACE_US);
 	while (feed_client_count() && lws_now_usecs() < deadline)
-		ev_run(relay_loop, EVRUN_ONCE);
+		if (lws_service(relay_context, 0) < 0)
+			break;
 	lws_sul_cancel(&sul_deadline);
 }
 
@@ -258,13 +241,12 @@ main(int argc, char **argv)
 	char		host[64],
 				static_dir[PATH_MAX];
 	struct sigaction sa;
-	void	   *foreign_loops[1];
 	size_t		i;
 
 	if (parse_options(argc, argv))
 		return 2;
 	lws_set_log_level(LLL_ERR | LLL_WARN | LLL_USER |
-					  (relay_opts.verbose ? LLL_NOTICE : 0), log_line);
+					  (relay_opts.verbose ? LLL_NOTICE : 0), NULL);
 	if (auth_init(relay_opts.secret_file, relay_opts.demo))
 		return 1;
 
@@ -308,16 +290,6 @@ main(int argc, char **argv)
 		info.mounts = mounts;
 	}
 
-	relay_loop = ev_loop_new(EVBACKEND_EPOLL);
-	if (!relay_loop)
-	{
-		lwsl_err("cannot make an event loop\n");
-		return 1;
-	}
-	foreign_loops[0] = relay_loop;
-	info.foreign_loops = foreign_loops;
-	info.options |= LWS_SERVER_OPTION_LIBEV;
-
 	if (feed_init(relay_opts.queue_length))
 		return 1;
 	sessions_init();
@@ -338,7 +310,8 @@ main(int argc, char **argv)
 	dblink_start(relay_opts.conninfo);
 
 	while (!stop_requested)
-		ev_run(relay_loop, EVRUN_ONCE);
+		if (lws_service(relay_context, 0) < 0)
+			break;
 
 	shut_down();
 	dblink_stop();
@@ -347,7 +320,6 @@ main(int argc, char **argv)
 	feed_stop();
 	lws_context_destroy(relay_context);
 	relay_context = NULL;
-	ev_loop_destroy(relay_loop);
 	feed_destroy();
 	auth_cleanup();
 	lwsl_user("presence-relay stopped\n");

@@ -212,6 +212,24 @@ test('malformed JSON is ignored: the client stays, so do others', async () => {
   await gina.close();
 });
 
+test('an empty object {} is valid JSON: ignored, not counted as malformed', async () => {
+  const m0 = await metric(relay, 'presence_relay_malformed_messages_total');
+  const ivy = await Peer.open(relay.wsUrl(`/ws?token=${token('ivy')}`));
+  await ivy.waitFor((m) => m.type === 'state');
+  ivy.send('{}');
+  ivy.send(' { \n} ');
+  ivy.ws.send('{', { fin: false });
+  ivy.ws.send(' }', { fin: true });
+  ivy.send('{}}');	// and one that is not: read after the others
+  await eventually(async () => await metric(relay, 'presence_relay_malformed_messages_total') - m0 === 1,
+    5000, 'only the last message counted as malformed');
+  await pg.query("SELECT presence.connect('iris')");
+  await ivy.waitPresence('iris', 'online');
+  assert.equal(await metric(relay, 'presence_relay_malformed_messages_total') - m0, 1);
+  await pg.query("SELECT presence.disconnect('iris')");
+  await ivy.close();
+});
+
 test('a message over 64 kB closes that client with 1009, fragmented or not', async () => {
   const big = await Peer.open(relay.wsUrl(`/ws?token=${token('big')}`));
   await big.waitFor((m) => m.type === 'state');
