@@ -1,7 +1,16 @@
 'use strict';
-// Drives one benchmark run per watcher count: a throwaway cluster, a relay,
-// the C watchers client; reads the relay's RSS before and after the
-// watchers connect (memory per idle connection).  Called by run.sh.
+// Drives the relay benchmark for each watcher count W (called by run.sh):
+//
+//  1. the client's floor: bench/relay/watchers --trivial, the same client
+//     against a built-in fan-out that does nothing but one send() per
+//     socket (no relay, no database);
+//  2. the relay: a throwaway cluster, a relay, bench/relay/watchers with
+//     SQL changes; the relay's RSS before and after the watchers connect
+//     (memory per idle connection) and its CPU time during the rounds.
+//
+// Env: BENCH_PROCS (watcher processes, default 1), BENCH_RELAY_ARGS (extra
+// relay flags), BENCH_SKIP_TRIVIAL=1, BENCH_IDLE (seconds the watchers stay
+// idle before the rounds: the relay's CPU while they do, default 0).
 
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
@@ -9,11 +18,21 @@ const path = require('node:path');
 const { startCluster, sleep } = require('../../test/lib/cluster');
 const { startRelay } = require('../../test/lib/relay');
 
+const procs = Number(process.env.BENCH_PROCS || 1);
+const idle = Number(process.env.BENCH_IDLE || 0);
+const relayArgs = (process.env.BENCH_RELAY_ARGS || '').split(/\s+/).filter(Boolean);
+const clockTicks = 100;	// USER_HZ on Linux
+
 const rssKb = (pid) => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
+// utime + stime of a process, in milliseconds
+const cpuMs = (pid) => {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / clockTicks;
+};
 
 // The relay's own view, from its /metrics histogram: how long after a
 // notification reached it each frame was written to a client (bucket upper
-// bounds, so these are ceilings).  Independent of how fast the client reads.
+// bounds, so these are ceilings).
 async function relaySideDelay(relay) {
   const text = await (await fetch(relay.url('/metrics'))).text();
   const buckets = [...text.matchAll(/_send_delay_seconds_bucket\{le="([^"]+)"\} (\d+)/g)]
@@ -23,28 +42,55 @@ async function relaySideDelay(relay) {
   return { relay_write_p50_ms_le: q(0.5), relay_write_p99_ms_le: q(0.99) };
 }
 
-async function one(watchers, rounds) {
-  const pg = await startCluster({ name: `bench-${watchers}`, gucs: { 'presence.reconnect_grace': '0' } });
-  const relay = await startRelay({ cluster: pg, name: `bench-relay-${watchers}`, args: ['--allow-anonymous'] });
+// Runs the client; onReady() is awaited when it prints "ready", onIdleDone()
+// when it prints "idle done".
+async function runWatchers(args, onReady, onIdleDone) {
+  const child = spawn(path.join(__dirname, 'watchers'), [...args, '--procs', String(procs)],
+    { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  let ready;
+  let idleDone;
+  child.stdout.on('data', (d) => {
+    out += d;
+    if (!ready && out.includes('ready\n')) ready = onReady ? onReady() : Promise.resolve();
+    if (!idleDone && out.includes('idle done\n')) idleDone = ready.then(() => onIdleDone && onIdleDone());
+  });
+  const code = await new Promise((r) => child.on('exit', r));
+  await ready;
+  await idleDone;
+  if (code !== 0) throw new Error(`watchers exited ${code}`);
+  return JSON.parse(out.trim().split('\n').pop());
+}
+
+async function relayRun(watchers, rounds) {
+  const pg = await startCluster({
+    name: `bench-${watchers}`,
+    // no timeouts during the run: every notification is a bench change
+    gucs: { 'presence.reconnect_grace': '0', 'presence.session_timeout': '1h', 'presence.idle_timeout': '1h' },
+  });
+  const relay = await startRelay({ cluster: pg, name: `bench-relay-${watchers}`, args: ['--allow-anonymous', ...relayArgs] });
   try {
     await sleep(500);
     const before = rssKb(relay.child.pid);
     let after;
-    const child = spawn(path.join(__dirname, 'watchers'),
-      ['--port', String(relay.port), '--count', String(watchers), '--rounds', String(rounds), '--db', pg.conninfo],
-      { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.on('data', async (d) => {
-      out += d;
-      if (after === undefined && out.includes('ready\n')) {
-        after = null;
+    let cpu0;
+    let idleCpu;
+    const result = await runWatchers(
+      ['--port', String(relay.port), '--count', String(watchers), '--rounds', String(rounds), '--db', pg.conninfo,
+        '--idle', String(idle)],
+      async () => {
         await sleep(300);
         after = rssKb(relay.child.pid);
-      }
-    });
-    const code = await new Promise((r) => child.on('exit', r));
-    if (code !== 0) throw new Error(`watchers exited ${code}`);
-    const result = JSON.parse(out.trim().split('\n').pop());
+        cpu0 = cpuMs(relay.child.pid);
+      },
+      () => {
+        const cpu = cpuMs(relay.child.pid);
+        idleCpu = cpu - cpu0;
+        cpu0 = cpu;
+      },
+    );
+    if (idle) result.relay_idle_cpu_percent = Number(((idleCpu / ((idle - 0.3) * 1000)) * 100).toFixed(2));
+    result.relay_cpu_per_round_ms = Number(((cpuMs(relay.child.pid) - cpu0) / rounds).toFixed(2));
     Object.assign(result, await relaySideDelay(relay));
     result.relay_rss_idle_kb = after;
     result.relay_rss_before_kb = before;
@@ -60,14 +106,28 @@ async function one(watchers, rounds) {
   const plan = (process.argv[2] || '1000:200,10000:100').split(',').map((x) => x.split(':').map(Number));
   const results = [];
   for (const [w, r] of plan) {
-    const res = await one(w, r);
-    console.log(JSON.stringify(res));
+    const res = { watchers: w, rounds: r, procs };
+    if (process.env.BENCH_SKIP_TRIVIAL !== '1') {
+      res.floor = await runWatchers(['--trivial', '--count', String(w), '--rounds', String(r)]);
+      console.log(JSON.stringify(res.floor));
+    }
+    res.relay = await relayRun(w, r);
+    console.log(JSON.stringify(res.relay));
     results.push(res);
   }
-  console.log('\n| watchers | SQL connect -> last watcher p50 / p99 | -> first watcher p50 / p99 | SQL -> direct LISTEN p50 / p99 (db floor) | client CPU per change (client floor) | relay: notification -> frame written, p50 / p99 (ceiling) | relay memory per idle connection |');
-  console.log('| --- | --- | --- | --- | --- | --- | --- |');
-  for (const x of results) {
-    console.log(`| ${x.watchers} | ${x.last_p50_ms} / ${x.last_p99_ms} ms | ${x.first_p50_ms} / ${x.first_p99_ms} ms | ${x.listen_p50_ms} / ${x.listen_p99_ms} ms | ${x.client_cpu_per_round_ms} ms | <= ${x.relay_write_p50_ms_le} / <= ${x.relay_write_p99_ms_le} ms | ${(x.bytes_per_idle_connection / 1024).toFixed(1)} kB |`);
+  const ms = (a, b) => `${a} / ${b} ms`;
+  console.log(`\nrelay (procs=${procs}):`);
+  console.log('| watchers | SQL connect -> last watcher p50 / p99 | -> median watcher p50 / p99 | -> first watcher p50 / p99 | SQL -> plain LISTEN p50 / p99 (db floor) | relay CPU per change | relay: notification -> frame written p50 / p99 (ceiling) | relay memory per idle connection |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
+  for (const { relay: x } of results) {
+    console.log(`| ${x.watchers} | ${ms(x.last_p50_ms, x.last_p99_ms)} | ${ms(x.median_p50_ms, x.median_p99_ms)} | ${ms(x.first_p50_ms, x.first_p99_ms)} | ${ms(x.listen_p50_ms, x.listen_p99_ms)} | ${x.relay_cpu_per_round_ms} ms | <= ${x.relay_write_p50_ms_le} / <= ${x.relay_write_p99_ms_le} ms | ${(x.bytes_per_idle_connection / 1024).toFixed(1)} kB |`);
+  }
+  console.log('\nclient floor:');
+  console.log('| watchers | trivial fan-out: trigger -> last watcher p50 / p99 | its send loop p50 / p99 | client CPU per frame (trivial / relay run) |');
+  console.log('| --- | --- | --- | --- |');
+  for (const { floor: f, relay: x } of results) {
+    if (!f) continue;
+    console.log(`| ${f.watchers} | ${ms(f.last_p50_ms, f.last_p99_ms)} | ${ms(f.server_send_loop_p50_ms, f.server_send_loop_p99_ms)} | ${f.client_cpu_per_frame_us} / ${x.client_cpu_per_frame_us} µs |`);
   }
   const dir = path.resolve(__dirname, '..', 'results');
   fs.mkdirSync(dir, { recursive: true });

@@ -1,53 +1,99 @@
 /*
- * watchers.c - benchmark client for presence-relay: W WebSocket watchers
- * in one libwebsockets loop (C, so the client is not the bottleneck), and
- * a second thread that makes presence changes in SQL and times them.
+ * watchers.c - benchmark client for presence-relay: W WebSocket watchers on
+ * raw epoll, split over P processes, and a driver that makes presence
+ * changes in SQL and times when each watcher received each of them.
  *
- * Each round: t0, SELECT presence.connect('bench-<round>') (blocking, on
- * the SQL thread), then the loop notes when the first and the last of the
- * W watchers received that change.  A LISTEN on the SQL thread's own
- * second connection gives the database's floor (no relay in the path);
- * the loop thread's CPU time per round is the client's own floor.
+ * The client is kept cheap so that it does not measure itself: plain
+ * non-blocking sockets, the HTTP upgrade written by hand, server frames
+ * (unmasked) parsed in place, one recv() per readable socket and one clock
+ * read per frame.  No WebSocket library.  It is a benchmark tool: it trusts
+ * the server (it does not check Sec-WebSocket-Accept) and sends nothing but
+ * the upgrade and pongs.
  *
- *   watchers --port P --count W --rounds R --db CONNINFO
- * prints "ready" once every watcher has its state, then one JSON line.
+ * Each round: t0, SELECT presence.connect('bench-<round>'), then every
+ * watcher notes when it received that change (its "user_id" names the
+ * round); per round the first, the median and the last watcher are
+ * reported.  A LISTEN on a plain libpq connection gives the database's own
+ * floor.  Each watcher process measures its CPU time during the rounds: the
+ * client's cost per received frame.
+ *
+ * With --trivial the server is not the relay but a built-in fan-out (a
+ * child process that writes one ready-made frame to every socket in a
+ * loop, one send() each, when the driver asks): the floor of this client
+ * and this machine's loopback TCP for W sockets.
+ *
+ *   watchers --port P --db CONNINFO [--count W] [--rounds R] [--procs P]
+ *            [--idle S]
+ *   watchers --trivial [--count W] [--rounds R] [--procs P]
+ * prints "ready" once every watcher has its state (and "idle done" after
+ * --idle S seconds of doing nothing), then one JSON line.
  */
 #define _GNU_SOURCE				/* memmem */
-#include <libwebsockets.h>
 #include <libpq-fe.h>
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
-#include <pthread.h>
-#include <stdatomic.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/select.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-static int	port = 8080,
+#define CONN_BUF		1024	/* a presence frame is ~200 bytes */
+#define MAX_HANDSHAKES	256		/* upgrades in flight per process */
+#define ROUND_GAP_US	20000	/* between the last receipt and the next change */
+
+static int	port,
 			count = 1000,
-			rounds = 200;
+			rounds = 200,
+			procs = 1,
+			idle,				/* seconds to stay idle before the rounds */
+			trivial;
 static const char *conninfo;
 
-static struct lws_context *context;
-static atomic_int established,
-			states,
-			failed,
-			done;
-static int	next_to_open;
-static lws_sorted_usec_list_t sul_open;
+/* Shared by the driver and the watcher processes (MAP_SHARED). */
+struct shared
+{
+	int64_t		states;			/* watchers that have their state */
+	int64_t		failed;			/* connections refused, closed or broken */
+	int64_t		out_of_order;	/* a round seen after a later one */
+	int64_t		cpu_ns;			/* watcher processes' CPU during the rounds */
+	int64_t		frames;			/* frames they received during the rounds */
+	volatile int go,			/* rounds started: CPU clock starts */
+				done;			/* rounds over: watchers exit */
+	int			arrivals[];		/* per round: watchers that received it */
+};
+static struct shared *sh;
+static int64_t *t0_ns,			/* per round, shared */
+		   *sent_ns,			/* per round: trivial server's send loop, shared */
+		   *listen_ns,			/* per round, driver only */
+		   *recv_ns;			/* [watcher * rounds + round], shared */
+static int	round_pipe[2];		/* watchers -> driver: round r is complete */
+static int	trigger_pipe[2];	/* driver -> trivial server: send round r */
 
-static atomic_int *arrivals;	/* per round: watchers that got it */
-static _Atomic int64_t *first_ns,
-		   *last_ns,
-		   *t0_ns,
-		   *listen_ns;
-static int64_t cpu_ns,
-			cpu0;
-static lws_sorted_usec_list_t sul_check;
+struct conn
+{
+	int			fd;
+	int			id;				/* global watcher number */
+	int			upgraded,
+				got_state,
+				last_round;
+	size_t		have;			/* bytes in buf */
+	uint64_t	skip;			/* payload bytes still to drop (big frame) */
+	char		buf[CONN_BUF];
+};
 
 static int64_t
 now_ns(void)
@@ -59,173 +105,480 @@ now_ns(void)
 }
 
 static int64_t
-thread_cpu_ns(void)
+cpu_now_ns(void)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
 	return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* "bench-<n>" in a presence message: which round it answers. */
-static int
-round_of(const char *in, size_t len)
+static void
+die(const char *what)
 {
-	static const char key[] = "\"user_id\":\"bench-";
-	const char *p = memmem(in, len, key, sizeof(key) - 1);
-
-	if (!p || !memmem(in, len, "\"type\":\"presence\"", 17))
-		return -1;
-	return atoi(p + sizeof(key) - 1);
+	perror(what);
+	exit(1);
 }
 
+/* The round a presence frame announces ("user_id":"bench-<n>"), or -1. */
 static int
-callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-		 void *in, size_t len)
+round_of(const char *p, size_t len)
 {
-	int			r,
-				n;
+	static const char key[] = "\"user_id\":\"bench-";
+	const char *k;
 
-	switch (reason)
+	if (len < 20 || memcmp(p, "{\"type\":\"presence\"", 18) ||
+		!memmem(p, len, "\"status\":\"online\"", 17) ||
+		!(k = memmem(p, len, key, sizeof(key) - 1)))
+		return -1;
+	return atoi(k + sizeof(key) - 1);
+}
+
+static void
+received(struct conn *c, const char *payload, size_t len)
+{
+	int			r;
+
+	if (!c->got_state)
 	{
-		case LWS_CALLBACK_CLIENT_ESTABLISHED:
-			established++;
-			break;
-		case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-			failed++;
-			break;
-		case LWS_CALLBACK_CLIENT_RECEIVE:
-			if (!lws_is_first_fragment(wsi))
+		if (len >= 15 && !memcmp(payload, "{\"type\":\"state\"", 15))
+		{
+			c->got_state = 1;
+			__atomic_add_fetch(&sh->states, 1, __ATOMIC_RELAXED);
+		}
+		return;
+	}
+	if (sh->go)
+		__atomic_add_fetch(&sh->frames, 1, __ATOMIC_RELAXED);
+	r = round_of(payload, len);
+	if (r < 0 || r >= rounds)
+		return;
+	if (r <= c->last_round)
+	{
+		__atomic_add_fetch(&sh->out_of_order, 1, __ATOMIC_RELAXED);
+		return;
+	}
+	c->last_round = r;
+	recv_ns[(int64_t) c->id * rounds + r] = now_ns();
+	if (__atomic_add_fetch(&sh->arrivals[r], 1, __ATOMIC_RELAXED) == count)
+	{
+		if (write(round_pipe[1], &r, sizeof(r)) != sizeof(r))
+			die("write");
+	}
+}
+
+/* A pong for a ping: masked (with a zero key, so the payload is as is). */
+static void
+pong(struct conn *c, const char *payload, size_t len)
+{
+	char		f[6 + 125];
+
+	if (len > 125)
+		return;
+	f[0] = (char) 0x8a;
+	f[1] = (char) (0x80 | len);
+	memset(f + 2, 0, 4);
+	memcpy(f + 6, payload, len);
+	if (send(c->fd, f, 6 + len, MSG_NOSIGNAL) < 0)
+		return;
+}
+
+/*
+ * Parses the frames in c->buf.  A frame too big for the buffer (only a
+ * state can be) is classified by its first bytes and the rest skipped.
+ * Returns -1 on a close frame or a protocol error.
+ */
+static int
+parse_frames(struct conn *c)
+{
+	size_t		off = 0;
+
+	for (;;)
+	{
+		unsigned char *h = (unsigned char *) c->buf + off;
+		size_t		avail = c->have - off,
+					hl = 2;
+		uint64_t	len;
+		int			op;
+
+		if (c->skip)
+		{
+			size_t		n = avail < c->skip ? avail : (size_t) c->skip;
+
+			c->skip -= n;
+			off += n;
+			if (c->skip)
 				break;
-			if (len > 16 && !memcmp(in, "{\"type\":\"state\"", 15))
-			{
-				states++;
-				break;
-			}
-			r = round_of(in, len);
-			if (r < 0 || r >= rounds)
-				break;
-			n = ++arrivals[r];
-			if (n == 1)
-				first_ns[r] = now_ns();
-			if (n == count)
-				last_ns[r] = now_ns();
+			continue;
+		}
+		if (avail < 2)
 			break;
-		default:
+		op = h[0] & 0x0f;
+		if (h[1] & 0x80)
+			return -1;			/* servers do not mask */
+		len = h[1] & 0x7f;
+		if (len == 126)
+			hl = 4;
+		else if (len == 127)
+			hl = 10;
+		if (avail < hl)
 			break;
+		if (hl == 4)
+			len = ((uint64_t) h[2] << 8) | h[3];
+		else if (hl == 10)
+		{
+			int			i;
+
+			for (len = 0, i = 2; i < 10; i++)
+				len = (len << 8) | h[i];
+		}
+		if (op == 8)
+			return -1;
+		if (hl + len > CONN_BUF)
+		{
+			/* big: wait for a useful prefix, then drop the rest */
+			if (avail < hl + 32)
+				break;
+			if (op == 1)
+				received(c, (char *) h + hl, avail - hl);
+			c->skip = len - (avail - hl);
+			off = c->have;
+			continue;
+		}
+		if (avail < hl + len)
+			break;
+		if (op == 1 || op == 0)
+			received(c, (char *) h + hl, (size_t) len);
+		else if (op == 9)
+			pong(c, (char *) h + hl, (size_t) len);
+		off += hl + len;
+	}
+	if (off)
+	{
+		memmove(c->buf, c->buf + off, c->have - off);
+		c->have -= off;
 	}
 	return 0;
 }
 
-static const struct lws_protocols protocols[] = {
-	{"watch", callback, 0, 4096, 0, NULL, 0},
-	{NULL, NULL, 0, 0, 0, NULL, 0}
-};
-
-/* Opens watchers 200 at a time, so the relay's listen backlog keeps up. */
-static void
-open_some(lws_sorted_usec_list_t *sul)
+static int
+open_one(int epfd, struct conn *c, int id)
 {
-	struct lws_client_connect_info ci;
-	int			i;
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t) port)};
+	struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = c};
+	int			one = 1;
 
-	for (i = 0; i < 200 && next_to_open < count; i++, next_to_open++)
-	{
-		memset(&ci, 0, sizeof(ci));
-		ci.context = context;
-		ci.address = "127.0.0.1";
-		ci.port = port;
-		ci.path = "/ws";
-		ci.host = "127.0.0.1";
-		ci.origin = "127.0.0.1";
-		ci.protocol = NULL;
-		ci.local_protocol_name = "watch";
-		lws_client_connect_via_info(&ci);
-	}
-	if (next_to_open < count)
-		lws_sul_schedule(context, 0, &sul_open, open_some, 20 * LWS_US_PER_MS);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	memset(c, 0, sizeof(*c));
+	c->id = id;
+	c->last_round = -1;
+	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->fd < 0)
+		die("socket");
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(c->fd, (struct sockaddr *) &sa, sizeof(sa)) && errno != EINPROGRESS)
+		die("connect");
+	if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev))
+		die("epoll_ctl");
+	return 0;
 }
 
-/* Notes when the rounds start, and ends the loop when they are over. */
-static void
-check(lws_sorted_usec_list_t *sul)
+/* Socket connected: send the upgrade, then wait for input only. */
+static int
+send_upgrade(int epfd, struct conn *c)
 {
-	if (failed)
+	static const char req[] =
+		"GET /ws HTTP/1.1\r\n"
+		"Host: 127.0.0.1\r\n"
+		"Upgrade: websocket\r\n"
+		"Connection: Upgrade\r\n"
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+		"Sec-WebSocket-Version: 13\r\n\r\n";
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+	int			err = 0;
+	socklen_t	l = sizeof(err);
+
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l) || err)
+		return -1;
+	if (send(c->fd, req, sizeof(req) - 1, MSG_NOSIGNAL) != (ssize_t) sizeof(req) - 1)
+		return -1;
+	c->upgraded = -1;			/* request sent */
+	return epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+/* Reads what the socket has; returns -1 if the connection is lost. */
+static int
+on_input(struct conn *c)
+{
+	ssize_t		n;
+	size_t		room;
+
+	for (;;)
 	{
-		fprintf(stderr, "watchers: %d connection(s) failed\n", (int) failed);
-		exit(1);
+		room = CONN_BUF - c->have;
+		n = recv(c->fd, c->buf + c->have, room, 0);
+		if (n == 0)
+			return -1;
+		if (n < 0)
+			return errno == EAGAIN ? 0 : -1;
+		c->have += (size_t) n;
+		if (c->upgraded != 1)
+		{
+			char	   *end = memmem(c->buf, c->have, "\r\n\r\n", 4);
+			size_t		hdr;
+
+			if (!end)
+			{
+				if (c->have == CONN_BUF)
+					return -1;
+				continue;
+			}
+			if (c->have < 12 || memcmp(c->buf + 9, "101", 3))
+				return -1;
+			hdr = (size_t) (end + 4 - c->buf);
+			memmove(c->buf, c->buf + hdr, c->have - hdr);
+			c->have -= hdr;
+			c->upgraded = 1;
+		}
+		if (parse_frames(c))
+			return -1;
+		/* a short read means the socket is drained: skip the EAGAIN call */
+		if ((size_t) n < room)
+			return 0;
 	}
-	if (!cpu0 && states == count)
-		cpu0 = thread_cpu_ns();
-	if (done)
+}
+
+/* One watcher process: watchers [first, first + n). */
+static void
+watch(int first, int n)
+{
+	struct conn *conns = calloc((size_t) n, sizeof(*conns));
+	struct epoll_event evs[512];
+	int			epfd = epoll_create1(EPOLL_CLOEXEC),
+				opened = 0,
+				pending = 0,
+				i,
+				k;
+	int64_t		cpu0 = 0;
+
+	if (!conns || epfd < 0)
+		die("watch");
+	for (;;)
 	{
-		cpu_ns = thread_cpu_ns() - cpu0;
-		lws_context_destroy(context);
-		return;
+		while (opened < n && pending < MAX_HANDSHAKES)
+		{
+			open_one(epfd, &conns[opened], first + opened);
+			opened++;
+			pending++;
+		}
+		if (sh->go && !cpu0)
+			cpu0 = cpu_now_ns();
+		if (sh->done)
+			break;
+		k = epoll_wait(epfd, evs, 512, 50);
+		if (k < 0 && errno != EINTR)
+			die("epoll_wait");
+		for (i = 0; i < k; i++)
+		{
+			struct conn *c = evs[i].data.ptr;
+			int			had_state = c->got_state,
+						bad;
+
+			if (!c->upgraded)
+				bad = send_upgrade(epfd, c);
+			else
+				bad = on_input(c);
+			if (!had_state && (c->got_state || bad))
+				pending--;
+			if (bad)
+			{
+				fprintf(stderr, "watchers: watcher %d lost its connection\n", c->id);
+				__atomic_add_fetch(&sh->failed, 1, __ATOMIC_RELAXED);
+				epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+				close(c->fd);
+				c->fd = -1;
+				c->upgraded = 2;	/* gone: never again */
+			}
+		}
 	}
-	lws_sul_schedule(context, 0, &sul_check, check, LWS_US_PER_MS);
+	__atomic_add_fetch(&sh->cpu_ns, cpu0 ? cpu_now_ns() - cpu0 : 0, __ATOMIC_RELAXED);
+	for (i = 0; i < opened; i++)
+		if (conns[i].fd >= 0)
+			close(conns[i].fd);
+	free(conns);
+	exit(0);
+}
+
+/*
+ * --trivial: the ideal server.  Accepts W upgrades, sends each a state,
+ * then for every round number read from the trigger pipe writes one
+ * ready-made presence frame (of the relay's size) to every socket.
+ */
+static void
+fan_out(int lfd)
+{
+	int		   *fds = calloc((size_t) count, sizeof(*fds));
+	char		req[2048];
+	int			n = 0,
+				r;
+	static const char reply[] =
+		"HTTP/1.1 101 Switching Protocols\r\n"
+		"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+		"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+		"\x81\x1b{\"type\":\"state\",\"users\":[]}";
+
+	while (n < count)
+	{
+		int			fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		size_t		have = 0;
+		ssize_t		got;
+
+		if (fd < 0)
+			die("accept");
+		while ((got = recv(fd, req + have, sizeof(req) - have, 0)) > 0)
+		{
+			have += (size_t) got;
+			if (memmem(req, have, "\r\n\r\n", 4))
+				break;
+		}
+		if (send(fd, reply, sizeof(reply) - 1, MSG_NOSIGNAL) < 0)
+			die("send");
+		fcntl(fd, F_SETFL, O_NONBLOCK);
+		fds[n++] = fd;
+	}
+	while (read(trigger_pipe[0], &r, sizeof(r)) == sizeof(r))
+	{
+		char		frame[256],
+				   *p = frame + 4;
+		int			len = snprintf(p, sizeof(frame) - 4,
+								   "{\"type\":\"presence\",\"seq\":%d,\"user_id\":\"bench-%d\","
+								   "\"status\":\"online\",\"previous\":\"offline\","
+								   "\"last_active\":\"2026-11-28T03:00:00.123456+00\"}", r + 1, r);
+		int			i;
+		int64_t		start = now_ns();
+
+		frame[0] = (char) 0x81;
+		frame[1] = 126;			/* 16-bit length follows */
+		frame[2] = (char) (len >> 8);
+		frame[3] = (char) len;
+		for (i = 0; i < n; i++)
+			if (send(fds[i], frame, (size_t) len + 4, MSG_NOSIGNAL) != len + 4)
+				fprintf(stderr, "watchers: trivial server: a send fell short\n");
+		if (r >= 0 && r < rounds)
+			sent_ns[r] = now_ns() - start;
+	}
+	exit(0);
 }
 
 static void
 wait_listen(PGconn *listen, int r)
 {
 	int64_t		deadline = now_ns() + 5000000000LL;
+	struct pollfd pfd = {.fd = PQsocket(listen), .events = POLLIN};
 	PGnotify   *n;
-	fd_set		fds;
-	struct timeval tv = {0, 1000};
 
 	while (now_ns() < deadline)
 	{
 		PQconsumeInput(listen);
 		while ((n = PQnotifies(listen)))
 		{
-			if (strstr(n->extra, "\"bench-") && atoi(strstr(n->extra, "\"bench-") + 7) == r)
+			char	   *k = strstr(n->extra, "\"bench-");
+
+			if (k && atoi(k + 7) == r && strstr(n->extra, "\"status\":\"online\""))
 				listen_ns[r] = now_ns();
 			PQfreemem(n);
 		}
 		if (listen_ns[r])
 			return;
-		FD_ZERO(&fds);
-		FD_SET(PQsocket(listen), &fds);
-		select(PQsocket(listen) + 1, &fds, NULL, NULL, &tv);
+		poll(&pfd, 1, 5);
 	}
 }
 
-static void *
-sql_thread(void *arg)
+/* Waits until round r is complete (every watcher has it), at most 10 s. */
+static void
+wait_round(int r)
 {
-	PGconn	   *conn = PQconnectdb(conninfo),
-			   *listen = PQconnectdb(conninfo);
-	char		sql[128];
-	int			r;
-	int64_t		deadline;
+	struct pollfd pfd = {.fd = round_pipe[0], .events = POLLIN};
+	int64_t		deadline = now_ns() + 10000000000LL;
+	int			got;
 
-	if (PQstatus(conn) != CONNECTION_OK || PQstatus(listen) != CONNECTION_OK)
+	while (__atomic_load_n(&sh->arrivals[r], __ATOMIC_RELAXED) < count &&
+		   now_ns() < deadline)
+		if (poll(&pfd, 1, 100) > 0 &&
+			read(round_pipe[0], &got, sizeof(got)) != sizeof(got))
+			die("read");
+}
+
+/* Makes the changes and times them. */
+static void
+drive(void)
+{
+	PGconn	   *conn = NULL,
+			   *listen = NULL;
+	char		sql[128];
+	int64_t		deadline = now_ns() + 300000000000LL;
+	int			r;
+
+	if (!trivial)
 	{
-		fprintf(stderr, "watchers: %s", PQerrorMessage(conn));
+		conn = PQconnectdb(conninfo);
+		listen = PQconnectdb(conninfo);
+		if (PQstatus(conn) != CONNECTION_OK || PQstatus(listen) != CONNECTION_OK)
+		{
+			fprintf(stderr, "watchers: %s", PQerrorMessage(conn));
+			exit(1);
+		}
+		PQclear(PQexec(listen, "LISTEN presence"));
+	}
+	while (__atomic_load_n(&sh->states, __ATOMIC_RELAXED) + sh->failed < count)
+	{
+		if (now_ns() > deadline)
+		{
+			fprintf(stderr, "watchers: only %d of %d watchers got their state\n",
+					(int) sh->states, count);
+			exit(1);
+		}
+		usleep(10000);
+	}
+	if (sh->failed)
+	{
+		fprintf(stderr, "watchers: %d connection(s) failed\n", (int) sh->failed);
 		exit(1);
 	}
-	PQclear(PQexec(listen, "LISTEN presence"));
-	while (states < count)
-		usleep(10000);
 	printf("ready\n");
 	fflush(stdout);
+	if (idle)
+	{
+		sleep((unsigned) idle);
+		printf("idle done\n");
+		fflush(stdout);
+	}
 	sleep(1);
+	sh->go = 1;
+	usleep(100000);				/* every watcher process has seen go */
 	for (r = 0; r < rounds; r++)
 	{
-		snprintf(sql, sizeof(sql), "SELECT presence.connect('bench-%d')", r);
 		t0_ns[r] = now_ns();
-		PQclear(PQexec(conn, sql));
-		wait_listen(listen, r);
-		deadline = now_ns() + 10000000000LL;
-		while (!last_ns[r] && now_ns() < deadline)
-			usleep(200);
-		usleep(20000);
+		if (trivial)
+		{
+			if (write(trigger_pipe[1], &r, sizeof(r)) != sizeof(r))
+				die("write");
+		}
+		else
+		{
+			snprintf(sql, sizeof(sql), "SELECT presence.connect('bench-%d')", r);
+			PQclear(PQexec(conn, sql));
+			wait_listen(listen, r);
+		}
+		wait_round(r);
+		usleep(ROUND_GAP_US);
 	}
-	PQfinish(conn);
-	PQfinish(listen);
-	done = 1;
-	return NULL;
+	sh->done = 1;
+	if (!trivial)
+	{
+		PQfinish(conn);
+		PQfinish(listen);
+	}
 }
 
 static int
@@ -237,25 +590,105 @@ cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* p-th percentile of the delays from t0 to when[], in milliseconds */
+/* p-th percentile of n sorted values, nanoseconds to milliseconds */
 static double
-pct(_Atomic int64_t *when, double p, int *missing)
+pct(const int64_t *sorted, int n, double p)
 {
-	int64_t    *d = calloc((size_t) rounds, sizeof(*d));
-	int			n = 0,
-				r;
-	double		v;
+	return n ? sorted[(int) ((n - 1) * p + 0.5)] / 1e6 : -1;
+}
 
-	*missing = 0;
+/*
+ * Per round: the delay to the first, the median and the last watcher
+ * (last only if every watcher got it); then their p50 and p99 over rounds.
+ */
+static void
+report(void)
+{
+	int64_t    *per = malloc(sizeof(int64_t) * (size_t) count),
+			   *first = calloc((size_t) rounds, sizeof(int64_t)),
+			   *median = calloc((size_t) rounds, sizeof(int64_t)),
+			   *last = calloc((size_t) rounds, sizeof(int64_t)),
+			   *lis = calloc((size_t) rounds, sizeof(int64_t));
+	int			r,
+				w,
+				n,
+				complete = 0,
+				nl = 0;
+
 	for (r = 0; r < rounds; r++)
-		if (when[r])
-			d[n++] = when[r] - t0_ns[r];
-		else
-			(*missing)++;
-	qsort(d, (size_t) n, sizeof(*d), cmp);
-	v = n ? d[(int) ((n - 1) * p + 0.5)] / 1e6 : -1;
-	free(d);
-	return v;
+	{
+		for (n = 0, w = 0; w < count; w++)
+			if (recv_ns[(int64_t) w * rounds + r])
+				per[n++] = recv_ns[(int64_t) w * rounds + r] - t0_ns[r];
+		qsort(per, (size_t) n, sizeof(*per), cmp);
+		first[r] = n ? per[0] : INT64_MAX;
+		median[r] = n ? per[n / 2] : INT64_MAX;
+		if (n == count)
+			last[complete++] = per[n - 1];
+		if (listen_ns[r])
+			lis[nl++] = listen_ns[r] - t0_ns[r];
+	}
+	qsort(first, (size_t) rounds, sizeof(int64_t), cmp);
+	qsort(median, (size_t) rounds, sizeof(int64_t), cmp);
+	qsort(last, (size_t) complete, sizeof(int64_t), cmp);
+	qsort(lis, (size_t) nl, sizeof(int64_t), cmp);
+	printf("{\"server\":\"%s\",\"watchers\":%d,\"rounds\":%d,\"procs\":%d,"
+		   "\"last_p50_ms\":%.2f,\"last_p99_ms\":%.2f,\"last_max_ms\":%.2f,"
+		   "\"median_p50_ms\":%.2f,\"median_p99_ms\":%.2f,"
+		   "\"first_p50_ms\":%.2f,\"first_p99_ms\":%.2f,",
+		   trivial ? "trivial" : "relay", count, rounds, procs,
+		   pct(last, complete, 0.5), pct(last, complete, 0.99),
+		   pct(last, complete, 1.0),
+		   pct(median, rounds, 0.5), pct(median, rounds, 0.99),
+		   pct(first, rounds, 0.5), pct(first, rounds, 0.99));
+	if (!trivial)
+		printf("\"listen_p50_ms\":%.2f,\"listen_p99_ms\":%.2f,",
+			   pct(lis, nl, 0.5), pct(lis, nl, 0.99));
+	else
+	{
+		qsort(sent_ns, (size_t) rounds, sizeof(int64_t), cmp);
+		printf("\"server_send_loop_p50_ms\":%.2f,\"server_send_loop_p99_ms\":%.2f,",
+			   pct(sent_ns, rounds, 0.5), pct(sent_ns, rounds, 0.99));
+	}
+	printf("\"client_cpu_per_round_ms\":%.2f,\"client_cpu_per_frame_us\":%.2f,"
+		   "\"frames\":%lld,\"incomplete_rounds\":%d,\"out_of_order\":%lld,"
+		   "\"failed\":%lld}\n",
+		   sh->cpu_ns / 1e6 / rounds,
+		   sh->frames ? sh->cpu_ns / 1e3 / (double) sh->frames : 0.0,
+		   (long long) sh->frames, rounds - complete,
+		   (long long) sh->out_of_order, (long long) sh->failed);
+	free(per);
+	free(first);
+	free(median);
+	free(last);
+	free(lis);
+}
+
+static void *
+shared_alloc(size_t size)
+{
+	void	   *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+						 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		die("mmap");
+	return p;
+}
+
+/* Listens on a free loopback port for the trivial server; sets port. */
+static int
+trivial_listener(void)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	socklen_t	l = sizeof(sa);
+	int			fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || bind(fd, (struct sockaddr *) &sa, sizeof(sa)) ||
+		listen(fd, 4096) || getsockname(fd, (struct sockaddr *) &sa, &l))
+		die("trivial server");
+	port = ntohs(sa.sin_port);
+	return fd;
 }
 
 int
@@ -265,15 +698,16 @@ main(int argc, char **argv)
 		{"port", required_argument, NULL, 'p'},
 		{"count", required_argument, NULL, 'c'},
 		{"rounds", required_argument, NULL, 'r'},
+		{"procs", required_argument, NULL, 'P'},
 		{"db", required_argument, NULL, 'd'},
+		{"trivial", no_argument, NULL, 't'},
+		{"idle", required_argument, NULL, 'i'},
 		{NULL, 0, NULL, 0}
 	};
-	struct lws_context_creation_info info;
-	pthread_t	th;
 	int			c,
-				miss_last,
-				miss_first,
-				miss_listen;
+				p,
+				status,
+				bad = 0;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1)
 	{
@@ -283,45 +717,66 @@ main(int argc, char **argv)
 			count = atoi(optarg);
 		else if (c == 'r')
 			rounds = atoi(optarg);
+		else if (c == 'P')
+			procs = atoi(optarg);
 		else if (c == 'd')
 			conninfo = optarg;
+		else if (c == 't')
+			trivial = 1;
+		else if (c == 'i')
+			idle = atoi(optarg);
 		else
 			return 2;
 	}
-	arrivals = calloc((size_t) rounds, sizeof(*arrivals));
-	first_ns = calloc((size_t) rounds, sizeof(*first_ns));
-	last_ns = calloc((size_t) rounds, sizeof(*last_ns));
-	t0_ns = calloc((size_t) rounds, sizeof(*t0_ns));
-	listen_ns = calloc((size_t) rounds, sizeof(*listen_ns));
+	if (count < 1 || rounds < 1 || procs < 1 || procs > count ||
+		(!trivial && (!port || !conninfo)))
+	{
+		fprintf(stderr, "usage: watchers --port P --db CONNINFO | --trivial "
+				"[--count W] [--rounds R] [--procs P] [--idle S]\n");
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	sh = shared_alloc(sizeof(*sh) + sizeof(int) * (size_t) rounds);
+	t0_ns = shared_alloc(sizeof(int64_t) * (size_t) rounds);
+	sent_ns = shared_alloc(sizeof(int64_t) * (size_t) rounds);
+	recv_ns = shared_alloc(sizeof(int64_t) * (size_t) rounds * (size_t) count);
+	listen_ns = calloc((size_t) rounds, sizeof(int64_t));
+	if (pipe(round_pipe))
+		die("pipe");
 
-	lws_set_log_level(LLL_ERR, NULL);
-	memset(&info, 0, sizeof(info));
-	info.port = CONTEXT_PORT_NO_LISTEN;
-	info.protocols = protocols;
-	info.fd_limit_per_thread = (unsigned int) count + 64;
-	/* epoll through libev: poll() over 10,000 sockets per wakeup would make
-	 * the client, not the relay, the bottleneck */
-	info.options = LWS_SERVER_OPTION_LIBEV;
-	context = lws_create_context(&info);
-	if (!context)
-		return 1;
-	lws_sul_schedule(context, 0, &sul_open, open_some, 1);
-	lws_sul_schedule(context, 0, &sul_check, check, LWS_US_PER_MS);
-	pthread_create(&th, NULL, sql_thread, NULL);
-	/* with libev, this runs the loop until check() destroys the context */
-	lws_service(context, 0);
-	pthread_join(th, NULL);
+	if (trivial)
+	{
+		int			lfd = trivial_listener();
 
-	printf("{\"watchers\":%d,\"rounds\":%d,"
-		   "\"last_p50_ms\":%.2f,\"last_p99_ms\":%.2f,"
-		   "\"first_p50_ms\":%.2f,\"first_p99_ms\":%.2f,"
-		   "\"listen_p50_ms\":%.2f,\"listen_p99_ms\":%.2f,"
-		   "\"client_cpu_per_round_ms\":%.2f,",
-		   count, rounds,
-		   pct(last_ns, 0.5, &miss_last), pct(last_ns, 0.99, &miss_last),
-		   pct(first_ns, 0.5, &miss_first), pct(first_ns, 0.99, &miss_first),
-		   pct(listen_ns, 0.5, &miss_listen), pct(listen_ns, 0.99, &miss_listen),
-		   cpu_ns / 1e6 / rounds);
-	printf("\"incomplete_rounds\":%d}\n", miss_last);
-	return 0;
+		if (pipe(trigger_pipe))
+			die("pipe");
+		if (fork() == 0)
+		{
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			close(trigger_pipe[1]);
+			fan_out(lfd);
+		}
+		close(lfd);
+		close(trigger_pipe[0]);
+	}
+	for (p = 0; p < procs; p++)
+	{
+		int			first = (int) ((int64_t) count * p / procs),
+					end = (int) ((int64_t) count * (p + 1) / procs);
+
+		if (fork() == 0)
+		{
+			/* nothing outlives the driver */
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			watch(first, end - first);
+		}
+	}
+	drive();
+	if (trivial)
+		close(trigger_pipe[1]);
+	while (wait(&status) > 0)
+		if (!WIFEXITED(status) || WEXITSTATUS(status))
+			bad = 1;
+	report();
+	return bad || sh->failed;
 }
