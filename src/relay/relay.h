@@ -41,6 +41,7 @@ struct relay_options
 	int			demo;
 	int			demo_token_ttl; /* seconds */
 	int			queue_length;	/* ring entries a client may lag */
+	int			ping_interval;	/* seconds a client may be quiet before a ping */
 	int			verbose;
 };
 
@@ -63,6 +64,8 @@ struct client
 	struct snapshot *state;		/* state message still to send */
 	struct message_parser *partial; /* parser of a fragmented message */
 	size_t		partial_len;
+	lws_usec_t	heard;			/* when it last sent anything (a pong too) */
+	lws_usec_t	pinged;			/* when it was last pinged */
 	uint32_t	tail;			/* next ring entry to send */
 	uint16_t	close_code;		/* closing: 1008 slow, 1001 shutdown, ... */
 	unsigned	has_tail:1;		/* tail is live (a state was sent) */

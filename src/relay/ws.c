@@ -147,6 +147,7 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		case LWS_CALLBACK_ESTABLISHED:
 			c->wsi = wsi;
 			c->is_ws = 1;
+			c->heard = lws_now_usecs();
 			relay_metrics.connections_total++;
 			/* session first: its connect goes before the snapshot query */
 			if (c->user)
@@ -171,7 +172,12 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			}
 			return 0;
 
+		case LWS_CALLBACK_RECEIVE_PONG:
+			c->heard = lws_now_usecs();
+			return 0;
+
 		case LWS_CALLBACK_RECEIVE:
+			c->heard = lws_now_usecs();
 			if (c->close_code)
 				return 0;		/* closing: drop the rest */
 			return receive(wsi, c, in, len);
