@@ -59,7 +59,12 @@ async function runWatchers(args, onReady, onIdleDone) {
   await ready;
   await idleDone;
   if (code !== 0) throw new Error(`watchers exited ${code}`);
-  return JSON.parse(out.trim().split('\n').pop());
+  const result = JSON.parse(out.trim().split('\n').pop());
+  // every watcher must get every change, in order
+  if (result.incomplete_rounds || result.out_of_order || result.failed) {
+    throw new Error(`changes missed or out of order: ${JSON.stringify(result)}`);
+  }
+  return result;
 }
 
 async function relayRun(watchers, rounds) {
