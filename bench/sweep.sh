@@ -14,7 +14,7 @@ cd "$(dirname "$0")"
 . ./cluster.sh
 W=/tmp/presence-bench-sweep
 TIMEOUT=60
-GAP=10	# seconds between the expiring sessions and the staying ones
+GAP=20	# seconds between the expiring sessions and the staying ones
 EXPIRING=10000
 STAYING=990000
 
@@ -67,6 +67,25 @@ SELECT 'idle ' || max(last_sweep_ms) || ' ' || count(DISTINCT sweeps)
 SQL
 cat $W/result | grep -v '^$' >&2
 
+# Every staying session heartbeats once, long before its deadline: when
+# their timers come due (all within the 2 s they were created in), the
+# sweep files each of them again.  Nothing expires.
+psql_b -c "SELECT count(presence.heartbeat('staying-' || i)) FROM generate_series(1, $STAYING) i" >/dev/null
+psql_b -At <<SQL >$W/refile
+SELECT pg_sleep(greatest(0, $t0 + $GAP + $TIMEOUT - 2 - extract(epoch FROM now())));
+CREATE TEMP TABLE s AS SELECT clock_timestamp() AS at, * FROM presence.stats();
+DO \$\$
+BEGIN
+  WHILE (SELECT max(sweeps) - min(sweeps) FROM s) < 8 LOOP
+    INSERT INTO s SELECT clock_timestamp(), * FROM presence.stats();
+    PERFORM pg_sleep(0.005);
+  END LOOP;
+END \$\$;
+SELECT 'refile ' || max(last_sweep_ms) || ' ' || max(notifications) - min(notifications) || ' ' || min(sessions)
+  FROM s WHERE sweeps > (SELECT min(sweeps) FROM s);
+SQL
+cat $W/refile | grep -v '^$' >&2
+
 # Folding the journal (a million users and sessions, and the ten thousand
 # that left) into the tables: the flush, off the tick's path.
 psql_b -At <<SQL >$W/flush
@@ -98,11 +117,13 @@ expiry=$(sed -n 's/^expiry \([0-9.]*\) .*/\1/p' $W/result)
 announced=$(sed -n 's/^expiry [0-9.]* \(.*\)/\1/p' $W/result)
 idle=$(sed -n 's/^idle \([0-9.]*\) .*/\1/p' $W/result)
 idle_n=$(sed -n 's/^idle [0-9.]* \(.*\)/\1/p' $W/result)
+refile=$(sed -n 's/^refile \([0-9.]*\) .*/\1/p' $W/refile)
 flush=$(sed -n 's/^flush \([0-9.]*\) .*/\1/p' $W/flush)
 flushed=$(sed -n 's/^flush [0-9.]* \(.*\)/\1/p' $W/flush)
 echo "| tick | duration |"
 echo "| --- | ---: |"
 echo "| $EXPIRING of $((EXPIRING + STAYING)) sessions expire: $announced users announced offline, rows written | $expiry ms |"
 echo "| nothing expires (slowest of $idle_n ticks) | $idle ms |"
+echo "| nothing expires, but the timers of all $STAYING staying sessions (heartbeated since) come due and are filed again: slowest of 8 ticks | $refile ms |"
 echo "| (separately, every presence.flush_interval) folding the journal into the tables: $flushed sessions and their users | $flush ms |"
 echo "| naive \`UPDATE naive SET is_online = false WHERE is_online AND last_active < now() - interval '${TIMEOUT} s'\` (notifies nobody) | $naive ms |"

@@ -81,6 +81,7 @@ typedef struct PresenceUser
 	uint32		batch_id;		/* last worker batch that wrote its row */
 	int			nrefs;			/* live sessions plus ended ones not yet
 								 * deleted from presence.sessions */
+	TimestampTz persisted_active;	/* last_active as last written */
 	TimestampTz grace_since;	/* when the last session ended */
 	TimestampTz changed_at;		/* when the last change took effect */
 	uint64		change_order;	/* when it was recorded, as a counter */

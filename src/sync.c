@@ -37,6 +37,7 @@ batch_add_user(PresenceBatch *batch, PresenceUser *u)
 		return;
 	u->batch_id = batch->id;
 	u->persisted = true;
+	u->persisted_active = u->last_active;
 	GROW(batch, users, nusers, maxusers);
 	row = &batch->users[batch->nusers++];
 	row->user_id = pstrdup(u->key.user);
@@ -176,14 +177,23 @@ drain_partition(PresencePartition *part, PresenceBatch *batch, uint64 cutoff,
 	}
 	if (with_activity)
 	{
-		/* The last activity of users active since the last flush. */
+		/*
+		 * The last activity of users who stay online, at most once a minute
+		 * each: status changes carry it at once, and nothing that matters
+		 * after a crash needs it more precise (see registry_load_finish).
+		 */
+		TimestampTz due = (int64) Max(60 * 1000, presence_flush_interval_ms) * 1000;
+
 		dlist_foreach_modify(miter, &part->active)
 		{
 			PresenceUser *u = dlist_container(PresenceUser, active_node, miter.cur);
 
+			if (u->last_active - u->persisted_active >= due)
+				batch_add_user(batch, u);
+			else if (u->last_active > u->persisted_active)
+				continue;		/* next time */
 			dlist_delete(&u->active_node);
 			u->in_active = false;
-			batch_add_user(batch, u);
 		}
 	}
 }
@@ -316,16 +326,14 @@ registry_load_session(const char *user_id, const char *session_id,
 }
 
 /*
- * Settles the status of every user loaded since the last call: online or
- * away from the last activity if sessions came back, else offline after
- * the reconnect grace if it was online or away.  Users whose status as seen
- * differs from what the table said go to the worker, to announce.
+ * Settles the status of every user loaded since the last call: with
+ * sessions back, away if the table said so, else online; without, offline
+ * after the reconnect grace if it was online or away.  Users whose status
+ * as seen differs from what the table said go to the worker, to announce.
  */
 void
 registry_load_finish(TimestampTz now)
 {
-	TimestampTz idle_cutoff = now - (int64) presence_idle_timeout_ms * 1000;
-
 	for (int i = 0; i < PRESENCE_PARTITIONS; i++)
 	{
 		PresencePartition *part = &presence_shared->partitions[i];
@@ -339,14 +347,20 @@ registry_load_finish(TimestampTz now)
 			if (!u->loading)
 				continue;
 			u->loading = false;
-			if (u->nsessions > 0 && u->last_active > idle_cutoff)
+			if (u->nsessions > 0 && u->visible && u->notified == PRESENCE_AWAY)
+				u->status = PRESENCE_AWAY;
+			else if (u->nsessions > 0)
 			{
+				/*
+				 * Online before, online now, with a full idle timeout: the
+				 * last activity of an online user is written at most once a
+				 * minute, and nobody could be active while the server was
+				 * down.
+				 */
 				u->status = PRESENCE_ONLINE;
 				wheel_file(&part->idle, &u->idle_timer,
-						   u->last_active + (int64) presence_idle_timeout_ms * 1000);
+						   now + (int64) presence_idle_timeout_ms * 1000);
 			}
-			else if (u->nsessions > 0)
-				u->status = PRESENCE_AWAY;
 			else if (u->notified != PRESENCE_OFFLINE)
 			{
 				u->status = u->notified;
