@@ -18,7 +18,8 @@ OBJS = \
 	src/sql_api.o \
 	src/persist.o \
 	src/notify.o \
-	src/worker.o
+	src/worker.o \
+	src/flusher.o
 DATA = src/presence--1.0.sql
 PGFILEDESC = "presence - who is online, tracked in shared memory"
 

@@ -177,6 +177,21 @@ journal_append(PresenceBatch *batch)
 }
 
 /*
+ * Waits for the lock that the writers of the tables take besides the
+ * worker's appends to the journal (which never conflict): the flusher's
+ * folds, the worker's loading and resync.  Held until the transaction ends.
+ */
+static void
+lock_tables(void)
+{
+	static SPIPlanPtr plan = NULL;
+
+	run(prepare(&plan, "SELECT pg_catalog.pg_advisory_xact_lock("
+				CppAsString2(PRESENCE_ADVISORY_LOCK) ", 0)", 0, NULL),
+		NULL, SPI_OK_SELECT);
+}
+
+/*
  * Folds the journal into presence.users and presence.sessions: the latest
  * entry of each user and of each session, in three statements, then empties
  * the journal.  Returns whether there was anything to fold.
@@ -192,6 +207,7 @@ persist_flush(void)
 	Datum		last;
 	bool		isnull;
 
+	lock_tables();
 	run(prepare(&last_plan, "SELECT max(tick) FROM presence.journal", 0, NULL),
 		NULL, SPI_OK_SELECT);
 	last = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -255,6 +271,7 @@ replace_all(PresenceBatch *batch)
 	Datum	   *ids;
 	Datum		arg;
 
+	lock_tables();
 	run(prepare(&clear_plan,
 				"WITH j AS (DELETE FROM presence.journal)"
 				" DELETE FROM presence.sessions", 0, NULL),

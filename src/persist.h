@@ -13,6 +13,9 @@
 
 #include "registry.h"
 
+/* pg_advisory_xact_lock(PRESENCE_ADVISORY_LOCK, 0) guards folding */
+#define PRESENCE_ADVISORY_LOCK	1886545267	/* "pres" in ASCII */
+
 extern bool persist_batch(PresenceBatch *batch);
 extern bool persist_flush(void);
 extern int64 persist_reserve_seq(int64 last_used, int n);

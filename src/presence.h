@@ -112,5 +112,8 @@ extern void bound_forget(PresenceId user, PresenceId session);
 /* Worker (worker.c) */
 extern void presence_register_worker(void);
 extern PGDLLEXPORT void presence_worker_main(Datum main_arg);
+extern PGDLLEXPORT void presence_flusher_main(Datum main_arg);
+extern void worker_begin_work(const char *activity);
+extern void worker_end_work(void);
 
 #endif							/* PRESENCE_H */

@@ -7,9 +7,9 @@
  * It sleeps on its latch until a backend reports a change others would
  * see, or until the next sweep is due.  Each tick is one transaction:
  * apply the timeouts, take the changes out of the registry, append them to
- * the journal, queue one NOTIFY per status change, commit.  Every
- * presence.flush_interval a second transaction folds the journal into the
- * tables.  On SIGTERM it does both and exits.  It loads the registry from the tables when shared memory is new
+ * the journal, queue one NOTIFY per status change, commit.  Another process,
+ * the flusher (flusher.c), folds the journal into the tables, so the ticks
+ * never wait for that.  On SIGTERM the worker runs a last tick and exits.  It loads the registry from the tables when shared memory is new
  * (server start, crash restart, promotion) or the extension was just
  * created, and clears it when the extension is dropped.  On a standby it
  * only waits for promotion.
@@ -39,11 +39,11 @@
 #define WORKER_RESTART_SECONDS	5
 
 static int64 last_seq = 0;
-static TimestampTz last_flush = 0;
+static TimestampTz last_activity = 0;
 static uint32 batch_counter = 0;
 
-void
-presence_register_worker(void)
+static void
+register_worker(const char *name, const char *function)
 {
 	BackgroundWorker worker;
 
@@ -53,10 +53,18 @@ presence_register_worker(void)
 	worker.bgw_start_time = BgWorkerStart_ConsistentState;
 	worker.bgw_restart_time = WORKER_RESTART_SECONDS;
 	strlcpy(worker.bgw_library_name, "presence", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "presence_worker_main", BGW_MAXLEN);
-	strlcpy(worker.bgw_name, "presence worker", BGW_MAXLEN);
-	strlcpy(worker.bgw_type, "presence worker", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, function, BGW_MAXLEN);
+	strlcpy(worker.bgw_name, name, BGW_MAXLEN);
+	strlcpy(worker.bgw_type, name, BGW_MAXLEN);
 	RegisterBackgroundWorker(&worker);
+}
+
+/* The worker, and the flusher that folds its journal (flusher.c). */
+void
+presence_register_worker(void)
+{
+	register_worker("presence worker", "presence_worker_main");
+	register_worker("presence flusher", "presence_flusher_main");
 }
 
 static void
@@ -104,7 +112,7 @@ sync_with_extension(TimestampTz now)
 	{
 		pgstat_report_activity(STATE_RUNNING, "loading the registry");
 		persist_load(now);
-		last_flush = now;
+		last_activity = now;
 		registry_set_state(REGISTRY_READY);
 		ereport(LOG,
 				(errmsg("presence worker loaded the registry from the tables")));
@@ -114,8 +122,8 @@ sync_with_extension(TimestampTz now)
 	return true;
 }
 
-static void
-begin_work(const char *activity)
+void
+worker_begin_work(const char *activity)
 {
 	pgstat_report_activity(STATE_RUNNING, activity);
 	SetCurrentStatementStartTimestamp();
@@ -124,8 +132,8 @@ begin_work(const char *activity)
 	PushActiveSnapshot(GetTransactionSnapshot());
 }
 
-static void
-end_work(void)
+void
+worker_end_work(void)
 {
 	PopActiveSnapshot();
 	SPI_finish();
@@ -148,7 +156,7 @@ worker_tick(bool with_activity)
 	bool		resync;
 
 	pg_atomic_fetch_add_u64(&presence_shared->ticks_started, 1);
-	begin_work("sweeping");
+	worker_begin_work("sweeping");
 	tracking = sync_with_extension(start);
 	if (tracking)
 	{
@@ -170,7 +178,7 @@ worker_tick(bool with_activity)
 		presence_shared->resync_needed = false;
 		SpinLockRelease(&presence_shared->mutex);
 	}
-	end_work();
+	worker_end_work();
 
 	/* One consistent update, so stats() shows a tick's figures together. */
 	SpinLockAcquire(&presence_shared->mutex);
@@ -182,36 +190,21 @@ worker_tick(bool with_activity)
 	return tracking;
 }
 
-/* Folds the journal into the tables, in a transaction of its own. */
-static void
-worker_flush(void)
-{
-	TimestampTz start = GetCurrentTimestamp();
-	bool		folded;
-
-	begin_work("flushing");
-	folded = persist_flush();
-	end_work();
-	last_flush = start;
-	SpinLockAcquire(&presence_shared->mutex);
-	presence_shared->last_flush_ms = (GetCurrentTimestamp() - start) / 1000.0;
-	if (folded)
-		presence_shared->flushes++;
-	SpinLockRelease(&presence_shared->mutex);
-}
-
 /*
- * A tick, and a flush once presence.flush_interval has passed since the
- * last one (final: now, the worker is about to exit).
+ * A tick; once presence.flush_interval has passed since the last time (or
+ * when the worker is about to exit), with the activity of users who stay
+ * online, for the flusher to fold.
  */
 static void
 worker_work(bool final)
 {
-	bool		flush_due = final || GetCurrentTimestamp() - last_flush >=
-		(int64) presence_flush_interval_ms * 1000;
+	TimestampTz now = GetCurrentTimestamp();
+	bool		with_activity = final ||
+		now - last_activity >= (int64) presence_flush_interval_ms * 1000;
 
-	if (worker_tick(flush_due) && flush_due)
-		worker_flush();
+	worker_tick(with_activity);
+	if (with_activity)
+		last_activity = now;
 }
 
 void

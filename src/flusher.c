@@ -1,0 +1,82 @@
+/*-------------------------------------------------------------------------
+ *
+ * flusher.c
+ *	  The presence flusher: folds the worker's journal into presence.users
+ *	  and presence.sessions every presence.flush_interval.
+ *
+ * Folding a login storm's journal into the tables can take seconds; done by
+ * the worker, it would hold back every notification for that long.  In a
+ * process of its own it holds back nothing: the worker only appends to the
+ * journal, the flusher only folds it, and an advisory lock keeps the rare
+ * other writers of the tables (loading, a resync) out of its way.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xlog.h"
+#include "commands/extension.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "utils/guc.h"
+
+#include "persist.h"
+
+/* Folds the journal, if there is an extension, and counts it. */
+static void
+flush(void)
+{
+	TimestampTz start = GetCurrentTimestamp();
+	bool		folded = false;
+
+	worker_begin_work("flushing");
+	if (OidIsValid(get_extension_oid("presence", true)))
+		folded = persist_flush();
+	worker_end_work();
+
+	SpinLockAcquire(&presence_shared->mutex);
+	if (folded)
+	{
+		presence_shared->flushes++;
+		presence_shared->last_flush_ms = (GetCurrentTimestamp() - start) / 1000.0;
+	}
+	SpinLockRelease(&presence_shared->mutex);
+}
+
+void
+presence_flusher_main(Datum main_arg)
+{
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	BackgroundWorkerUnblockSignals();
+
+	BackgroundWorkerInitializeConnection(presence_database, NULL, 0);
+
+	for (;;)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 presence_flush_interval_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		/* A standby's tables are the primary's. */
+		if (RecoveryInProgress())
+			pgstat_report_activity(STATE_IDLE, "waiting for promotion");
+		else
+			flush();
+
+		/* Folded once more on the way out: nothing is left waiting. */
+		if (ShutdownRequestPending)
+			break;
+	}
+	proc_exit(1);
+}
