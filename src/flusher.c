@@ -47,6 +47,20 @@ flush(void)
 	SpinLockRelease(&presence_shared->mutex);
 }
 
+static void
+flusher_detach(int code, Datum arg)
+{
+	SpinLockAcquire(&presence_shared->mutex);
+	if (presence_shared->flusher_latch == MyLatch)
+		presence_shared->flusher_latch = NULL;
+	SpinLockRelease(&presence_shared->mutex);
+}
+
+/*
+ * Folds every presence.flush_interval, and at once when the worker has
+ * journaled a change of visibility: the choice belongs in the tables, which
+ * are what pg_dump keeps, and what a standby shows.
+ */
 void
 presence_flusher_main(Datum main_arg)
 {
@@ -55,6 +69,10 @@ presence_flusher_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 
 	BackgroundWorkerInitializeConnection(presence_database, NULL, 0);
+	SpinLockAcquire(&presence_shared->mutex);
+	presence_shared->flusher_latch = MyLatch;
+	SpinLockRelease(&presence_shared->mutex);
+	on_shmem_exit(flusher_detach, 0);
 
 	for (;;)
 	{

@@ -15,11 +15,13 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
 
 #include "persist.h"
 
@@ -382,15 +384,15 @@ load_session_row(HeapTuple t, TupleDesc d, TimestampTz now)
 
 /*
  * Runs a query through a cursor, LOAD_BATCH rows at a time, and hands each
- * row to load_row until it says the registry is full.  The cursor is not
- * read-only, so it sees what this transaction wrote before.
+ * row to load_row until it says the registry is full.  Read-only: it uses
+ * the active snapshot, the same for every query of a load.
  */
 static bool
 load_rows(const char *query, bool (*load_row) (HeapTuple, TupleDesc, TimestampTz),
 		  TimestampTz now)
 {
 	Portal		portal = SPI_cursor_open_with_args(NULL, query, 0, NULL, NULL,
-												   NULL, false, 0);
+												   NULL, true, 0);
 	bool		room = true;
 
 	while (room)
@@ -411,7 +413,14 @@ persist_load(TimestampTz now)
 {
 	bool		room;
 
+	/*
+	 * One snapshot for both queries, taken after the fold: a restore
+	 * committing presence.users between them would otherwise bring sessions
+	 * of users whose rows (and visibility) were not loaded.
+	 */
 	persist_flush();
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
 	room = load_rows("SELECT user_id, status, last_active, visible"
 					 " FROM presence.users"
 					 " WHERE NOT visible OR status <> 'offline'",
@@ -420,6 +429,7 @@ persist_load(TimestampTz now)
 				  " s.bound FROM presence.sessions s WHERE EXISTS"
 				  " (SELECT FROM presence.users u WHERE u.user_id = s.user_id)",
 				  load_session_row, now);
+	PopActiveSnapshot();
 
 	if (!room)
 		ereport(WARNING,

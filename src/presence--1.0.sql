@@ -58,10 +58,10 @@ ALTER TABLE presence.journal
 -- Holds the seq of the last notification sent, so seq never repeats.
 CREATE SEQUENCE presence.notification_seq;
 
--- pg_dump keeps the rows of all three.
+-- pg_dump keeps the rows of these three; the journal is the worker's own
+-- and is not dumped (the tables hold everything but its last few seconds).
 SELECT pg_catalog.pg_extension_config_dump('presence.users', '');
 SELECT pg_catalog.pg_extension_config_dump('presence.sessions', '');
-SELECT pg_catalog.pg_extension_config_dump('presence.journal', '');
 SELECT pg_catalog.pg_extension_config_dump('presence.notification_seq', '');
 
 REVOKE ALL ON presence.users, presence.sessions, presence.journal,
@@ -75,8 +75,6 @@ REVOKE EXECUTE ON FUNCTION presence.rows_added() FROM PUBLIC;
 CREATE TRIGGER rows_added AFTER INSERT ON presence.users
 	FOR EACH STATEMENT EXECUTE FUNCTION presence.rows_added();
 CREATE TRIGGER rows_added AFTER INSERT ON presence.sessions
-	FOR EACH STATEMENT EXECUTE FUNCTION presence.rows_added();
-CREATE TRIGGER rows_added AFTER INSERT ON presence.journal
 	FOR EACH STATEMENT EXECUTE FUNCTION presence.rows_added();
 
 -- Write functions: not executable by PUBLIC.

@@ -75,6 +75,7 @@ typedef struct PresenceUser
 	bool		in_changes;
 	bool		persisted;		/* has a row in presence.users */
 	bool		loading;		/* read from the tables, not yet settled */
+	bool		visible_changed;	/* since its row was last written */
 	PresenceStatus notified;	/* status last announced, as others saw it */
 	WheelTimer	idle_timer;		/* while online */
 	dsa_pointer user_dp;		/* key.user's storage, unless in id_inline */
@@ -146,6 +147,7 @@ typedef struct PresenceShared
 	Oid			extension_oid;	/* the extension the registry was loaded for */
 	int			worker_pid;
 	Latch	   *worker_latch;
+	Latch	   *flusher_latch;
 	bool		resync_needed;	/* the tables may differ from the registry */
 	bool		merge_requested;	/* rows were added to the tables by
 									 * someone else (a restore) */
@@ -280,6 +282,7 @@ typedef struct PresenceBatch
 	int			maxchanges;
 	uint32		id;				/* tells users written once by this batch */
 	bool		full;			/* users and upserts hold everything */
+	bool		urgent;			/* a privacy choice: fold it at once */
 } PresenceBatch;
 
 /* registry.c */

@@ -38,6 +38,9 @@ batch_add_user(PresenceBatch *batch, PresenceUser *u)
 	u->batch_id = batch->id;
 	u->persisted = true;
 	u->persisted_active = u->last_active;
+	if (u->visible_changed)
+		batch->urgent = true;
+	u->visible_changed = false;
 	GROW(batch, users, nusers, maxusers);
 	row = &batch->users[batch->nusers++];
 	row->user_id = pstrdup(u->key.user);

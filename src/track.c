@@ -272,11 +272,13 @@ registry_set_visible(PresenceId user, bool visible)
 			registry_report_full(full);
 		}
 		u->visible = false;
+		u->visible_changed = true;
 		registry_mark_user_changed(l.part, u, GetCurrentTimestamp());
 	}
 	else if (u != NULL && u->visible != visible)
 	{
 		u->visible = visible;
+		u->visible_changed = true;
 		registry_mark_user_changed(l.part, u, GetCurrentTimestamp());
 		wake = status_as_seen(u) != u->notified;
 	}

@@ -180,6 +180,18 @@ worker_tick(bool with_activity)
 	}
 	worker_end_work();
 
+	/* A privacy choice should not wait for the next flush to be kept. */
+	if (batch.urgent)
+	{
+		Latch	   *flusher;
+
+		SpinLockAcquire(&presence_shared->mutex);
+		flusher = presence_shared->flusher_latch;
+		SpinLockRelease(&presence_shared->mutex);
+		if (flusher)
+			SetLatch(flusher);
+	}
+
 	/* One consistent update, so stats() shows a tick's figures together. */
 	SpinLockAcquire(&presence_shared->mutex);
 	presence_shared->last_sweep_ms = (GetCurrentTimestamp() - start) / 1000.0;

@@ -20,7 +20,10 @@ my $seq;
 while (my $n = listen_next($l, 2)) { $seq = $n->{seq}; }
 ok(defined $seq, "source announced up to seq $seq");
 listen_stop($l);
-ok(wait_for($source, q{SELECT count(*) = 2 FROM presence.sessions}), 'sessions written');
+ok( wait_for($source,
+		q{SELECT (SELECT count(*) = 2 FROM presence.sessions)
+		     AND (SELECT NOT visible FROM presence.users WHERE user_id = 'wes')}),
+	'sessions and wes\'s choice written');
 
 my $dump = $source->basedir . '/presence.dump';
 $source->command_ok([ 'pg_dump', '-Fc', '-f', $dump, '-d', $source->connstr('postgres') ],

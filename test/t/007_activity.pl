@@ -68,5 +68,14 @@ is($n && "$n->{user_id}:$n->{status}:$n->{previous}", 'cal:away:online',
 ok(listen_none($l, 1), 'and nothing else is announced');
 listen_stop($l);
 
+# A change of visibility reaches the tables at once, whatever the flush
+# interval: pg_dump and standbys read the tables.
+sql($node, "ALTER SYSTEM SET presence.flush_interval = '1h'");
+sql($node, 'SELECT pg_reload_conf()');
+usleep(300_000);
+sql($node, q{SELECT presence.connect('ivy'), presence.set_visible('ivy', false)});
+ok(wait_for($node, q{SELECT NOT visible FROM presence.users WHERE user_id = 'ivy'}, 3),
+	'a choice of invisibility is in presence.users within seconds, with a one-hour flush interval');
+
 $node->stop;
 done_testing();
