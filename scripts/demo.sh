@@ -70,6 +70,10 @@ relay_pid=""
 cleanup() {
 	local status=$?
 	trap - EXIT INT TERM HUP
+	# Whoever reads our output (a pipe to tee, say) may be gone already:
+	# stopping must not die of a failed write.
+	trap '' PIPE
+	set +e
 	if [ -n "$relay_pid" ] || [ -n "$pg_pid" ] || [ -n "$tmp" ]; then
 		echo
 		echo "demo: stopping"
