@@ -314,6 +314,18 @@ registry_wait_for_tick(void)
 	ConditionVariableCancelSleep();
 }
 
+/*
+ * Releases a partition lock, then wakes the worker if the operation made a
+ * change others will see: it wakes to a lock it can take at once.
+ */
+void
+registry_release(LWLock *lock, bool wake)
+{
+	LWLockRelease(lock);
+	if (wake)
+		registry_wake_worker();
+}
+
 /* Sets the worker's latch, if a worker is running. */
 void
 registry_wake_worker(void)

@@ -322,9 +322,7 @@ registry_load_session(const char *user_id, const char *session_id,
 	s->in_changes = false;
 	if (!u->loading)
 		wake = status_session_started(l.part, u, now, false);
-	LWLockRelease(l.lock);
-	if (wake)
-		registry_wake_worker();
+	registry_release(l.lock, wake);
 	return true;
 }
 

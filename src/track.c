@@ -103,9 +103,7 @@ try_connect(PresenceId user, PresenceId session, const char *meta,
 			registry_mark_session_changed(l.part, s);
 		session_set_owner(l.part, s, bound);
 		wake = session_alive(l.part, s, now, active);
-		LWLockRelease(l.lock);
-		if (wake)
-			registry_wake_worker();
+		registry_release(l.lock, wake);
 		return CONNECT_REFRESHED;
 	}
 
@@ -147,9 +145,7 @@ try_connect(PresenceId user, PresenceId session, const char *meta,
 	registry_start_session(l.part, s, now);
 	session_set_owner(l.part, s, bound);
 	wake = status_session_started(l.part, u, now, active);
-	LWLockRelease(l.lock);
-	if (wake)
-		registry_wake_worker();
+	registry_release(l.lock, wake);
 	return CONNECT_OPENED;
 }
 
@@ -198,9 +194,7 @@ registry_heartbeat(PresenceId user, PresenceId session, bool active)
 	}
 	now = GetCurrentTimestamp();
 	wake = session_alive(l.part, s, now, active);
-	LWLockRelease(l.lock);
-	if (wake)
-		registry_wake_worker();
+	registry_release(l.lock, wake);
 	return true;
 }
 
@@ -221,9 +215,7 @@ registry_disconnect(PresenceId user, PresenceId session)
 		return false;
 	}
 	wake = registry_end_session(l.part, s, GetCurrentTimestamp());
-	LWLockRelease(l.lock);
-	if (wake)
-		registry_wake_worker();
+	registry_release(l.lock, wake);
 	return true;
 }
 
@@ -243,9 +235,7 @@ registry_end_owned_session(PresenceId user, PresenceId session)
 	s = registry_find_session(&l);
 	if (s != NULL && !s->ended && s->owner_pid == MyProcPid)
 		wake = registry_end_session(l.part, s, GetCurrentTimestamp());
-	LWLockRelease(l.lock);
-	if (wake)
-		registry_wake_worker();
+	registry_release(l.lock, wake);
 }
 
 /*
@@ -282,9 +272,7 @@ registry_set_visible(PresenceId user, bool visible)
 		registry_mark_user_changed(l.part, u, GetCurrentTimestamp());
 		wake = status_as_seen(u) != u->notified;
 	}
-	LWLockRelease(l.lock);
-	if (wake)
-		registry_wake_worker();
+	registry_release(l.lock, wake);
 }
 
 static void
