@@ -69,6 +69,7 @@ presence_flusher_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 
 	BackgroundWorkerInitializeConnection(presence_database, NULL, 0);
+	presence_writer = true;
 	SpinLockAcquire(&presence_shared->mutex);
 	presence_shared->flusher_latch = MyLatch;
 	SpinLockRelease(&presence_shared->mutex);

@@ -113,6 +113,7 @@ extern void bound_forget(PresenceId user, PresenceId session);
 extern void presence_register_worker(void);
 extern PGDLLEXPORT void presence_worker_main(Datum main_arg);
 extern PGDLLEXPORT void presence_flusher_main(Datum main_arg);
+extern bool presence_writer;
 extern void worker_begin_work(const char *activity);
 extern void worker_end_work(void);
 

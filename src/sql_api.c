@@ -358,8 +358,8 @@ request_merge(XactEvent event, void *arg)
 
 /*
  * Statement trigger on the tables: rows written by anyone but the worker
- * (a restore, most likely) are merged into the registry once they are
- * committed, at the worker's next tick.
+ * and the flusher (a restore, most likely) are merged into the registry
+ * once they are committed, at the worker's next tick.
  */
 Datum
 presence_rows_added(PG_FUNCTION_ARGS)
@@ -368,8 +368,7 @@ presence_rows_added(PG_FUNCTION_ARGS)
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "presence_rows_added: not called as a trigger");
-	if (presence_shared != NULL &&
-		((volatile PresenceShared *) presence_shared)->worker_pid != MyProcPid)
+	if (presence_shared != NULL && !presence_writer)
 	{
 		if (!callback_registered)
 		{

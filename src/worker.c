@@ -38,6 +38,9 @@
 /* Seconds the postmaster waits before starting a worker that failed. */
 #define WORKER_RESTART_SECONDS	5
 
+/* Set in the worker and the flusher: the tables' own writers. */
+bool		presence_writer = false;
+
 static int64 last_seq = 0;
 static TimestampTz last_activity = 0;
 static uint32 batch_counter = 0;
@@ -227,6 +230,7 @@ presence_worker_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 
 	BackgroundWorkerInitializeConnection(presence_database, NULL, 0);
+	presence_writer = true;
 
 	SpinLockAcquire(&presence_shared->mutex);
 	presence_shared->worker_pid = MyProcPid;
