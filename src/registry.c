@@ -42,6 +42,16 @@ HTAB	   *presence_session_table = NULL;
 
 static dsa_area *string_area = NULL;
 
+/* What registry.h promises of the layout. */
+#define ELEMENT_OFFSET(type, field) \
+	(MAXALIGN(sizeof(HASHELEMENT)) + offsetof(type, field))
+StaticAssertDecl(ELEMENT_OFFSET(PresenceUser, in_active) < 128 &&
+				 ELEMENT_OFFSET(PresenceSession, ids_inline) < 128,
+				 "a heartbeat's fields must be in the first 128 bytes");
+StaticAssertDecl(MAXALIGN(sizeof(HASHELEMENT)) + sizeof(PresenceUser) <= 256 &&
+				 MAXALIGN(sizeof(HASHELEMENT)) + sizeof(PresenceSession) <= 256,
+				 "registry elements must fit in 256 bytes");
+
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
@@ -71,9 +81,9 @@ registry_shmem_size(void)
 	Size		size = MAXALIGN(sizeof(PresenceShared));
 
 	size = add_size(size, hash_estimate_size(presence_max_sessions,
-											 sizeof(PresenceUser)));
+											 REGISTRY_ENTRY_SIZE(PresenceUser)));
 	size = add_size(size, hash_estimate_size(presence_max_sessions,
-											 sizeof(PresenceSession)));
+											 REGISTRY_ENTRY_SIZE(PresenceSession)));
 	size = add_size(size, string_area_size());
 	return size;
 }
@@ -143,13 +153,13 @@ registry_shmem_startup_hook(void)
 		dsa_detach(area);
 	}
 
-	table_info(&info, sizeof(PresenceUser));
+	table_info(&info, REGISTRY_ENTRY_SIZE(PresenceUser));
 	user_table = ShmemInitHash("presence users",
 							   presence_max_sessions, presence_max_sessions,
 							   &info,
 							   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE |
 							   HASH_PARTITION | HASH_FIXED_SIZE);
-	table_info(&info, sizeof(PresenceSession));
+	table_info(&info, REGISTRY_ENTRY_SIZE(PresenceSession));
 	session_table = ShmemInitHash("presence sessions",
 								  presence_max_sessions, presence_max_sessions,
 								  &info,

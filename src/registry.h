@@ -59,14 +59,15 @@ typedef struct PresenceKey
 } PresenceKey;
 
 /*
- * The fields a heartbeat reads and writes come first, with the ids, so that
- * it touches as few cache lines as it can.
+ * The fields a heartbeat reads and writes follow the id, within the first
+ * 128 bytes of the element (REGISTRY_ENTRY_SIZE), which is 256 bytes.
  */
 typedef struct PresenceUser
 {
 	PresenceKey key;			/* must be first */
 	char		id_inline[USER_INLINE_BYTES];
 	TimestampTz last_active;
+	WheelTimer	idle_timer;		/* while online */
 	PresenceStatus status;		/* true status, frozen during grace */
 	int			nsessions;		/* live sessions */
 	bool		in_active;		/* on the partition's active list */
@@ -76,8 +77,8 @@ typedef struct PresenceUser
 	bool		persisted;		/* has a row in presence.users */
 	bool		loading;		/* read from the tables, not yet settled */
 	bool		visible_changed;	/* since its row was last written */
-	PresenceStatus notified;	/* status last announced, as others saw it */
-	WheelTimer	idle_timer;		/* while online */
+	uint8		notified;		/* PresenceStatus last announced, as others
+								 * saw it; a byte keeps the element 256 */
 	dsa_pointer user_dp;		/* key.user's storage, unless in id_inline */
 	uint32		batch_id;		/* last worker batch that wrote its row */
 	int			nrefs;			/* live sessions plus ended ones not yet
@@ -93,10 +94,14 @@ typedef struct PresenceUser
 	dlist_node	active_node;
 } PresenceUser;
 
+/*
+ * A heartbeat writes the fields that follow the key, reads the flags and
+ * compares ids of up to about 50 bytes, all within the first 128 bytes of
+ * the element (REGISTRY_ENTRY_SIZE), which is 256 bytes.
+ */
 typedef struct PresenceSession
 {
 	PresenceKey key;			/* must be first */
-	char		ids_inline[SESSION_INLINE_BYTES];
 	PresenceUser *user;
 	TimestampTz last_heartbeat;
 	TimestampTz last_active;
@@ -105,6 +110,7 @@ typedef struct PresenceSession
 	bool		persisted;		/* has a row in presence.sessions */
 	bool		in_changes;
 	int			owner_pid;		/* backend of a bound session, else 0 */
+	char		ids_inline[SESSION_INLINE_BYTES];
 	dsa_pointer session_dp;		/* key.session's storage, unless in
 								 * ids_inline (with a copy of key.user) */
 	dsa_pointer meta_dp;		/* NUL-terminated JSON text, or invalid */
@@ -113,6 +119,18 @@ typedef struct PresenceSession
 	WheelTimer	timeout_timer;	/* while live */
 	dlist_node	change_node;
 } PresenceSession;
+
+/*
+ * What a hash table entry of the type takes: padded so that the element
+ * (dynahash's header, then the entry) is a multiple of PG_CACHE_LINE_SIZE.
+ * A fixed-size shared table's elements are carved from chunks aligned to it,
+ * so every element starts on such a boundary, and a heartbeat touches the
+ * same few lines of each entry rather than whatever lines its fields
+ * straddle.
+ */
+#define REGISTRY_ENTRY_SIZE(type) \
+	(TYPEALIGN(PG_CACHE_LINE_SIZE, MAXALIGN(sizeof(HASHELEMENT)) + sizeof(type)) - \
+	 MAXALIGN(sizeof(HASHELEMENT)))
 
 typedef struct PresencePartition
 {
