@@ -20,11 +20,12 @@
  * With --trivial the server is not the relay but a built-in fan-out (a
  * child process that writes one ready-made frame to every socket in a
  * loop, one send() each, when the driver asks): the floor of this client
- * and this machine's loopback TCP for W sockets.
+ * and this machine's loopback TCP for W sockets.  --split makes that server
+ * two processes, each writing to half of the sockets.
  *
  *   watchers --port P --db CONNINFO [--count W] [--rounds R] [--procs P]
  *            [--idle S]
- *   watchers --trivial [--count W] [--rounds R] [--procs P]
+ *   watchers --trivial [--split] [--count W] [--rounds R] [--procs P]
  * prints "ready" once every watcher has its state (and "idle done" after
  * --idle S seconds of doing nothing), then one JSON line.
  */
@@ -60,7 +61,8 @@ static int	port,
 			rounds = 200,
 			procs = 1,
 			idle,				/* seconds to stay idle before the rounds */
-			trivial;
+			trivial,
+			split;				/* trivial server: two processes, half each */
 static const char *conninfo;
 
 /* Shared by the driver and the watcher processes (MAP_SHARED). */
@@ -81,6 +83,7 @@ static int64_t *t0_ns,			/* per round, shared */
 		   *listen_ns,			/* per round, driver only */
 		   *recv_ns;			/* [watcher * rounds + round], shared */
 static int	round_pipe[2];		/* watchers -> driver: round r is complete */
+static int	trigger_fwd = -1;
 static int	trigger_pipe[2];	/* driver -> trivial server: send round r */
 
 struct conn
@@ -410,6 +413,32 @@ watch(int first, int n)
 }
 
 /*
+ * --split: forks a second trivial server that takes the upper half of the
+ * sockets; this one keeps the lower half and forwards it every round.
+ */
+static void
+split_fan_out(int **fds, int *n)
+{
+	int			half[2];
+
+	if (pipe(half) < 0)
+		die("pipe");
+	if (fork() == 0)
+	{
+		close(half[1]);
+		trigger_pipe[0] = half[0];
+		*fds += *n / 2;
+		*n -= *n / 2;
+	}
+	else
+	{
+		close(half[0]);
+		trigger_fwd = half[1];
+		*n /= 2;
+	}
+}
+
+/*
  * --trivial: the ideal server.  Accepts W upgrades, sends each a state,
  * then for every round number read from the trigger pipe writes one
  * ready-made presence frame (of the relay's size) to every socket.
@@ -446,6 +475,8 @@ fan_out(int lfd)
 		fcntl(fd, F_SETFL, O_NONBLOCK);
 		fds[n++] = fd;
 	}
+	if (split)
+		split_fan_out(&fds, &n);
 	while (read(trigger_pipe[0], &r, sizeof(r)) == sizeof(r))
 	{
 		char		frame[256],
@@ -457,6 +488,8 @@ fan_out(int lfd)
 		int			i;
 		int64_t		start = now_ns();
 
+		if (trigger_fwd >= 0 && write(trigger_fwd, &r, sizeof(r)) != sizeof(r))
+			die("write");
 		frame[0] = (char) 0x81;
 		frame[1] = 126;			/* 16-bit length follows */
 		frame[2] = (char) (len >> 8);
@@ -701,6 +734,7 @@ main(int argc, char **argv)
 		{"procs", required_argument, NULL, 'P'},
 		{"db", required_argument, NULL, 'd'},
 		{"trivial", no_argument, NULL, 't'},
+		{"split", no_argument, NULL, 's'},
 		{"idle", required_argument, NULL, 'i'},
 		{NULL, 0, NULL, 0}
 	};
@@ -723,6 +757,8 @@ main(int argc, char **argv)
 			conninfo = optarg;
 		else if (c == 't')
 			trivial = 1;
+		else if (c == 's')
+			split = 1;
 		else if (c == 'i')
 			idle = atoi(optarg);
 		else
@@ -732,7 +768,7 @@ main(int argc, char **argv)
 		(!trivial && (!port || !conninfo)))
 	{
 		fprintf(stderr, "usage: watchers --port P --db CONNINFO | --trivial "
-				"[--count W] [--rounds R] [--procs P] [--idle S]\n");
+				"[--split] [--count W] [--rounds R] [--procs P] [--idle S]\n");
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
