@@ -42,5 +42,10 @@ echo "| --- | ---: |"
 echo "| $CALLS \`SELECT presence.connect(nextval('ids')::text)\` from $CLIENTS clients | $(( (end - start) / 1000 )) ms ($tps calls/s) |"
 echo "| notifications received by one LISTEN client | $got |"
 echo "| first call to last notification delivered | $(( (last - start) / 1000 )) ms |"
-echo "| last call to last notification delivered | $(( (last - end) / 1000 )) ms |"
+lag=$(( (last - end) / 1000 ))
+if [ $lag -ge 0 ]; then
+	echo "| last call to last notification delivered | $lag ms |"
+else
+	echo "| last notification delivered, before pgbench had exited | $(( -lag )) ms before |"
+fi
 psql_b -Atc "SELECT 'registry: ' || users || ' users, ' || sessions || ' sessions, ' || notifications || ' notifications sent' FROM presence.stats()"

@@ -196,7 +196,9 @@ lock_tables(void)
 /*
  * Folds the journal into presence.users and presence.sessions: the latest
  * entry of each user and of each session, in three statements, then empties
- * the journal.  Returns whether there was anything to fold.
+ * the journal.  Returns whether there was anything to fold.  The latest
+ * entries are found in byte order (COLLATE "C"): it groups ids exactly as
+ * the database's deterministic collation does, and sorts them twice as fast.
  */
 bool
 persist_flush(void)
@@ -219,13 +221,13 @@ persist_flush(void)
 	run(prepare(&users_plan,
 				"INSERT INTO presence.users AS u"
 				" (user_id, is_online, status, last_active, visible)"
-				" SELECT DISTINCT ON (e.user_id)"
+				" SELECT DISTINCT ON (e.user_id COLLATE \"C\")"
 				" e.user_id, e.status <> 'offline', e.status, e.last_active, e.visible"
 				" FROM presence.journal j, unnest(j.user_ids, j.user_statuses,"
 				" j.user_last_active, j.user_visible)"
 				" AS e(user_id, status, last_active, visible)"
 				" WHERE j.tick <= $1"
-				" ORDER BY e.user_id, j.tick DESC"
+				" ORDER BY e.user_id COLLATE \"C\", j.tick DESC"
 				" ON CONFLICT (user_id) DO UPDATE SET"
 				" is_online = excluded.is_online, status = excluded.status,"
 				" last_active = coalesce(excluded.last_active, u.last_active),"
@@ -234,13 +236,15 @@ persist_flush(void)
 		&last, SPI_OK_INSERT);
 	run(prepare(&sessions_plan,
 				"WITH latest AS ("
-				" SELECT DISTINCT ON (e.user_id, e.session_id) e.*"
+				" SELECT DISTINCT ON (e.user_id COLLATE \"C\","
+				" e.session_id COLLATE \"C\") e.*"
 				" FROM presence.journal j, unnest(j.session_users, j.session_ids,"
 				" j.session_connected_at, j.session_meta, j.session_bound,"
 				" j.session_ended)"
 				" AS e(user_id, session_id, connected_at, meta, bound, ended)"
 				" WHERE j.tick <= $1"
-				" ORDER BY e.user_id, e.session_id, j.tick DESC),"
+				" ORDER BY e.user_id COLLATE \"C\", e.session_id COLLATE \"C\","
+				" j.tick DESC),"
 				" gone AS (DELETE FROM presence.sessions s USING latest l"
 				" WHERE l.ended AND s.user_id = l.user_id"
 				" AND s.session_id = l.session_id)"
