@@ -7,9 +7,9 @@
 # favours the naive UPDATE).  The three workloads run one after the other in
 # each round; a round's ratios compare runs minutes apart at most, and the
 # median of each (and of each tps) over the rounds is reported.  With huge
-# pages reserved (sysctl vm.nr_hugepages), the cluster uses them: a registry
-# of 100,000 sessions is 60 MB, and random lookups in it otherwise pay a TLB
-# miss each.
+# pages reserved (sysctl vm.nr_hugepages), the cluster uses them: the
+# registry sized for 200,000 sessions is about 150 MB, and random lookups in
+# it otherwise pay a TLB miss each.
 set -eu
 cd "$(dirname "$0")"
 . ./cluster.sh
