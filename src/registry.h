@@ -78,7 +78,8 @@ typedef struct PresenceUser
 	bool		loading;		/* read from the tables, not yet settled */
 	bool		visible_changed;	/* since its row was last written */
 	uint8		notified;		/* PresenceStatus last announced, as others
-								 * saw it; a byte keeps the element 256 */
+								 * saw it; one byte, so the element stays
+								 * 256 bytes */
 	dsa_pointer user_dp;		/* key.user's storage, unless in id_inline */
 	uint32		batch_id;		/* last worker batch that wrote its row */
 	int			nrefs;			/* live sessions plus ended ones not yet
