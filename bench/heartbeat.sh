@@ -1,5 +1,7 @@
 #!/bin/sh
-# heartbeat vs SELECT 1 vs the naive UPDATE, with pgbench on one cluster.
+# heartbeat vs SELECT 1 vs the naive UPDATE, with pgbench on one cluster;
+# also SELECT :id::text, the heartbeat's round trip with its parameter but
+# no function, to tell the extension's cost from the parameter's.
 #
 #   bench/heartbeat.sh [seconds per run] [rounds]
 #
@@ -34,6 +36,7 @@ VACUUM ANALYZE users;
 SQL
 
 printf 'SELECT 1;\n' >$W/select1.sql
+printf '\\set id random(1, %d)\nSELECT :id::text;\n' $USERS >$W/param.sql
 printf '\\set id random(1, %d)\nSELECT presence.heartbeat(:id::text);\n' $USERS >$W/heartbeat.sql
 printf '\\set id random(1, %d)\nUPDATE users SET is_online = true, last_active = now() WHERE id = :id;\n' $USERS >$W/update.sql
 chmod a+r $W/*.sql
@@ -46,7 +49,9 @@ run()
 
 rm -f $W/results
 for r in $(seq "$ROUNDS"); do
-	echo "$(run select1) $(run heartbeat) $(run update)" >>$W/results
+	s1=$(run select1)
+	p=$(run param)
+	echo "$s1 $(run heartbeat) $(run update) $p" >>$W/results
 done
 
 # Medians of each column and of the ratios within rounds.
@@ -55,16 +60,19 @@ function median(a, n,   i, j, t) {
 	for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
 	return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 }
-{ s[NR] = $1; h[NR] = $2; u[NR] = $3; hs[NR] = $2 / $1; hu[NR] = $2 / $3; us[NR] = $3 / $1; su[NR] = $1 / $3; ratio[NR] = $2 / $1 }
+{ s[NR] = $1; h[NR] = $2; u[NR] = $3; hs[NR] = $2 / $1; hu[NR] = $2 / $3; us[NR] = $3 / $1; su[NR] = $1 / $3; ratio[NR] = $2 / $1
+  p[NR] = $4; ps[NR] = $4 / $1; pu[NR] = $4 / $3; hp[NR] = $2 / $4 }
 END {
 	n_rounds = NR
 	printf "pgbench -n -M prepared -c 8 -j 2 -T %d, %d rounds, huge_pages = %s; medians:\n\n", secs, rounds, huge
 	print "| workload | tps | vs SELECT 1 | vs naive UPDATE |"
 	print "| --- | ---: | ---: | ---: |"
 	printf "| `SELECT 1` | %.0f | 1.00 | %.2f |\n", median(s, NR), median(su, NR)
+	printf "| `SELECT :id::text` | %.0f | %.2f | %.2f |\n", median(p, NR), median(ps, NR), median(pu, NR)
 	printf "| `SELECT presence.heartbeat(:id::text)` | %.0f | %.2f | %.2f |\n", median(h, NR), median(hs, NR), median(hu, NR)
 	printf "| naive `UPDATE users SET is_online = true, last_active = now() WHERE id = :id` | %.0f | %.2f | 1.00 |\n", median(u, NR), median(us, NR)
-	printf "\nheartbeat / SELECT 1 by round:"
+	printf "\nheartbeat / SELECT :id::text, median: %.2f\n", median(hp, NR)
+	printf "heartbeat / SELECT 1 by round:"
 	for (i = 1; i <= n_rounds; i++) printf " %.2f", ratio[i]
 	print ""
 }' $W/results
