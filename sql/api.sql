@@ -35,6 +35,19 @@ SELECT presence.heartbeat('alice');
 SELECT last_heartbeat > :'before' AS moved, count(*) OVER () AS sessions
   FROM presence.sessions('alice') WHERE session_id = 'default';
 
+-- Activity on a session whose user is already online is kept in the
+-- session alone; every reader still sees it, and it outlives the session.
+SELECT presence.heartbeat('alice', 'tab-2');
+SELECT presence.last_active('alice') AS before \gset
+SELECT pg_sleep(0.01);
+SELECT presence.heartbeat('alice', 'tab-2');
+SELECT presence.last_active('alice') > :'before' AS moved,
+       last_active = presence.last_active('alice') AS listed
+  FROM presence.online_users() WHERE user_id = 'alice';
+SELECT presence.last_active('alice') AS latest \gset
+SELECT presence.heartbeat('alice', 'tab-2', false);
+SELECT presence.last_active('alice') = :'latest' AS inactive_heartbeat_ignored;
+
 -- A heartbeat for a session the registry does not know opens it.
 SELECT presence.heartbeat('dave', 'reconnected', false);
 SELECT user_id, status, sessions FROM presence.online_users()
@@ -44,8 +57,9 @@ SELECT user_id, status, sessions FROM presence.online_users()
 SELECT presence.disconnect('alice', 'tab-2') AS first,
        presence.disconnect('alice', 'tab-2') AS second,
        presence.disconnect('nobody') AS unknown;
-SELECT user_id, status, sessions FROM presence.online_users()
- WHERE user_id = 'alice';
+SELECT user_id, status, sessions,
+       presence.last_active('alice') = :'latest' AS kept_last_active
+  FROM presence.online_users() WHERE user_id = 'alice';
 
 -- The last session ending makes the user offline at the worker's next tick
 -- (presence.reconnect_grace is 0 in this test configuration).

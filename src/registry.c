@@ -631,7 +631,8 @@ registry_start_session(PresencePartition *part, PresenceSession *session,
 	session->ended = false;
 	session->connected_at = now;
 	session->last_heartbeat = now;
-	session->last_active = now;
+	session->last_active = 0;	/* its user has the activity that started it */
+	session->steady = false;
 	dlist_push_tail(&user->sessions, &session->user_node);
 	wheel_file(&part->timeouts, &session->timeout_timer,
 			   now + (int64) presence_session_timeout_ms * 1000);
@@ -697,6 +698,7 @@ registry_end_session(PresencePartition *part, PresenceSession *session,
 
 	Assert(!session->ended);
 	wheel_cancel(&session->timeout_timer);
+	user->last_active = Max(user->last_active, session->last_active);
 	dlist_delete(&session->user_node);
 	session->ended = true;
 	session->owner_pid = 0;

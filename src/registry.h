@@ -105,11 +105,14 @@ typedef struct PresenceSession
 	PresenceKey key;			/* must be first */
 	PresenceUser *user;
 	TimestampTz last_heartbeat;
-	TimestampTz last_active;
+	TimestampTz last_active;	/* latest activity here, or 0 */
 	bool		ended;			/* waiting for its row to be deleted */
 	bool		bound;
 	bool		persisted;		/* has a row in presence.sessions */
 	bool		in_changes;
+	bool		steady;			/* its user is online, on the active list,
+								 * its idle timer filed: activity here need
+								 * only be written here */
 	int			owner_pid;		/* backend of a bound session, else 0 */
 	char		ids_inline[SESSION_INLINE_BYTES];
 	dsa_pointer session_dp;		/* key.session's storage, unless in
@@ -251,6 +254,11 @@ extern PresenceStatus status_as_seen(const PresenceUser *user);
 extern bool status_session_started(PresencePartition *part,
 								   PresenceUser *user, TimestampTz now,
 								   bool active);
+extern TimestampTz status_last_active(const PresenceUser *user);
+extern TimestampTz status_sync_last_active(PresenceUser *user);
+extern void status_unsteady(PresenceUser *user);
+extern bool status_session_activity(PresencePartition *part,
+									PresenceSession *session, TimestampTz now);
 extern bool status_activity(PresencePartition *part, PresenceUser *user,
 							TimestampTz now);
 extern bool status_last_session_ended(PresencePartition *part,

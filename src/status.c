@@ -62,6 +62,7 @@ static bool
 status_set(PresencePartition *part, PresenceUser *user, PresenceStatus status,
 		   TimestampTz when)
 {
+	status_unsteady(user);
 	user->status = status;
 	registry_mark_user_changed(part, user, when);
 	return status_as_seen(user) != user->notified;
@@ -84,6 +85,67 @@ status_session_started(PresencePartition *part, PresenceUser *user,
 	if (active || user->status == PRESENCE_OFFLINE)
 		return status_activity(part, user, now);
 	return false;
+}
+
+/*
+ * The user's last activity.  A steady session's activity is written in the
+ * session only, so that a heartbeat touches one entry: the user's own
+ * last_active may be older than its sessions'.
+ */
+TimestampTz
+status_last_active(const PresenceUser *user)
+{
+	TimestampTz latest = user->last_active;
+	dlist_iter	iter;
+
+	dlist_foreach(iter, unconstify(dlist_head *, &user->sessions))
+	{
+		PresenceSession *s = dlist_container(PresenceSession, user_node, iter.cur);
+
+		latest = Max(latest, s->last_active);
+	}
+	return latest;
+}
+
+/* Brings the user's last_active up to date; needs the lock exclusively. */
+TimestampTz
+status_sync_last_active(PresenceUser *user)
+{
+	user->last_active = status_last_active(user);
+	return user->last_active;
+}
+
+/*
+ * One of the conditions that let a session be steady is gone: its user's
+ * next activity goes through status_activity again.
+ */
+void
+status_unsteady(PresenceUser *user)
+{
+	dlist_iter	iter;
+
+	dlist_foreach(iter, &user->sessions)
+		dlist_container(PresenceSession, user_node, iter.cur)->steady = false;
+}
+
+/*
+ * Activity on a live session.  Once status_activity has made its user
+ * online, filed its idle timer and put it on the active list, the session
+ * is steady until one of those changes (status_unsteady), and activity then
+ * only moves the session's timestamp.
+ */
+bool
+status_session_activity(PresencePartition *part, PresenceSession *session,
+						TimestampTz now)
+{
+	bool		wake;
+
+	session->last_active = now;
+	if (session->steady)
+		return false;
+	wake = status_activity(part, session->user, now);
+	session->steady = true;
+	return wake;
 }
 
 /*
@@ -135,7 +197,7 @@ idle_due(WheelTimer *timer, TimestampTz now, void *arg)
 {
 	PresencePartition *part = arg;
 	PresenceUser *user = wheel_container(PresenceUser, idle_timer, timer);
-	TimestampTz deadline = user->last_active +
+	TimestampTz deadline = status_sync_last_active(user) +
 		(int64) presence_idle_timeout_ms * 1000;
 
 	if (deadline > now)

@@ -37,7 +37,7 @@ batch_add_user(PresenceBatch *batch, PresenceUser *u)
 		return;
 	u->batch_id = batch->id;
 	u->persisted = true;
-	u->persisted_active = u->last_active;
+	u->persisted_active = status_sync_last_active(u);
 	if (u->visible_changed)
 		batch->urgent = true;
 	u->visible_changed = false;
@@ -86,7 +86,7 @@ batch_add_change(PresenceBatch *batch, PresenceUser *u)
 	change->user_id = pstrdup(u->key.user);
 	change->status = seen;
 	change->previous = u->notified;
-	change->last_active = u->visible ? u->last_active : 0;
+	change->last_active = u->visible ? status_sync_last_active(u) : 0;
 	change->changed_at = u->changed_at;
 	change->order = u->change_order;
 	change->seq = 0;
@@ -191,12 +191,14 @@ drain_partition(PresencePartition *part, PresenceBatch *batch, uint64 cutoff,
 		{
 			PresenceUser *u = dlist_container(PresenceUser, active_node, miter.cur);
 
+			status_sync_last_active(u);
 			if (u->last_active - u->persisted_active >= due)
 				batch_add_user(batch, u);
 			else if (u->last_active > u->persisted_active)
 				continue;		/* next time */
 			dlist_delete(&u->active_node);
 			u->in_active = false;
+			status_unsteady(u);
 		}
 	}
 }
@@ -348,6 +350,7 @@ registry_load_finish(TimestampTz now)
 			if (!u->loading)
 				continue;
 			u->loading = false;
+			status_unsteady(u);
 			if (u->nsessions > 0 && u->visible && u->notified == PRESENCE_AWAY)
 				u->status = PRESENCE_AWAY;
 			else if (u->nsessions > 0)
@@ -400,7 +403,8 @@ registry_refile_timers(void)
 
 			if (wheel_filed(&u->idle_timer))
 				wheel_file(&part->idle, &u->idle_timer,
-						   u->last_active + (int64) presence_idle_timeout_ms * 1000);
+						   status_sync_last_active(u) +
+						   (int64) presence_idle_timeout_ms * 1000);
 			dlist_foreach(siter, &u->sessions)
 			{
 				PresenceSession *s = dlist_container(PresenceSession, user_node,

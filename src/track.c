@@ -51,8 +51,7 @@ session_alive(PresencePartition *part, PresenceSession *session,
 	session->last_heartbeat = now;
 	if (!active)
 		return false;
-	session->last_active = now;
-	return status_activity(part, session->user, now);
+	return status_session_activity(part, session, now);
 }
 
 static void
@@ -279,7 +278,7 @@ static void
 fill_view(const PresenceUser *u, PresenceUserView *view)
 {
 	view->status = status_as_seen(u);
-	view->last_active = u->visible ? u->last_active : 0;
+	view->last_active = u->visible ? status_last_active(u) : 0;
 	view->sessions = u->visible ? u->nsessions : 0;
 }
 

@@ -89,6 +89,28 @@ ok($n->{received} / 1e6 - $t0 < 1, 'back online within a second of activity');
 sql($node, "SELECT presence.disconnect('amy')");
 expect('amy', 'offline', 'online');
 
+# Activity keeps a user online past the idle timeout, also once a heartbeat
+# only writes the session (the user's other state settled).
+sql($node, "SELECT presence.connect('ivy')");
+expect('ivy', 'online', 'offline');
+for (1 .. 8)
+{
+	usleep(300_000);
+	sql($node, "SELECT presence.heartbeat('ivy')");
+}
+ok(listen_none($l, 0.1), 'activity past the idle timeout announces nothing');
+is(sql($node, "SELECT presence.status('ivy')"), 'online',
+	'ivy online after 2.4 s of activity, with a 1 s idle timeout');
+my $last = sql($node, "SELECT presence.last_active('ivy')");
+$n = expect('ivy', 'away', 'online');
+is( sql($node,
+		"SELECT '$n->{last_active}'::timestamptz = '$last'::timestamptz"
+		  . " AND presence.last_active('ivy') = '$last'::timestamptz"),
+	't',
+	'away announced with the last heartbeat\'s activity');
+sql($node, "SELECT presence.disconnect('ivy')");
+expect('ivy', 'offline', 'away');
+
 # --- Several sessions of one user: one status, until the last one ends.
 sql($node, "ALTER SYSTEM SET presence.idle_timeout = '10s'");
 sql($node, "SELECT pg_reload_conf()");
