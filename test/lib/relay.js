@@ -20,10 +20,12 @@ const repoRoot = path.resolve(__dirname, '..', '..');
 const defaultBin = path.join(repoRoot, 'src', 'relay', 'presence-relay');
 
 const live = new Set();
+const dirs = new Set();   // removed when the test file's process exits
 process.on('exit', () => {
   for (const child of live) {
     try { process.kill(child.pid, 'SIGKILL'); } catch { /* gone */ }
   }
+  for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
 });
 
 let counter = 0;
@@ -33,6 +35,7 @@ class Relay {
     this.opts = opts;
     this.name = opts.name || `relay-${++counter}`;
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'presence-relay-'));
+    dirs.add(this.dir);
     this.logFile = path.join(this.dir, 'relay.log');
     this.artifactsDir = opts.artifactsDir || process.env.ARTIFACTS_DIR || null;
   }
@@ -103,7 +106,10 @@ class Relay {
     return this.exitStatus;
   }
 
-  cleanup() { fs.rmSync(this.dir, { recursive: true, force: true }); }
+  cleanup() {
+    fs.rmSync(this.dir, { recursive: true, force: true });
+    dirs.delete(this.dir);
+  }
 }
 
 async function startRelay(opts = {}) {
