@@ -64,12 +64,7 @@ flusher_detach(int code, Datum arg)
 void
 presence_flusher_main(Datum main_arg)
 {
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
-	BackgroundWorkerUnblockSignals();
-
-	BackgroundWorkerInitializeConnection(presence_database, NULL, 0);
-	presence_writer = true;
+	presence_writer_start();
 	SpinLockAcquire(&presence_shared->mutex);
 	presence_shared->flusher_latch = MyLatch;
 	SpinLockRelease(&presence_shared->mutex);

@@ -114,6 +114,7 @@ extern void presence_register_worker(void);
 extern PGDLLEXPORT void presence_worker_main(Datum main_arg);
 extern PGDLLEXPORT void presence_flusher_main(Datum main_arg);
 extern bool presence_writer;
+extern void presence_writer_start(void);
 extern void worker_begin_work(const char *activity);
 extern void worker_end_work(void);
 

@@ -336,17 +336,29 @@ registry_release(LWLock *lock, bool wake)
 		registry_wake_worker();
 }
 
-/* Sets the worker's latch, if a worker is running. */
-void
-registry_wake_worker(void)
+/* Sets the latch a background process published in *slot, if it runs. */
+static void
+wake_latch(Latch **slot)
 {
 	Latch	   *latch;
 
 	SpinLockAcquire(&presence_shared->mutex);
-	latch = presence_shared->worker_latch;
+	latch = *slot;
 	SpinLockRelease(&presence_shared->mutex);
 	if (latch)
 		SetLatch(latch);
+}
+
+void
+registry_wake_worker(void)
+{
+	wake_latch(&presence_shared->worker_latch);
+}
+
+void
+registry_wake_flusher(void)
+{
+	wake_latch(&presence_shared->flusher_latch);
 }
 
 /* Hashing: both tables are partitioned by the hash of the user id. */

@@ -211,6 +211,7 @@ typedef enum RegistryFull
 
 /* registry.c: memory, hashing and entries, for track.c, status.c, sync.c */
 extern void registry_wake_worker(void);
+extern void registry_wake_flusher(void);
 extern void registry_wait_for_tick(void);
 extern void registry_release(LWLock *lock, bool wake);
 extern void registry_partition_init(PresencePartition *part);

@@ -185,15 +185,7 @@ worker_tick(bool with_activity)
 
 	/* A privacy choice should not wait for the next flush to be kept. */
 	if (batch.urgent)
-	{
-		Latch	   *flusher;
-
-		SpinLockAcquire(&presence_shared->mutex);
-		flusher = presence_shared->flusher_latch;
-		SpinLockRelease(&presence_shared->mutex);
-		if (flusher)
-			SetLatch(flusher);
-	}
+		registry_wake_flusher();
 
 	/* One consistent update, so stats() shows a tick's figures together. */
 	SpinLockAcquire(&presence_shared->mutex);
@@ -222,8 +214,12 @@ worker_work(bool final)
 		last_activity = now;
 }
 
+/*
+ * What the worker and the flusher do first: reload on SIGHUP, stop on
+ * SIGTERM, connect to presence.database, and be known as the tables' writer.
+ */
 void
-presence_worker_main(Datum main_arg)
+presence_writer_start(void)
 {
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
@@ -231,6 +227,12 @@ presence_worker_main(Datum main_arg)
 
 	BackgroundWorkerInitializeConnection(presence_database, NULL, 0);
 	presence_writer = true;
+}
+
+void
+presence_worker_main(Datum main_arg)
+{
+	presence_writer_start();
 
 	SpinLockAcquire(&presence_shared->mutex);
 	presence_shared->worker_pid = MyProcPid;
