@@ -19,7 +19,7 @@ SELECT try($$SELECT * FROM presence.users$$);
 SELECT try($$SELECT * FROM presence.sessions$$);
 RESET ROLE;
 
--- The GRANTs the README shows for an application role.
+-- The GRANTs docs/sql.md shows for an application role.
 GRANT EXECUTE ON FUNCTION
   presence.connect(text, text, jsonb, boolean),
   presence.heartbeat(text, text, boolean),
