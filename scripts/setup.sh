@@ -5,7 +5,8 @@ set -eu
 
 PKGS="build-essential pkg-config postgresql-15 postgresql-client-15 postgresql-server-dev-15
 libpq-dev libwebsockets-dev libjwt-dev libssl-dev libipc-run-perl
-chromium curl ca-certificates clang valgrind"
+chromium curl ca-certificates clang valgrind
+pgbouncer nginx-light redis-server iproute2 systemd"
 # Node.js may come from Debian or from NodeSource (whose nodejs conflicts with
 # Debian's npm), so ask for it only when there is none.
 command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
