@@ -73,3 +73,18 @@ install-relay:
 clean-relay:
 	$(MAKE) -C $(srcdir)/src/relay clean
 endif
+
+# presence-relay as a systemd service, only when asked:
+#   sudo make install-systemd        the unit where Debian keeps units, and
+#                                    /etc/default/presence-relay (kept if present)
+SYSTEMD_UNITDIR ?= $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null || echo /lib/systemd/system)
+# where `make install` put the relay (src/relay/Makefile: $(PREFIX)/bin)
+RELAY_BINDIR ?= $(or $(PREFIX),/usr/local)/bin
+.PHONY: install-systemd
+install-systemd:
+	install -d $(DESTDIR)$(SYSTEMD_UNITDIR) $(DESTDIR)/etc/default
+	sed 's|@bindir@|$(RELAY_BINDIR)|g' $(srcdir)/contrib/presence-relay.service.in \
+		> $(DESTDIR)$(SYSTEMD_UNITDIR)/presence-relay.service
+	chmod 644 $(DESTDIR)$(SYSTEMD_UNITDIR)/presence-relay.service
+	[ -e $(DESTDIR)/etc/default/presence-relay ] || \
+		install -m 644 $(srcdir)/contrib/presence-relay.default $(DESTDIR)/etc/default/presence-relay
