@@ -20,7 +20,7 @@ OBJS = \
 	src/notify.o \
 	src/worker.o \
 	src/flusher.o
-DATA = src/presence--1.0.sql
+DATA = src/presence--1.0.sql src/presence--1.1.sql src/presence--1.0--1.1.sql
 PGFILEDESC = "presence - who is online, tracked in shared memory"
 
 PG_CPPFLAGS = -I$(srcdir)/src
