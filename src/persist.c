@@ -21,8 +21,11 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "executor/spi.h"
+#include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -187,15 +190,20 @@ journal_append(PresenceBatch *batch)
  * Waits for the lock that the writers of the tables take besides the
  * worker's appends to the journal (which never conflict): the flusher's
  * folds, the worker's loading and resync.  Held until the transaction ends.
+ *
+ * It is a lock on the extension's pg_extension row with a sub-id of its own:
+ * SQL commands lock whole objects (sub-id 0), and advisory locks have a lock
+ * type of their own, so no role can take it and stall the worker or the
+ * flusher; only this C code can.  (A lock on one of the tables would not do:
+ * anyone who may look the table up can hold a weak lock on it, from PREPARE
+ * in an open transaction, with no privilege on it.)  Waiting for it is an
+ * ordinary lock wait: cancellable, and seen by the deadlock detector.
  */
 static void
 lock_tables(void)
 {
-	static SPIPlanPtr plan = NULL;
-
-	run(prepare(&plan, "SELECT pg_catalog.pg_advisory_xact_lock("
-				CppAsString2(PRESENCE_ADVISORY_LOCK) ", 0)", 0, NULL),
-		NULL, SPI_OK_SELECT);
+	LockDatabaseObject(ExtensionRelationId, get_extension_oid("presence", false),
+					   PRESENCE_LOCK_SUBID, ExclusiveLock);
 }
 
 /*
