@@ -264,6 +264,7 @@ extern bool status_activity(PresencePartition *part, PresenceUser *user,
 							TimestampTz now);
 extern bool status_last_session_ended(PresencePartition *part,
 									  PresenceUser *user, TimestampTz now);
+extern void status_shown(PresenceUser *user);
 extern void status_sweep(PresencePartition *part, TimestampTz now);
 
 /* What one worker tick takes out of the registry, in worker memory. */

@@ -268,6 +268,8 @@ registry_set_visible(PresenceId user, bool visible)
 	{
 		u->visible = visible;
 		u->visible_changed = true;
+		if (visible)
+			status_shown(u);
 		registry_mark_user_changed(l.part, u, GetCurrentTimestamp());
 		wake = status_as_seen(u) != u->notified;
 	}
