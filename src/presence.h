@@ -25,6 +25,7 @@
 /* Settings (presence.c) */
 extern char *presence_database;
 extern int	presence_max_sessions;
+extern int	presence_max_sessions_per_user;
 extern int	presence_session_timeout_ms;
 extern int	presence_idle_timeout_ms;
 extern int	presence_reconnect_grace_ms;
