@@ -41,6 +41,7 @@ SELECT presence.heartbeat('mallory');
 SELECT presence.disconnect('mallory');
 SELECT try($$SELECT * FROM presence.sessions()$$);
 SELECT try($$SELECT * FROM presence.stats()$$);
+SELECT wait_until($$SELECT presence.status('mallory') = 'offline'$$);
 SELECT try($$SELECT * FROM presence.users$$);
 RESET ROLE;
 -- ... and, if it needs them, sessions(), which lists visible users' only.
