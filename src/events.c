@@ -51,17 +51,17 @@ static const EventKind kinds[PRESENCE_EVENTS] = {
 		"Raise presence.max_sessions and restart the server."
 	},
 	[EVENT_REGISTRY_FULL] = {
-		"presence: refused to open sessions",
+		"presence: refused calls",
 		"presence registry is full (presence.max_sessions)",
 		"Raise presence.max_sessions and restart the server, or lower presence.session_timeout so that dead sessions leave sooner."
 	},
 	[EVENT_OUT_OF_MEMORY] = {
-		"presence: refused to open sessions",
+		"presence: refused calls",
 		"presence registry is out of memory for ids and meta",
 		"Store less in meta, or raise presence.max_sessions and restart the server."
 	},
 	[EVENT_USER_LIMIT] = {
-		"presence: refused to open sessions",
+		"presence: refused calls",
 		"a user had presence.max_sessions_per_user live sessions",
 		"Raise presence.max_sessions_per_user if users need more sessions."
 	},

@@ -74,7 +74,7 @@ sub cancel_while_waiting
 	$locker->quit;
 }
 
-my $full = qr/^presence: refused to open sessions, .*SQLSTATE 53400: presence registry is full/;
+my $full = qr/^presence: refused calls, .*SQLSTATE 53400: presence registry is full/;
 my $tick = qr/^presence worker: a tick failed, /;
 my $resync = qr/^presence worker: wrote the tables again from the registry/;
 my $fold = qr/^presence flusher: a fold failed, /;
@@ -85,7 +85,7 @@ like(refuse(q{SELECT presence.connect('u11')}), qr/presence registry is full/, '
 my $first = wait_line($full, 1, 10);
 ok($first, 'the server log says so');
 like($first && $first->[1],
-	qr/^presence: refused to open sessions, once since the last report: SQLSTATE 53400: presence registry is full \(presence.max_sessions\)$/,
+	qr/^presence: refused calls, once since the last report: SQLSTATE 53400: presence registry is full \(presence.max_sessions\)$/,
 	'once, with the SQLSTATE');
 refuse(qq{SELECT presence.connect('x$_')}) for 1 .. 5;
 
@@ -97,7 +97,7 @@ ok(wait_for($node, q{SELECT current_setting('presence.max_sessions_per_user') = 
 like(refuse(q{SELECT presence.connect('u1', 'second')}),
 	qr/too many presence sessions for user "u1"/, 'a second session of u1 is refused');
 ok( wait_line(
-		qr/^presence: refused to open sessions, once since the last report: SQLSTATE 53400: a user had presence.max_sessions_per_user live sessions$/,
+		qr/^presence: refused calls, once since the last report: SQLSTATE 53400: a user had presence.max_sessions_per_user live sessions$/,
 		1, 10),
 	'the server log says so');
 
@@ -133,7 +133,7 @@ is(sql($node, q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'presence 
 # --- A minute after the first lines, the counts of what was left out.
 my $second = wait_line($full, 2, 90);
 like($second && $second->[1],
-	qr/^presence: refused to open sessions, 5 times since the last report: SQLSTATE 53400: presence registry is full/,
+	qr/^presence: refused calls, 5 times since the last report: SQLSTATE 53400: presence registry is full/,
 	'the five refusals that followed, in one line');
 ok($second && $second->[0] - $first->[0] >= 59.9,
 	sprintf('a minute after the first (%.1f s)', $second ? $second->[0] - $first->[0] : -1));
