@@ -19,8 +19,9 @@ OBJS = \
 	src/persist.o \
 	src/notify.o \
 	src/worker.o \
-	src/flusher.o
-DATA = src/presence--1.0.sql
+	src/flusher.o \
+	src/events.o
+DATA = src/presence--1.0.sql src/presence--1.1.sql src/presence--1.0--1.1.sql
 PGFILEDESC = "presence - who is online, tracked in shared memory"
 
 PG_CPPFLAGS = -I$(srcdir)/src
@@ -28,11 +29,11 @@ PG_CPPFLAGS = -I$(srcdir)/src
 # every fmgr entry point and callback would trip.
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Werror
 
-REGRESS = setup api validation visibility privileges
+REGRESS = setup api validation visibility limits privileges
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/presence.conf \
 	--use-existing
 
-ISOLATION = concurrent-connect notify-order
+ISOLATION = concurrent-connect notify-order user-limit
 ISOLATION_OPTS = --inputdir=$(srcdir)/test/isolation \
 	--temp-instance=./tmp_check_iso --temp-config=$(srcdir)/test/isolation/presence.conf \
 	--use-existing

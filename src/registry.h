@@ -156,6 +156,16 @@ typedef enum PresenceRegistryState
 	REGISTRY_READY				/* loaded from the tables, being tracked */
 } PresenceRegistryState;
 
+/* One kind of event for the server log (events.c). */
+#define EVENT_MESSAGE_BYTES		256
+typedef struct PresenceEventLog
+{
+	pg_atomic_uint64 count;		/* times since its last line */
+	TimestampTz last_line;		/* when that was written; 0: never */
+	int			sqlerrcode;		/* of the latest time */
+	char		message[EVENT_MESSAGE_BYTES];	/* its message */
+} PresenceEventLog;
+
 typedef struct PresenceShared
 {
 	LWLockPadded *locks;		/* PRESENCE_PARTITIONS of them */
@@ -184,6 +194,8 @@ typedef struct PresenceShared
 	pg_atomic_uint32 live_sessions;	/* counted against max_sessions */
 	pg_atomic_uint64 change_counter;
 	pg_atomic_uint64 sweeps;	/* ticks finished */
+	PresenceEventLog events[PRESENCE_EVENTS];	/* last_line, sqlerrcode and
+												 * message under mutex */
 
 	PresencePartition partitions[PRESENCE_PARTITIONS];
 } PresenceShared;
@@ -264,6 +276,7 @@ extern bool status_activity(PresencePartition *part, PresenceUser *user,
 							TimestampTz now);
 extern bool status_last_session_ended(PresencePartition *part,
 									  PresenceUser *user, TimestampTz now);
+extern void status_shown(PresenceUser *user);
 extern void status_sweep(PresencePartition *part, TimestampTz now);
 
 /* What one worker tick takes out of the registry, in worker memory. */
