@@ -172,6 +172,13 @@ int			http_reply(struct lws *wsi, unsigned int status, const char *body,
 void		http_snapshot_ready(struct client *c, struct snapshot *s);
 void		http_snapshot_failed(struct client *c);
 
+/* conninfo.c: the hosts of --db, in the order to try them */
+void		conninfo_init(const char *conninfo);
+void		conninfo_cleanup(void);
+int			conninfo_hosts(void);
+int			conninfo_host_index(const char *host, const char *port);
+int			conninfo_params(int first, const char **keys, const char **vals);
+
 /* dblink.c: the one libpq connection */
 typedef void (*dblink_result_cb) (PGresult *res, void *arg);
 int			dblink_start(const char *conninfo);

@@ -7,6 +7,7 @@
 //                  "valgrind --leak-check=full --error-exitcode=99"
 //
 //   const relay = await startRelay({ cluster, secret: 's3cret', args: ['--allow-anonymous'] });
+//   (db: 'conninfo' instead of cluster for a conninfo of the test's own)
 //   relay.url('/ws')  relay.wsUrl('/ws?token=...')
 //   const { code, signal } = await relay.stop();
 
@@ -48,7 +49,7 @@ class Relay {
     const o = this.opts;
     this.port = o.port || await freePort();
     const args = ['--port', String(this.port), '--bind', o.bind || '127.0.0.1'];
-    if (o.cluster) args.push('--db', o.cluster.conninfo);
+    if (o.db || o.cluster) args.push('--db', o.db || o.cluster.conninfo);
     if (o.secret !== undefined) {
       this.secretFile = path.join(this.dir, 'secret');
       fs.writeFileSync(this.secretFile, o.secret + '\n', { mode: 0o600 });
