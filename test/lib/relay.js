@@ -41,8 +41,16 @@ class Relay {
     this.artifactsDir = opts.artifactsDir || process.env.ARTIFACTS_DIR || null;
   }
 
-  url(p = '/') { return `http://127.0.0.1:${this.port}${p}`; }
-  wsUrl(p = '/ws') { return `ws://127.0.0.1:${this.port}${p}`; }
+  // Where clients reach it: its --bind address, 127.0.0.1 if that is 0.0.0.0
+  // (or not given), ::1 if it is ::, or opts.host.
+  get host() {
+    const wildcard = { '0.0.0.0': '127.0.0.1', '::': '::1' };
+    const h = this.opts.host || wildcard[this.opts.bind] || this.opts.bind || '127.0.0.1';
+    return h.includes(':') ? `[${h}]` : h;
+  }
+
+  url(p = '/') { return `http://${this.host}:${this.port}${p}`; }
+  wsUrl(p = '/ws') { return `ws://${this.host}:${this.port}${p}`; }
   log() { try { return fs.readFileSync(this.logFile, 'utf8'); } catch { return ''; } }
 
   async start() {
