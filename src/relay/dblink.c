@@ -13,7 +13,8 @@
  *
  * One query is in flight at a time; sessions.c decides which.  The link
  * LISTENs on the extension's channel, so notifications arrive here too and
- * go to feed.c.  When the link breaks it is rebuilt with lws's retry
+ * go to feed.c; and on a channel of its own, on which probe.c checks that
+ * notifications do arrive (they do not through a transaction pooler).  When the link breaks it is rebuilt with lws's retry
  * backoff, and sessions.c re-registers everything.
  */
 #include "relay.h"
@@ -75,6 +76,7 @@ static const lws_retry_bo_t backoff = {
 
 static void link_connect(lws_sorted_usec_list_t *sul);
 static void setup_settings(PGresult *res, void *arg);
+static void send_listen(const char *channel, dblink_result_cb cb);
 
 int
 dblink_is_up(void)
@@ -115,11 +117,10 @@ static void
 link_fail(const char *what)
 {
 	int			was_up = state == LINK_UP;
+	const char *why = conn ? PQerrorMessage(conn) : "";
 
-	if (conn)
-		lwsl_err("database link: %s: %s", what, PQerrorMessage(conn));
-	else
-		lwsl_err("database link: %s\n", what);
+	/* libpq's messages end with a newline */
+	lwsl_err("database link: %s%s%s", what, *why ? ": " : "", *why ? why : "\n");
 	if (job_busy)
 	{
 		lost_cb = job_cb;
@@ -134,6 +135,7 @@ link_fail(const char *what)
 	if (held)
 		PQfreemem(held);
 	held = NULL;
+	probe_stop();
 	drop_wsi();
 	if (conn)
 		PQfinish(conn);
@@ -344,8 +346,26 @@ link_connected(void)
 				0, NULL, setup_settings, NULL);
 }
 
+/*
+ * The probe's verdict.  A link that hears no notifications is useless to
+ * the relay: with other hosts to try, it moves on to the next one (a
+ * direct connection listed after a pooler); with none, it stays, and
+ * /healthz says what is wrong.
+ */
 static void
-setup_listen(PGresult *res, void *arg)
+probe_done(enum probe_result r)
+{
+	int			i;
+
+	if (r != PROBE_FAILED || conninfo_hosts() < 2)
+		return;
+	i = conninfo_host_index(PQhost(conn), PQport(conn));
+	first_host = ((i >= 0 ? i : first_host) + 1) % conninfo_hosts();
+	link_fail("no notifications on this host, trying the next");
+}
+
+static void
+setup_probe_listen(PGresult *res, void *arg)
 {
 	if (!res)
 		return;
@@ -360,15 +380,44 @@ setup_listen(PGresult *res, void *arg)
 		relay_metrics.db_reconnects_total++;
 	ever_up = 1;
 	lwsl_user("database link up (session_timeout %d ms)\n", session_timeout_ms);
+	probe_start(conninfo, conn, probe_done);
 	sessions_link_up(session_timeout_ms);
+}
+
+static void
+setup_listen(PGresult *res, void *arg)
+{
+	if (!res)
+		return;
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+	{
+		link_fail("LISTEN failed");
+		return;
+	}
+	probe_new_channel();
+	send_listen(probe_channel(), setup_probe_listen);
+}
+
+/* Sends LISTEN channel, quoted. */
+static void
+send_listen(const char *channel, dblink_result_cb cb)
+{
+	char	   *ident = PQescapeIdentifier(conn, channel, strlen(channel));
+	char		sql[256];
+
+	if (!ident)
+	{
+		link_fail("bad channel name");
+		return;
+	}
+	lws_snprintf(sql, sizeof(sql), "LISTEN %s", ident);
+	PQfreemem(ident);
+	dblink_send(sql, 0, NULL, cb, NULL);
 }
 
 static void
 setup_settings(PGresult *res, void *arg)
 {
-	char	   *ident;
-	char		sql[256];
-
 	if (!res)
 		return;
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
@@ -389,16 +438,7 @@ setup_settings(PGresult *res, void *arg)
 		return;
 	}
 	session_timeout_ms = atoi(PQgetvalue(res, 0, 1));
-	ident = PQescapeIdentifier(conn, PQgetvalue(res, 0, 0),
-							   (size_t) PQgetlength(res, 0, 0));
-	if (!ident)
-	{
-		link_fail("bad presence.channel");
-		return;
-	}
-	lws_snprintf(sql, sizeof(sql), "LISTEN %s", ident);
-	PQfreemem(ident);
-	dblink_send(sql, 0, NULL, setup_listen, NULL);
+	send_listen(PQgetvalue(res, 0, 0), setup_listen);
 }
 
 /* Passes notifications to the feed, holding one back if it is full. */
@@ -407,6 +447,12 @@ take_notifications(void)
 {
 	while (held || (conn && (held = PQnotifies(conn))))
 	{
+		if (probe_notification(held))
+		{
+			PQfreemem(held);
+			held = NULL;
+			continue;
+		}
 		if (feed_notification(held->extra))
 			return;				/* feed.c calls dblink_resume_notifications() */
 		PQfreemem(held);
@@ -587,6 +633,7 @@ dblink_stop(void)
 	if (held)
 		PQfreemem(held);
 	held = NULL;
+	probe_stop();
 	lws_sul_cancel(&sul_retry);
 	lws_sul_cancel(&sul_timeout);
 	lws_sul_cancel(&sul_write);

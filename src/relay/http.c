@@ -124,16 +124,29 @@ authorized(struct lws *wsi)
 	return 0;
 }
 
+/*
+ * 200 when the relay works; 503 when the database is down, or up but its
+ * notifications do not reach the relay (a pooler in transaction mode).
+ */
 static int
 serve_healthz(struct lws *wsi)
 {
+	static const char *const heard[] = {
+		[PROBE_UNCHECKED] = "unchecked",
+		[PROBE_OK] = "ok",
+		[PROBE_FAILED] = "not_arriving",
+	};
 	char		json[256];
+	int			up = dblink_is_up(),
+				deaf = up && probe_result() == PROBE_FAILED;
 
 	lws_snprintf(json, sizeof(json),
-				 "{\"status\":\"%s\",\"database\":\"%s\",\"connections\":%d}",
-				 dblink_is_up() ? "ok" : "unavailable",
-				 dblink_is_up() ? "up" : "down", feed_client_count());
-	return http_reply(wsi, dblink_is_up() ? 200 : 503, json, 0);
+				 "{\"status\":\"%s\",\"database\":\"%s\",\"notifications\":\"%s\","
+				 "\"connections\":%d}",
+				 !up ? "unavailable" : deaf ? "no_notifications" : "ok",
+				 up ? "up" : "down", heard[up ? probe_result() : PROBE_UNCHECKED],
+				 feed_client_count());
+	return http_reply(wsi, up && !deaf ? 200 : 503, json, 0);
 }
 
 static int

@@ -190,6 +190,21 @@ int			conninfo_hosts(void);
 int			conninfo_host_index(const char *host, const char *port);
 int			conninfo_params(int first, const char **keys, const char **vals);
 
+/* probe.c: does the link receive notifications (no pooler in between)? */
+enum probe_result
+{
+	PROBE_UNCHECKED,			/* not yet, or the probe could not run */
+	PROBE_OK,
+	PROBE_FAILED,				/* a notification sent to it never came */
+};
+typedef void (*probe_done_cb) (enum probe_result r);
+void		probe_new_channel(void);
+const char *probe_channel(void);
+void		probe_start(const char *conninfo, PGconn *link, probe_done_cb done);
+int			probe_notification(const PGnotify *n);
+enum probe_result probe_result(void);
+void		probe_stop(void);
+
 /* dblink.c: the one libpq connection */
 typedef void (*dblink_result_cb) (PGresult *res, void *arg);
 int			dblink_start(const char *conninfo);
