@@ -77,7 +77,14 @@ class Relay {
       resolve(this.exitStatus);
     }));
     if (o.wait === false) return this;
-    await this.waitHealthy(o.expectDb === false ? [200, 503] : [200]);
+    try {
+      await this.waitHealthy(o.expectDb === false ? [200, 503] : [200]);
+    } catch (e) {
+      // nobody else holds it: it would keep the test process alive
+      this.signal('SIGKILL');
+      await this.exited;
+      throw e;
+    }
     return this;
   }
 
