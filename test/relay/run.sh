@@ -45,7 +45,7 @@ if [ "${RELAY_ASAN:-1}" != 0 ] && [ $# -eq 0 ]; then
 		node --test --test-concurrency=1 --test-timeout=300000 \
 			test/relay/auth.test.js test/relay/feed.test.js test/relay/resilience.test.js \
 			test/relay/failover.test.js test/relay/listen.test.js test/relay/pooler.test.js \
-			test/relay/docs.test.js || status=1
+			test/relay/docs.test.js test/relay/nginx.test.js || status=1
 	if ls "$ARTIFACTS_DIR"/asan.* >/dev/null 2>&1; then
 		echo "AddressSanitizer reports:"; cat "$ARTIFACTS_DIR"/asan.*; status=1
 	fi

@@ -1,0 +1,103 @@
+'use strict';
+// Debian's nginx for tests: the http-block configuration given, in a temp
+// prefix of its own (pid, logs, temp files), in the foreground as our
+// child, stopped by PID.
+//
+//   const nginx = await startNginx((dir) => httpBlock, port);  // it listens on 127.0.0.1:port
+//   (dir: its prefix, for the logs the block names)  nginx.errorLog()  await nginx.stop();
+
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+const { sleep } = require('./cluster');
+
+const live = new Set();
+process.on('exit', () => {
+  for (const child of live) {
+    try { process.kill(child.pid, 'SIGKILL'); } catch { /* gone */ }
+  }
+});
+
+// Debian installs it in /usr/sbin, which an unprivileged PATH may lack.
+function nginxBin() {
+  if (process.env.NGINX) return process.env.NGINX;
+  for (const dir of [...(process.env.PATH || '').split(':'), '/usr/sbin']) {
+    const p = path.join(dir, 'nginx');
+    if (dir && fs.existsSync(p)) return p;
+  }
+  return 'nginx';
+}
+
+const listening = (port) => new Promise((resolve) => {
+  const s = net.connect(port, '127.0.0.1');
+  s.once('connect', () => { s.destroy(); resolve(true); });
+  s.once('error', () => resolve(false));
+});
+
+class Nginx {
+  constructor(name) {
+    this.name = name;
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'presence-nginx-'));
+    this.artifactsDir = process.env.ARTIFACTS_DIR || null;
+  }
+
+  errorLog() {
+    try { return fs.readFileSync(path.join(this.dir, 'error.log'), 'utf8'); } catch { return ''; }
+  }
+
+  async start(makeBlock, port) {
+    const d = this.dir;
+    const httpBlock = makeBlock(d);
+    const temp = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']
+      .map((t) => `    ${t}_temp_path ${d}/${t};\n`).join('');
+    fs.writeFileSync(path.join(d, 'nginx.conf'),
+      `pid ${d}/nginx.pid;\nerror_log ${d}/error.log info;\nworker_processes 1;\n` +
+      `events { worker_connections 256; }\nhttp {\n${temp}    access_log off;\n${httpBlock}\n}\n`);
+    this.child = spawn(nginxBin(), ['-p', d, '-e', `${d}/error.log`, '-c', `${d}/nginx.conf`, '-g', 'daemon off;'],
+      { stdio: 'ignore' });
+    live.add(this.child);
+    this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => {
+      live.delete(this.child);
+      this.exitStatus = { code, signal };
+      resolve(this.exitStatus);
+    }));
+    const deadline = Date.now() + 10000;
+    while (!(await listening(port))) {
+      if (this.exitStatus) throw new Error(`nginx exited ${JSON.stringify(this.exitStatus)}:\n${this.errorLog()}`);
+      if (Date.now() > deadline) throw new Error(`nginx did not listen:\n${this.errorLog()}`);
+      await sleep(50);
+    }
+    return this;
+  }
+
+  // SIGQUIT (graceful), SIGKILL after 10 s.
+  async stop() {
+    if (this.child && !this.exitStatus) {
+      this.child.kill('SIGQUIT');
+      const timer = setTimeout(() => this.child.kill('SIGKILL'), 10000);
+      await this.exited;
+      clearTimeout(timer);
+    }
+    if (this.artifactsDir) {
+      fs.mkdirSync(this.artifactsDir, { recursive: true });
+      for (const f of fs.readdirSync(this.dir).filter((n) => n.endsWith('.log'))) {
+        fs.copyFileSync(path.join(this.dir, f), path.join(this.artifactsDir, `${this.name}-${f}`));
+      }
+    }
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+async function startNginx(makeBlock, port, name = 'nginx') {
+  const n = new Nginx(name);
+  try {
+    return await n.start(makeBlock, port);
+  } catch (e) {
+    await n.stop();
+    throw e;
+  }
+}
+
+module.exports = { startNginx };
