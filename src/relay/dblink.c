@@ -14,8 +14,9 @@
  * One query is in flight at a time; sessions.c decides which.  The link
  * LISTENs on the extension's channel, so notifications arrive here too and
  * go to feed.c; and on a channel of its own, on which probe.c checks that
- * notifications do arrive (they do not through a transaction pooler).  When the link breaks it is rebuilt with lws's retry
- * backoff, and sessions.c re-registers everything.
+ * notifications do arrive (not through a pooler in transaction mode).
+ * When the link breaks it is rebuilt with lws's retry backoff, and
+ * sessions.c re-registers everything.
  */
 #include "relay.h"
 
@@ -176,6 +177,17 @@ want_write(void)
 		lws_callback_on_writable(conn_wsi);
 }
 
+/* The next attempt starts with the host after the one libpq is on. */
+static void
+skip_current_host(void)
+{
+	int			n = conninfo_hosts(),
+				i = conninfo_host_index(PQhost(conn), PQport(conn));
+
+	if (n > 1)
+		first_host = ((i >= 0 ? i : first_host) + 1) % n;
+}
+
 /*
  * No answer from the address libpq is trying: in non-blocking mode libpq
  * has no timeout of its own.  The socket is shut down, and libpq hears of
@@ -187,14 +199,11 @@ want_write(void)
 static void
 connect_timeout(lws_sorted_usec_list_t *sul)
 {
-	int			i;
-
 	if (state != LINK_CONNECTING)
 		return;
 	lwsl_warn("database link: no answer from %s port %s in %d s\n",
 			  PQhost(conn), PQport(conn), (int) (connect_timeout_us / LWS_US_PER_SEC));
-	i = conninfo_host_index(PQhost(conn), PQport(conn));
-	first_host = ((i >= 0 ? i : first_host) + 1) % (conninfo_hosts() ? conninfo_hosts() : 1);
+	skip_current_host();
 	if (!aborted && conn_dupfd >= 0 && shutdown(conn_dupfd, SHUT_RDWR) == 0)
 	{
 		aborted = 1;
@@ -355,12 +364,9 @@ link_connected(void)
 static void
 probe_done(enum probe_result r)
 {
-	int			i;
-
 	if (r != PROBE_FAILED || conninfo_hosts() < 2)
 		return;
-	i = conninfo_host_index(PQhost(conn), PQport(conn));
-	first_host = ((i >= 0 ? i : first_host) + 1) % conninfo_hosts();
+	skip_current_host();
 	link_fail("no notifications on this host, trying the next");
 }
 

@@ -15,17 +15,11 @@
 //   spawn(...)  with  host.wrap(argv)   runs argv in it
 //   await host.close();
 
-const { spawn, execFileSync } = require('node:child_process');
+const { execFileSync } = require('node:child_process');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const { sleep } = require('./cluster');
-
-const holders = new Set();
-process.on('exit', () => {
-  for (const child of holders) {
-    try { process.kill(child.pid, 'SIGKILL'); } catch { /* gone */ }
-  }
-});
+const { spawnOwned, stopChild } = require('./programs');
 
 const ip = (...args) => execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
 
@@ -48,13 +42,8 @@ class NetHost {
     this.ourIf = `vo${tag}`;
     this.theirIf = `vt${tag}`;
 
-    this.holder = spawn('setpriv', ['--pdeathsig', 'KILL', '--', 'unshare', '--net', '--', 'sleep', '3600'],
+    this.holder = spawnOwned('setpriv', ['--pdeathsig', 'KILL', '--', 'unshare', '--net', '--', 'sleep', '3600'],
       { stdio: 'ignore' });
-    holders.add(this.holder);
-    this.exited = new Promise((resolve) => this.holder.once('exit', () => {
-      holders.delete(this.holder);
-      resolve();
-    }));
     const own = fs.readlinkSync('/proc/self/ns/net');
     this.nsPath = `/proc/${this.holder.pid}/ns/net`;
     const deadline = Date.now() + 10000;
@@ -89,8 +78,7 @@ class NetHost {
 
   async close() {
     if (!this.holder) return;
-    try { process.kill(this.holder.pid, 'SIGKILL'); } catch { /* gone */ }
-    await this.exited;
+    await stopChild(this.holder, 'SIGKILL');
     this.holder = null;
   }
 }

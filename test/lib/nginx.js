@@ -6,29 +6,12 @@
 //   const nginx = await startNginx((dir) => httpBlock, port);  // it listens on 127.0.0.1:port
 //   (dir: its prefix, for the logs the block names)  nginx.errorLog()  await nginx.stop();
 
-const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const { sleep } = require('./cluster');
-
-const live = new Set();
-process.on('exit', () => {
-  for (const child of live) {
-    try { process.kill(child.pid, 'SIGKILL'); } catch { /* gone */ }
-  }
-});
-
-// Debian installs it in /usr/sbin, which an unprivileged PATH may lack.
-function nginxBin() {
-  if (process.env.NGINX) return process.env.NGINX;
-  for (const dir of [...(process.env.PATH || '').split(':'), '/usr/sbin']) {
-    const p = path.join(dir, 'nginx');
-    if (dir && fs.existsSync(p)) return p;
-  }
-  return 'nginx';
-}
+const { findProgram, spawnOwned, stopChild } = require('./programs');
 
 const listening = (port) => new Promise((resolve) => {
   const s = net.connect(port, '127.0.0.1');
@@ -55,17 +38,13 @@ class Nginx {
     fs.writeFileSync(path.join(d, 'nginx.conf'),
       `pid ${d}/nginx.pid;\nerror_log ${d}/error.log info;\nworker_processes 1;\n` +
       `events { worker_connections 256; }\nhttp {\n${temp}    access_log off;\n${httpBlock}\n}\n`);
-    this.child = spawn(nginxBin(), ['-p', d, '-e', `${d}/error.log`, '-c', `${d}/nginx.conf`, '-g', 'daemon off;'],
-      { stdio: 'ignore' });
-    live.add(this.child);
-    this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => {
-      live.delete(this.child);
-      this.exitStatus = { code, signal };
-      resolve(this.exitStatus);
-    }));
+    this.child = spawnOwned(findProgram('nginx', 'NGINX'),
+      ['-p', d, '-e', `${d}/error.log`, '-c', `${d}/nginx.conf`, '-g', 'daemon off;'], { stdio: 'ignore' });
     const deadline = Date.now() + 10000;
     while (!(await listening(port))) {
-      if (this.exitStatus) throw new Error(`nginx exited ${JSON.stringify(this.exitStatus)}:\n${this.errorLog()}`);
+      if (this.child.exitStatus) {
+        throw new Error(`nginx exited ${JSON.stringify(this.child.exitStatus)}:\n${this.errorLog()}`);
+      }
       if (Date.now() > deadline) throw new Error(`nginx did not listen:\n${this.errorLog()}`);
       await sleep(50);
     }
@@ -74,12 +53,7 @@ class Nginx {
 
   // SIGQUIT (graceful), SIGKILL after 10 s.
   async stop() {
-    if (this.child && !this.exitStatus) {
-      this.child.kill('SIGQUIT');
-      const timer = setTimeout(() => this.child.kill('SIGKILL'), 10000);
-      await this.exited;
-      clearTimeout(timer);
-    }
+    if (this.child) await stopChild(this.child, 'SIGQUIT');
     if (this.artifactsDir) {
       fs.mkdirSync(this.artifactsDir, { recursive: true });
       for (const f of fs.readdirSync(this.dir).filter((n) => n.endsWith('.log'))) {

@@ -6,29 +6,12 @@
 //   const pgb = await startPgbouncer(cluster, { poolMode: 'transaction' });
 //   pgb.port  pgb.conninfo  await pgb.client()  await pgb.stop();
 
-const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { Client } = require('pg');
 const { freePort, sleep } = require('./cluster');
-
-const live = new Set();
-process.on('exit', () => {
-  for (const child of live) {
-    try { process.kill(child.pid, 'SIGKILL'); } catch { /* gone */ }
-  }
-});
-
-// Debian installs it in /usr/sbin, which an unprivileged PATH may lack.
-function pgbouncerBin() {
-  if (process.env.PGBOUNCER) return process.env.PGBOUNCER;
-  for (const dir of [...(process.env.PATH || '').split(':'), '/usr/sbin']) {
-    const p = path.join(dir, 'pgbouncer');
-    if (dir && fs.existsSync(p)) return p;
-  }
-  return 'pgbouncer';
-}
+const { findProgram, spawnOwned, stopChild } = require('./programs');
 
 class Pgbouncer {
   constructor(cluster, opts) {
@@ -68,16 +51,12 @@ class Pgbouncer {
       `logfile = ${this.logFile}`,
       '',
     ].join('\n'));
-    this.child = spawn(pgbouncerBin(), [ini], { stdio: 'ignore' });
-    live.add(this.child);
-    this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => {
-      live.delete(this.child);
-      this.exitStatus = { code, signal };
-      resolve(this.exitStatus);
-    }));
+    this.child = spawnOwned(findProgram('pgbouncer', 'PGBOUNCER'), [ini], { stdio: 'ignore' });
     const deadline = Date.now() + 20000;
     for (;;) {
-      if (this.exitStatus) throw new Error(`pgbouncer exited ${JSON.stringify(this.exitStatus)}:\n${this.log()}`);
+      if (this.child.exitStatus) {
+        throw new Error(`pgbouncer exited ${JSON.stringify(this.child.exitStatus)}:\n${this.log()}`);
+      }
       try {
         const c = await this.client();
         await c.query('SELECT 1');
@@ -109,12 +88,7 @@ class Pgbouncer {
 
   // SIGTERM (immediate shutdown), SIGKILL after 10 s.
   async stop() {
-    if (this.child && !this.exitStatus) {
-      this.child.kill('SIGTERM');
-      const timer = setTimeout(() => this.child.kill('SIGKILL'), 10000);
-      await this.exited;
-      clearTimeout(timer);
-    }
+    if (this.child) await stopChild(this.child, 'SIGTERM');
     if (this.artifactsDir && fs.existsSync(this.logFile)) {
       fs.mkdirSync(this.artifactsDir, { recursive: true });
       fs.copyFileSync(this.logFile, path.join(this.artifactsDir, `${this.name}.log`));

@@ -14,7 +14,7 @@ const WebSocket = require('ws');
 const { startCluster } = require('../lib/cluster');
 const { startRelay, repoRoot } = require('../lib/relay');
 const { Peer } = require('../lib/peer');
-const { SECRET, GUCS, token, bearer, getJson, eventually } = require('./common');
+const { SECRET, GUCS, token, bearer, getJson, eventually, withRelay } = require('./common');
 
 let pg;
 
@@ -36,17 +36,6 @@ function docBlock(file, heading, lang) {
   return m[1];
 }
 
-async function withRelay(opts, fn) {
-  const relay = await startRelay({ cluster: pg, secret: SECRET, ...opts });
-  try {
-    await fn(relay);
-  } finally {
-    const status = await relay.stop();
-    assert.deepEqual(status, { code: 0, signal: null }, relay.log());
-    relay.cleanup();
-  }
-}
-
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?[+-]\d\d:\d\d$/;
 const keys = (o) => Object.keys(o).sort();
 
@@ -66,7 +55,7 @@ test('the JSON examples have the keys and the time format of real messages', asy
 });
 
 async function messagesMatch(stateEx, presenceEx, notifyEx, notes) {
-  await withRelay({ name: 'docs-messages' }, async (relay) => {
+  await withRelay({ cluster: pg, name: 'docs-messages' }, async (relay) => {
     const watcher = await Peer.open(relay.wsUrl(`/ws?token=${token('doc-watcher')}`));
     await watcher.waitFor((m) => m.type === 'state');
     await pg.query("SELECT presence.connect('doc-42')");
@@ -90,7 +79,7 @@ async function messagesMatch(stateEx, presenceEx, notifyEx, notes) {
 }
 
 test('{"type":"heartbeat"} without "active" counts as active', async () => {
-  await withRelay({ name: 'docs-heartbeat' }, async (relay) => {
+  await withRelay({ cluster: pg, name: 'docs-heartbeat' }, async (relay) => {
     const watcher = await Peer.open(relay.wsUrl(`/ws?token=${token('hb-watcher')}`));
     await watcher.waitFor((m) => m.type === 'state');
     const idler = await Peer.open(relay.wsUrl(`/ws?token=${token('idler')}`));

@@ -9,11 +9,10 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const net = require('node:net');
-const { spawn } = require('node:child_process');
 const { startCluster, freePort } = require('../lib/cluster');
-const { startRelay } = require('../lib/relay');
 const { Peer } = require('../lib/peer');
-const { SECRET, GUCS, token, metric, eventually } = require('./common');
+const { spawnOwned } = require('../lib/programs');
+const { GUCS, token, metric, eventually, withRelay } = require('./common');
 
 let primary;
 let standby;
@@ -41,17 +40,6 @@ async function relayOn(cluster) {
     "SELECT host(client_addr) AS addr FROM pg_stat_activity WHERE application_name = 'presence-relay'",
     [], 'postgres');
   return rows.map((r) => r.addr);
-}
-
-async function withRelay(opts, fn) {
-  const relay = await startRelay({ secret: SECRET, ...opts });
-  try {
-    await fn(relay);
-  } finally {
-    const status = await relay.stop();
-    assert.deepEqual(status, { code: 0, signal: null }, `relay exit:\n${relay.log()}`);
-    relay.cleanup();
-  }
 }
 
 // The feed flows from `server`: a change made there reaches `peer`.
@@ -101,7 +89,7 @@ test('a dead port listed first is skipped', async () => {
 // stopped process that never accepts, and two connections fill its queue.
 async function blackHole() {
   const port = await freePort();
-  const child = spawn(process.execPath, ['-e',
+  const child = spawnOwned(process.execPath, ['-e',
     `require('net').createServer().listen({ port: ${port}, host: '127.0.0.1', backlog: 1 },
        () => process.kill(process.pid, 'SIGSTOP'))`], { stdio: 'ignore' });
   const stopped = () => {
@@ -123,16 +111,23 @@ async function blackHole() {
   };
 }
 
+// A relay on [silent, primary] with connect_timeout=2 must be up on the
+// primary after 2 s and some, its log naming the silent one; then fn(relay).
+async function pastSilent(silent, name, fn = async () => {}) {
+  const t0 = Date.now();
+  await withRelay({ db: multiHost([silent, primary], 'connect_timeout=2'), name }, async (relay) => {
+    const took = Date.now() - t0;
+    assert.ok(took >= 2000 && took < 9000, `up after ${took} ms`);
+    assert.match(relay.log(), new RegExp(`no answer from 127\\.0\\.0\\.1 port ${silent.port} in 2 s`));
+    assert.deepEqual(await relayOn(primary), ['127.0.0.1']);
+    await fn(relay);
+  });
+}
+
 test('a host that never answers is given up after connect_timeout, and the next one tried', async () => {
   const hole = await blackHole();
   try {
-    const t0 = Date.now();
-    await withRelay({ db: multiHost([hole, primary], 'connect_timeout=2'), name: 'black-hole' }, async (relay) => {
-      const took = Date.now() - t0;
-      assert.ok(took >= 2000 && took < 9000, `up after ${took} ms`);
-      assert.match(relay.log(), new RegExp(`no answer from 127\\.0\\.0\\.1 port ${hole.port} in 2 s`));
-      assert.deepEqual(await relayOn(primary), ['127.0.0.1']);
-    });
+    await pastSilent(hole, 'black-hole');
   } finally {
     hole.close();
   }
@@ -144,12 +139,7 @@ test('a server that accepts and then says nothing is given up, and the next atte
   await new Promise((resolve) => frozen.listen(0, '127.0.0.1', resolve));
   const silent = { port: frozen.address().port };
   try {
-    const t0 = Date.now();
-    await withRelay({ db: multiHost([silent, primary], 'connect_timeout=2'), name: 'frozen' }, async (relay) => {
-      const took = Date.now() - t0;
-      assert.ok(took >= 2000 && took < 9000, `up after ${took} ms`);
-      assert.match(relay.log(), new RegExp(`no answer from 127\\.0\\.0\\.1 port ${silent.port} in 2 s`));
-      assert.deepEqual(await relayOn(primary), ['127.0.0.1']);
+    await pastSilent(silent, 'frozen', async (relay) => {
       // a lost link is re-made from the primary on, not from the silent one
       await primary.query(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'presence-relay'",

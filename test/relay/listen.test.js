@@ -10,7 +10,7 @@ const { execFileSync } = require('node:child_process');
 const { startCluster, freePort } = require('../lib/cluster');
 const { startRelay } = require('../lib/relay');
 const { Peer } = require('../lib/peer');
-const { SECRET, GUCS, token, getJson } = require('./common');
+const { SECRET, GUCS, token, getJson, withRelay } = require('./common');
 
 let pg;
 
@@ -28,17 +28,6 @@ function listening(port) {
     .split('\n').filter(Boolean).map((l) => l.trim().split(/\s+/)[3]);
 }
 
-async function withRelay(opts, fn) {
-  const relay = await startRelay({ cluster: pg, secret: SECRET, ...opts });
-  try {
-    await fn(relay);
-  } finally {
-    const status = await relay.stop();
-    assert.deepEqual(status, { code: 0, signal: null }, `relay exit:\n${relay.log()}`);
-    relay.cleanup();
-  }
-}
-
 // Starts a relay that must refuse to start (within 10 s); returns its log.
 async function refusal(args, opts = {}) {
   const relay = await startRelay({ cluster: pg, secret: SECRET, args, wait: false, ...opts });
@@ -52,14 +41,14 @@ async function refusal(args, opts = {}) {
 }
 
 test('--bind 127.0.0.1 listens on 127.0.0.1 only, not on every address', async () => {
-  await withRelay({ bind: '127.0.0.1', name: 'bind-v4' }, async (relay) => {
+  await withRelay({ cluster: pg, bind: '127.0.0.1', name: 'bind-v4' }, async (relay) => {
     assert.deepEqual(listening(relay.port), [`127.0.0.1:${relay.port}`]);
     assert.equal((await getJson(relay.url('/healthz'))).status, 200);
   });
 });
 
 test('--bind 0.0.0.0 is every IPv4 address', async () => {
-  await withRelay({ bind: '0.0.0.0', name: 'bind-any4' }, async (relay) => {
+  await withRelay({ cluster: pg, bind: '0.0.0.0', name: 'bind-any4' }, async (relay) => {
     assert.deepEqual(listening(relay.port), [`0.0.0.0:${relay.port}`]);
   });
 });
@@ -83,7 +72,7 @@ test('host names, interface names and addresses it cannot bind are refused at st
 
 test('--metrics-bind serves /metrics and /healthz there, and /metrics no longer on the main listener', async () => {
   const mport = await freePort();
-  await withRelay({ name: 'metrics-bind', args: ['--metrics-bind', `127.0.0.1:${mport}`] }, async (relay) => {
+  await withRelay({ cluster: pg, name: 'metrics-bind', args: ['--metrics-bind', `127.0.0.1:${mport}`] }, async (relay) => {
     const admin = (p) => `http://127.0.0.1:${mport}${p}`;
     assert.deepEqual(listening(mport), [`127.0.0.1:${mport}`]);
     assert.equal((await getJson(relay.url('/metrics'))).status, 404);

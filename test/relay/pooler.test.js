@@ -11,9 +11,8 @@ const path = require('node:path');
 const { execFile } = require('node:child_process');
 const { startCluster, sleep } = require('../lib/cluster');
 const { startPgbouncer } = require('../lib/pgbouncer');
-const { startRelay } = require('../lib/relay');
 const { Peer } = require('../lib/peer');
-const { SECRET, GUCS, token, getJson, eventually } = require('./common');
+const { GUCS, token, eventually, withRelay, healthWhen } = require('./common');
 
 let pg;
 let pooler;	// transaction mode
@@ -90,38 +89,20 @@ test('LISTEN through the pooler is accepted, and delivers nothing', async () => 
   await pg.query("SELECT presence.disconnect('unheard')");
 });
 
-async function stopped(relay) {
-  const status = await relay.stop();
-  assert.deepEqual(status, { code: 0, signal: null }, relay.log());
-  relay.cleanup();
-}
-
-const health = async (relay) => (await getJson(relay.url('/healthz')));
-
 test('a relay behind it notices: /healthz 503 no_notifications, and its log says why', async () => {
-  const relay = await startRelay({ db: pooler.conninfo, secret: SECRET, name: 'behind-pooler', expectDb: false });
-  try {
-    const h = await eventually(async () => {
-      const r = await health(relay);
-      return r.body.status === 'no_notifications' && r;
-    }, 20000, '/healthz no_notifications');
+  await withRelay({ db: pooler.conninfo, name: 'behind-pooler', expectDb: false }, async (relay) => {
+    const h = await healthWhen(relay, (b) => b.status === 'no_notifications', '/healthz no_notifications');
     assert.equal(h.status, 503);
     assert.equal(h.body.database, 'up');
     assert.equal(h.body.notifications, 'not_arriving');
     assert.match(relay.log(), /a notification sent to it did not arrive in 5 s: it cannot LISTEN \(a pooler in transaction mode\?\)/);
-  } finally {
-    await stopped(relay);
-  }
+  });
 });
 
 test('with the pooler listed first and the server after it, the relay moves on to the server', async () => {
   const db = `host=127.0.0.1,${pg.socketDir} port=${pooler.port},${pg.port} user=postgres dbname=postgres`;
-  const relay = await startRelay({ db, secret: SECRET, name: 'pooler-then-direct', expectDb: false });
-  try {
-    const h = await eventually(async () => {
-      const r = await health(relay);
-      return r.body.notifications === 'ok' && r;
-    }, 20000, '/healthz notifications ok');
+  await withRelay({ db, name: 'pooler-then-direct', expectDb: false }, async (relay) => {
+    const h = await healthWhen(relay, (b) => b.notifications === 'ok', '/healthz notifications ok');
     assert.equal(h.status, 200);
     assert.equal(h.body.status, 'ok');
     assert.match(relay.log(), /no notifications on this host, trying the next/);
@@ -131,26 +112,18 @@ test('with the pooler listed first and the server after it, the relay moves on t
     await peer.waitPresence('moved', 'online');
     await pg.query("SELECT presence.disconnect('moved')");
     await peer.close();
-  } finally {
-    await stopped(relay);
-  }
+  });
 });
 
 test('directly, or through a pooler in session mode, notifications arrive', async () => {
   const session = await startPgbouncer(pg, { poolMode: 'session', name: 'pgbouncer-session' });
   try {
     for (const [name, db] of [['direct', pg.conninfo], ['session-pooler', session.conninfo]]) {
-      const relay = await startRelay({ db, secret: SECRET, name });
-      try {
-        const h = await eventually(async () => {
-          const r = await health(relay);
-          return r.body.notifications === 'ok' && r;
-        }, 20000, `${name}: /healthz notifications ok`);
+      await withRelay({ db, name }, async (relay) => {
+        const h = await healthWhen(relay, (b) => b.notifications === 'ok', `${name}: /healthz notifications ok`);
         assert.equal(h.status, 200);
         assert.equal(h.body.status, 'ok');
-      } finally {
-        await stopped(relay);
-      }
+      });
     }
   } finally {
     await session.stop();
