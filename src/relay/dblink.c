@@ -6,16 +6,24 @@
  * adopted into lws as a raw *file* (lws's minimal-raw-file example), so lws
  * only reports readiness and libpq reads and writes its own bytes; lws
  * closes the dup when the wsi goes, libpq its own socket in PQfinish().
+ * While connecting, libpq opens a new socket for every address and host it
+ * tries (host=a,b target_session_attrs=read-write): each one is adopted in
+ * turn, and each gets its own connect timeout (conninfo.c says where the
+ * next attempt starts after one ran out).
  *
  * One query is in flight at a time; sessions.c decides which.  The link
  * LISTENs on the extension's channel, so notifications arrive here too and
- * go to feed.c.  When the link breaks it is rebuilt with lws's retry
- * backoff, and sessions.c re-registers everything.
+ * go to feed.c; and on a channel of its own, on which probe.c checks that
+ * notifications do arrive (not through a pooler in transaction mode).
+ * When the link breaks it is rebuilt with lws's retry backoff, and
+ * sessions.c re-registers everything.
  */
 #include "relay.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 enum link_state
@@ -29,7 +37,12 @@ enum link_state
 static const char *conninfo;
 static PGconn *conn;
 static struct lws *conn_wsi;	/* the adopted dup() of PQsocket() */
-static int	conn_fd = -1;		/* PQsocket() it was made from */
+static int	conn_dupfd = -1;	/* that dup */
+static dev_t conn_dev;			/* the socket it is, whatever its number */
+static ino_t conn_ino;
+static struct lws *writing_wsi;	/* whose WRITEABLE callback is running */
+static int	aborted;			/* connect_timeout() shut the socket down */
+static int	first_host;			/* of conninfo's hosts, where to start */
 static enum link_state state;
 static PostgresPollingStatusType poll_wants;
 static int	ever_up;
@@ -43,6 +56,8 @@ static PGnotify *held;			/* a notification the feed had no room for */
 
 static lws_sorted_usec_list_t sul_retry;
 static lws_sorted_usec_list_t sul_timeout;
+static lws_sorted_usec_list_t sul_write;
+static lws_usec_t connect_timeout_us;
 static lws_sorted_usec_list_t sul_down;
 static uint16_t retry_count;
 static dblink_result_cb lost_cb;	/* job the link died under */
@@ -57,10 +72,12 @@ static const lws_retry_bo_t backoff = {
 	.jitter_percent = 20,
 };
 
-#define CONNECT_TIMEOUT_US (10 * LWS_US_PER_SEC)
+/* per address tried, unless the conninfo's connect_timeout says otherwise */
+#define CONNECT_TIMEOUT_S 10
 
 static void link_connect(lws_sorted_usec_list_t *sul);
 static void setup_settings(PGresult *res, void *arg);
+static void send_listen(const char *channel, dblink_result_cb cb);
 
 int
 dblink_is_up(void)
@@ -82,7 +99,7 @@ drop_wsi(void)
 		lws_set_timeout(conn_wsi, PENDING_TIMEOUT_KILLED_BY_PARENT,
 						LWS_TO_KILL_ASYNC);
 	conn_wsi = NULL;
-	conn_fd = -1;
+	conn_dupfd = -1;
 }
 
 /* Tells the rest of the relay, from a clean stack, that the link is gone. */
@@ -101,11 +118,10 @@ static void
 link_fail(const char *what)
 {
 	int			was_up = state == LINK_UP;
+	const char *why = conn ? PQerrorMessage(conn) : "";
 
-	if (conn)
-		lwsl_err("database link: %s: %s", what, PQerrorMessage(conn));
-	else
-		lwsl_err("database link: %s\n", what);
+	/* libpq's messages end with a newline */
+	lwsl_err("database link: %s%s%s", what, *why ? ": " : "", *why ? why : "\n");
 	if (job_busy)
 	{
 		lost_cb = job_cb;
@@ -120,12 +136,14 @@ link_fail(const char *what)
 	if (held)
 		PQfreemem(held);
 	held = NULL;
+	probe_stop();
 	drop_wsi();
 	if (conn)
 		PQfinish(conn);
 	conn = NULL;
 	state = LINK_DOWN;
 	lws_sul_cancel(&sul_timeout);
+	lws_sul_cancel(&sul_write);
 	if (was_up || lost_cb)
 		lws_sul_schedule(relay_context, 0, &sul_down, announce_down, 1);
 	if (!relay_shutting_down())
@@ -134,22 +152,85 @@ link_fail(const char *what)
 }
 
 static void
-connect_timeout(lws_sorted_usec_list_t *sul)
+ask_write(lws_sorted_usec_list_t *sul)
 {
-	if (state == LINK_CONNECTING)
-		link_fail("connection timed out");
+	if (conn_wsi)
+		lws_callback_on_writable(conn_wsi);
 }
 
-/* (Re)adopts libpq's socket, which may change while connecting. */
+/*
+ * Asks lws to say when libpq's socket is writable.  lws drops a raw
+ * file's interest in POLLOUT after its WRITEABLE callback returns, so a
+ * request made inside that callback would be lost: over TCP, libpq wants
+ * to write twice in a row (the connect completing, then the startup
+ * packet), and the second wish was never heard.  Such a request is made
+ * from a timer, on the next turn of the loop, instead.
+ */
+static void
+want_write(void)
+{
+	if (!conn_wsi)
+		return;
+	if (conn_wsi == writing_wsi)
+		lws_sul_schedule(relay_context, 0, &sul_write, ask_write, 1);
+	else
+		lws_callback_on_writable(conn_wsi);
+}
+
+/* The next attempt starts with the host after the one libpq is on. */
+static void
+skip_current_host(void)
+{
+	int			n = conninfo_hosts(),
+				i = conninfo_host_index(PQhost(conn), PQport(conn));
+
+	if (n > 1)
+		first_host = ((i >= 0 ? i : first_host) + 1) % n;
+}
+
+/*
+ * No answer from the address libpq is trying: in non-blocking mode libpq
+ * has no timeout of its own.  The socket is shut down, and libpq hears of
+ * it as of a hangup (connect_hangup()): during the TCP handshake (a host
+ * that drops packets) it moves on to its next address or host, as after a
+ * refused connection; later (a frozen server) it gives up the attempt,
+ * and the next one starts with the host after this one.
+ */
+static void
+connect_timeout(lws_sorted_usec_list_t *sul)
+{
+	if (state != LINK_CONNECTING)
+		return;
+	lwsl_warn("database link: no answer from %s port %s in %d s\n",
+			  PQhost(conn), PQport(conn), (int) (connect_timeout_us / LWS_US_PER_SEC));
+	skip_current_host();
+	if (!aborted && conn_dupfd >= 0 && shutdown(conn_dupfd, SHUT_RDWR) == 0)
+	{
+		aborted = 1;
+		lws_sul_schedule(relay_context, 0, &sul_timeout, connect_timeout,
+						 connect_timeout_us);
+		return;
+	}
+	link_fail("connection timed out");
+}
+
+/*
+ * Adopts libpq's socket unless it is the one adopted already.  libpq opens
+ * a new socket for every address and host it tries, and the new one may
+ * get the old one's number: a socket is known by its inode (the dup we
+ * hold keeps the old one alive until lws closes it).  Each new socket gets
+ * a fresh connect timeout.
+ */
 static int
 watch_socket(void)
 {
 	lws_sock_file_fd_type u;
 	int			fd = PQsocket(conn);
+	struct stat st;
 
-	if (fd < 0)
+	if (fd < 0 || fstat(fd, &st))
 		return -1;
-	if (fd == conn_fd && conn_wsi)
+	if (conn_wsi && st.st_dev == conn_dev && st.st_ino == conn_ino)
 		return 0;
 	drop_wsi();
 	u.filefd = dup(fd);
@@ -162,17 +243,40 @@ watch_socket(void)
 		close(u.filefd);
 		return -1;
 	}
-	conn_fd = fd;
+	conn_dupfd = u.filefd;
+	conn_dev = st.st_dev;
+	conn_ino = st.st_ino;
+	aborted = 0;
+	if (state == LINK_CONNECTING)
+		lws_sul_schedule(relay_context, 0, &sul_timeout, connect_timeout,
+						 connect_timeout_us);
 	return 0;
+}
+
+/* The conninfo's connect_timeout (at least 2 s, as libpq), or ours. */
+static lws_usec_t
+read_connect_timeout(void)
+{
+	PQconninfoOption *opts = PQconninfo(conn),
+			   *o;
+	int			s = CONNECT_TIMEOUT_S;
+
+	for (o = opts; o && o->keyword; o++)
+		if (!strcmp(o->keyword, "connect_timeout") && o->val && atoi(o->val) > 0)
+			s = atoi(o->val) < 2 ? 2 : atoi(o->val);
+	PQconninfoFree(opts);
+	return (lws_usec_t) s * LWS_US_PER_SEC;
 }
 
 static void
 link_connect(lws_sorted_usec_list_t *sul)
 {
 	/* conninfo may be a URI or "k=v ..."; NULL leaves it to PG* variables */
-	const char *const keys[] = {"dbname", "fallback_application_name", NULL};
-	const char *const vals[] = {conninfo, "presence-relay", NULL};
+	const char *keys[6] = {"dbname", "fallback_application_name"};
+	const char *vals[6] = {conninfo, "presence-relay"};
 
+	/* then the host lists again, rotated, if a host failed to answer */
+	conninfo_params(first_host, keys + 2, vals + 2);
 	conn = PQconnectStartParams(keys, vals, 1);
 	if (!conn || PQstatus(conn) == CONNECTION_BAD)
 	{
@@ -180,15 +284,15 @@ link_connect(lws_sorted_usec_list_t *sul)
 		return;
 	}
 	state = LINK_CONNECTING;
+	/* libpq has started a connect(): it wants to hear of writability */
 	poll_wants = PGRES_POLLING_WRITING;
+	connect_timeout_us = read_connect_timeout();
 	if (watch_socket())
 	{
 		link_fail("cannot watch the connection's socket");
 		return;
 	}
-	lws_callback_on_writable(conn_wsi);
-	lws_sul_schedule(relay_context, 0, &sul_timeout, connect_timeout,
-					 CONNECT_TIMEOUT_US);
+	want_write();
 }
 
 static void
@@ -199,7 +303,7 @@ flush_output(void)
 	if (r < 0)
 		link_fail("cannot send");
 	else if (r > 0)
-		lws_callback_on_writable(conn_wsi);
+		want_write();
 }
 
 /*
@@ -236,6 +340,11 @@ link_connected(void)
 		return;
 	}
 	state = LINK_SETUP;
+	if (watch_socket())
+	{
+		link_fail("cannot watch the connection's socket");
+		return;
+	}
 	/* the extension's own settings say where it notifies and how often */
 	dblink_send("SELECT (SELECT setting FROM pg_catalog.pg_settings"
 				"         WHERE name = 'presence.channel'),"
@@ -246,8 +355,23 @@ link_connected(void)
 				0, NULL, setup_settings, NULL);
 }
 
+/*
+ * The probe's verdict.  A link that hears no notifications is useless to
+ * the relay: with other hosts to try, it moves on to the next one (a
+ * direct connection listed after a pooler); with none, it stays, and
+ * /healthz says what is wrong.
+ */
 static void
-setup_listen(PGresult *res, void *arg)
+probe_done(enum probe_result r)
+{
+	if (r != PROBE_FAILED || conninfo_hosts() < 2)
+		return;
+	skip_current_host();
+	link_fail("no notifications on this host, trying the next");
+}
+
+static void
+setup_probe_listen(PGresult *res, void *arg)
 {
 	if (!res)
 		return;
@@ -262,15 +386,44 @@ setup_listen(PGresult *res, void *arg)
 		relay_metrics.db_reconnects_total++;
 	ever_up = 1;
 	lwsl_user("database link up (session_timeout %d ms)\n", session_timeout_ms);
+	probe_start(conninfo, conn, probe_done);
 	sessions_link_up(session_timeout_ms);
+}
+
+static void
+setup_listen(PGresult *res, void *arg)
+{
+	if (!res)
+		return;
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+	{
+		link_fail("LISTEN failed");
+		return;
+	}
+	probe_new_channel();
+	send_listen(probe_channel(), setup_probe_listen);
+}
+
+/* Sends LISTEN channel, quoted. */
+static void
+send_listen(const char *channel, dblink_result_cb cb)
+{
+	char	   *ident = PQescapeIdentifier(conn, channel, strlen(channel));
+	char		sql[256];
+
+	if (!ident)
+	{
+		link_fail("bad channel name");
+		return;
+	}
+	lws_snprintf(sql, sizeof(sql), "LISTEN %s", ident);
+	PQfreemem(ident);
+	dblink_send(sql, 0, NULL, cb, NULL);
 }
 
 static void
 setup_settings(PGresult *res, void *arg)
 {
-	char	   *ident;
-	char		sql[256];
-
 	if (!res)
 		return;
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
@@ -291,16 +444,7 @@ setup_settings(PGresult *res, void *arg)
 		return;
 	}
 	session_timeout_ms = atoi(PQgetvalue(res, 0, 1));
-	ident = PQescapeIdentifier(conn, PQgetvalue(res, 0, 0),
-							   (size_t) PQgetlength(res, 0, 0));
-	if (!ident)
-	{
-		link_fail("bad presence.channel");
-		return;
-	}
-	lws_snprintf(sql, sizeof(sql), "LISTEN %s", ident);
-	PQfreemem(ident);
-	dblink_send(sql, 0, NULL, setup_listen, NULL);
+	send_listen(PQgetvalue(res, 0, 0), setup_listen);
 }
 
 /* Passes notifications to the feed, holding one back if it is full. */
@@ -309,6 +453,12 @@ take_notifications(void)
 {
 	while (held || (conn && (held = PQnotifies(conn))))
 	{
+		if (probe_notification(held))
+		{
+			PQfreemem(held);
+			held = NULL;
+			continue;
+		}
 		if (feed_notification(held->extra))
 			return;				/* feed.c calls dblink_resume_notifications() */
 		PQfreemem(held);
@@ -364,6 +514,12 @@ drain(void)
 		sessions_pump();
 }
 
+/*
+ * One step of PQconnectPoll(), on the readiness it asked for.  Each step
+ * may have moved libpq to another socket (the next address or host),
+ * which is then adopted, and says what to wait for next: POLLIN is always
+ * watched, POLLOUT only when asked for.
+ */
 static void
 connect_poll(void)
 {
@@ -376,15 +532,37 @@ connect_poll(void)
 		case PGRES_POLLING_OK:
 			link_connected();
 			return;
-		default:
+		case PGRES_POLLING_READING:
+		case PGRES_POLLING_WRITING:
+		case PGRES_POLLING_ACTIVE:	/* unused by libpq since 7.x */
 			if (watch_socket())
 			{
 				link_fail("cannot watch the connection's socket");
 				return;
 			}
-			if (poll_wants == PGRES_POLLING_WRITING)
-				lws_callback_on_writable(conn_wsi);
+			if (poll_wants != PGRES_POLLING_READING)
+			{
+				poll_wants = PGRES_POLLING_WRITING;
+				want_write();
+			}
+			return;
 	}
+}
+
+/*
+ * lws closed the socket being tried: it hung up (reset, or aborted by
+ * connect_timeout()).  Whether that ends the attempt or only this address
+ * is for libpq to say; if it stays on the dead socket, the attempt is over.
+ */
+static void
+connect_hangup(void)
+{
+	dev_t		dev = conn_dev;
+	ino_t		ino = conn_ino;
+
+	connect_poll();
+	if (state == LINK_CONNECTING && conn_dev == dev && conn_ino == ino)
+		link_fail("connection closed");
 }
 
 int
@@ -408,29 +586,34 @@ dblink_callback(struct lws *wsi, enum lws_callback_reasons reason,
 				break;
 			}
 			if (PQisnonblocking(conn) && PQflush(conn) > 0)
-				lws_callback_on_writable(conn_wsi);
+				want_write();
 			drain();
 			break;
 
 		case LWS_CALLBACK_RAW_WRITEABLE_FILE:
 			if (wsi != conn_wsi)
 				return -1;
+			writing_wsi = wsi;
 			if (state == LINK_CONNECTING)
 			{
 				if (poll_wants == PGRES_POLLING_WRITING)
 					connect_poll();
-				break;
 			}
-			flush_output();
+			else
+				flush_output();
+			writing_wsi = NULL;
 			break;
 
 		case LWS_CALLBACK_RAW_CLOSE_FILE:
-			/* lws saw a hangup on the live link: that is a lost link */
+			/* lws saw a hangup: a lost link, or an address that failed */
 			if (wsi == conn_wsi)
 			{
 				conn_wsi = NULL;
-				conn_fd = -1;
-				link_fail("connection closed");
+				conn_dupfd = -1;
+				if (state == LINK_CONNECTING)
+					connect_hangup();
+				else
+					link_fail("connection closed");
 			}
 			break;
 
@@ -444,6 +627,7 @@ int
 dblink_start(const char *ci)
 {
 	conninfo = ci;
+	conninfo_init(ci);
 	lws_sul_schedule(relay_context, 0, &sul_retry, link_connect, 1);
 	return 0;
 }
@@ -455,8 +639,10 @@ dblink_stop(void)
 	if (held)
 		PQfreemem(held);
 	held = NULL;
+	probe_stop();
 	lws_sul_cancel(&sul_retry);
 	lws_sul_cancel(&sul_timeout);
+	lws_sul_cancel(&sul_write);
 	lws_sul_cancel(&sul_down);
 	if (job_result)
 		PQclear(job_result);
@@ -467,4 +653,5 @@ dblink_stop(void)
 		PQfinish(conn);
 	conn = NULL;
 	state = LINK_DOWN;
+	conninfo_cleanup();
 }

@@ -1,7 +1,8 @@
 /*
  * http.c - the plain HTTP side: GET /online, /healthz, /metrics, and with
  * --demo /demo/token.  Files under --static are served by an lws mount
- * (main.c), not here.
+ * (main.c), not here.  With --metrics-bind, /metrics moves to a listener
+ * of its own (http_metrics_callback()).
  *
  * /online needs the database: the request joins the clients waiting for
  * the next snapshot (feed.c) and is answered when it arrives, without
@@ -123,16 +124,29 @@ authorized(struct lws *wsi)
 	return 0;
 }
 
+/*
+ * 200 when the relay works; 503 when the database is down, or up but its
+ * notifications do not reach the relay (a pooler in transaction mode).
+ */
 static int
 serve_healthz(struct lws *wsi)
 {
+	static const char *const heard[] = {
+		[PROBE_UNCHECKED] = "unchecked",
+		[PROBE_OK] = "ok",
+		[PROBE_FAILED] = "not_arriving",
+	};
 	char		json[256];
+	int			up = dblink_is_up(),
+				deaf = up && probe_result() == PROBE_FAILED;
 
 	lws_snprintf(json, sizeof(json),
-				 "{\"status\":\"%s\",\"database\":\"%s\",\"connections\":%d}",
-				 dblink_is_up() ? "ok" : "unavailable",
-				 dblink_is_up() ? "up" : "down", feed_client_count());
-	return http_reply(wsi, dblink_is_up() ? 200 : 503, json, 0);
+				 "{\"status\":\"%s\",\"database\":\"%s\",\"notifications\":\"%s\","
+				 "\"connections\":%d}",
+				 !up ? "unavailable" : deaf ? "no_notifications" : "ok",
+				 up ? "up" : "down", heard[up ? probe_result() : PROBE_UNCHECKED],
+				 feed_client_count());
+	return http_reply(wsi, up && !deaf ? 200 : 503, json, 0);
 }
 
 static int
@@ -171,7 +185,7 @@ route(struct lws *wsi, struct client *c, const char *uri)
 {
 	if (!strcmp(uri, "/healthz"))
 		return serve_healthz(wsi);
-	if (!strcmp(uri, "/metrics"))
+	if (!strcmp(uri, "/metrics") && !relay_opts.metrics_bind)
 		return serve_metrics(wsi);
 	if (relay_opts.demo && !strcmp(uri, "/demo/token"))
 		return serve_demo_token(wsi);
@@ -212,6 +226,36 @@ finish(struct lws *wsi, int r)
 	if (r < 0 || lws_http_transaction_completed(wsi))
 		return -1;
 	return 0;
+}
+
+/*
+ * The --metrics-bind listener, for monitoring on a private address: GET
+ * /metrics and /healthz, nothing else (404), and no WebSocket.
+ */
+int
+http_metrics_callback(struct lws *wsi, enum lws_callback_reasons reason,
+					  void *user, void *in, size_t len)
+{
+	char		uri[64];
+	int			r;
+
+	switch (reason)
+	{
+		case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+			return -1;
+		case LWS_CALLBACK_HTTP:
+			if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0)
+				r = http_reply(wsi, 405, "{\"error\":\"GET only\"}", 0);
+			else if (!strcmp(uri, "/metrics"))
+				r = serve_metrics(wsi);
+			else if (!strcmp(uri, "/healthz"))
+				r = serve_healthz(wsi);
+			else
+				r = http_reply(wsi, 404, "{\"error\":\"not found\"}", 0);
+			return finish(wsi, r);
+		default:
+			return lws_callback_http_dummy(wsi, reason, user, in, len);
+	}
 }
 
 int

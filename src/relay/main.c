@@ -31,11 +31,19 @@ struct lws_vhost *relay_vhost;
 static volatile sig_atomic_t stop_requested;
 static int	shutting_down;
 static char session_prefix[128];
+static char metrics_addr[INET6_ADDRSTRLEN];
+static int	metrics_port;
 
 static const struct lws_protocols protocols[] = {
 	/* first: plain HTTP and upgrades without a subprotocol land here */
 	{"presence", ws_callback, sizeof(struct client), 1024, 0, NULL, 0},
 	{"presence-db", dblink_callback, 0, 0, 0, NULL, 0},
+	{NULL, NULL, 0, 0, 0, NULL, 0}
+};
+
+/* the --metrics-bind listener: plain HTTP, /metrics and /healthz */
+static const struct lws_protocols metrics_protocols[] = {
+	{"presence-metrics", http_metrics_callback, 0, 0, 0, NULL, 0},
 	{NULL, NULL, 0, 0, 0, NULL, 0}
 };
 
@@ -54,6 +62,7 @@ static const struct option long_options[] = {
 	{"db", required_argument, NULL, 'd'},
 	{"port", required_argument, NULL, 'p'},
 	{"bind", required_argument, NULL, 'b'},
+	{"metrics-bind", required_argument, NULL, 'M'},
 	{"jwt-secret-file", required_argument, NULL, 's'},
 	{"allow-anonymous", no_argument, NULL, 'a'},
 	{"static", required_argument, NULL, 'S'},
@@ -76,7 +85,8 @@ usage(FILE *f)
 			"Live presence over WebSocket for the presence PostgreSQL extension.\n\n"
 			"  --db CONNINFO           database to use (libpq conninfo or URI; PG* variables work)\n"
 			"  --port N                port to listen on (default 8080)\n"
-			"  --bind ADDR             address to listen on (default 127.0.0.1)\n"
+			"  --bind ADDR             address to listen on (default 127.0.0.1; :: or 0.0.0.0 for all)\n"
+			"  --metrics-bind ADDR:PORT  serve /metrics (and /healthz) there only\n"
 			"  --jwt-secret-file F     HS256 secret for client tokens\n"
 			"  --allow-anonymous       let clients without a token watch (not tracked)\n"
 			"  --static DIR            serve DIR at /\n"
@@ -119,6 +129,9 @@ parse_options(int argc, char **argv)
 				break;
 			case 'b':
 				relay_opts.bind = optarg;
+				break;
+			case 'M':
+				relay_opts.metrics_bind = optarg;
 				break;
 			case 's':
 				relay_opts.secret_file = optarg;
@@ -167,6 +180,23 @@ parse_options(int argc, char **argv)
 		fprintf(stderr, "unexpected argument: %s\n", argv[optind]);
 		return -1;
 	}
+	if (listen_family("--bind", relay_opts.bind) < 0)
+		return -1;
+	if (relay_opts.metrics_bind &&
+		listen_split("--metrics-bind", relay_opts.metrics_bind, metrics_addr,
+					 sizeof(metrics_addr), &metrics_port))
+		return -1;
+	if (relay_opts.metrics_bind && metrics_port == relay_opts.port &&
+		!strcmp(metrics_addr, relay_opts.bind))
+	{
+		fprintf(stderr, "--metrics-bind %s: the same address and port as --bind and --port\n",
+				relay_opts.metrics_bind);
+		return -1;
+	}
+	if (listen_check("--bind", relay_opts.bind, relay_opts.port) ||
+		(relay_opts.metrics_bind &&
+		 listen_check("--metrics-bind", metrics_addr, metrics_port)))
+		return -1;
 	/* demo tokens let anyone be anyone: never off this machine */
 	if (relay_opts.demo && !relay_is_loopback(relay_opts.bind))
 	{
@@ -244,6 +274,21 @@ shut_down(void)
 	lws_sul_cancel(&sul_deadline);
 }
 
+/* A second vhost for --metrics-bind, with the main one's options. */
+static int
+start_metrics_listener(const struct lws_context_creation_info *main_info)
+{
+	struct lws_context_creation_info info;
+
+	memset(&info, 0, sizeof(info));
+	info.options = main_info->options & ~LWS_SERVER_OPTION_DISABLE_IPV6;
+	listen_on(&info, metrics_addr, metrics_port);
+	info.protocols = metrics_protocols;
+	info.vhost_name = "metrics";
+	info.retry_and_idle_policy = &idle_policy;
+	return lws_create_vhost(relay_context, &info) ? 0 : -1;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -269,13 +314,12 @@ main(int argc, char **argv)
 				 host, (int) getpid());
 
 	memset(&info, 0, sizeof(info));
-	info.port = relay_opts.port;
-	info.iface = relay_opts.bind;
 	info.protocols = protocols;
 	info.vhost_name = "presence";
 	info.retry_and_idle_policy = &idle_policy;
 	info.options = LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE |
 		LWS_SERVER_OPTION_VALIDATE_UTF8;
+	listen_on(&info, relay_opts.bind, relay_opts.port);
 
 	/* with --static, "/" is the file mount, so the endpoints need mounts too */
 	memset(mounts, 0, sizeof(mounts));
@@ -312,13 +356,21 @@ main(int argc, char **argv)
 		return 1;
 	}
 	relay_vhost = lws_get_vhost_by_name(relay_context, "presence");
+	if (relay_opts.metrics_bind && start_metrics_listener(&info))
+	{
+		lwsl_err("cannot listen on %s\n", relay_opts.metrics_bind);
+		lws_context_destroy(relay_context);
+		return 1;
+	}
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 
-	lwsl_user("presence-relay listening on %s:%d\n", relay_opts.bind, relay_opts.port);
+	lwsl_user("presence-relay listening on %s port %d%s%s\n", relay_opts.bind,
+			  relay_opts.port, relay_opts.metrics_bind ? ", metrics on " : "",
+			  relay_opts.metrics_bind ? relay_opts.metrics_bind : "");
 	dblink_start(relay_opts.conninfo);
 
 	while (!stop_requested)

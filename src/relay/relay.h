@@ -33,6 +33,7 @@ struct relay_options
 	const char *conninfo;
 	const char *bind;
 	int			port;
+	const char *metrics_bind;	/* ADDR:PORT of the /metrics listener */
 	const char *secret_file;
 	int			allow_anonymous;
 	const char *static_dir;
@@ -166,11 +167,43 @@ int			ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 /* http.c: plain HTTP endpoints */
 int			http_callback(struct lws *wsi, enum lws_callback_reasons reason,
 						  void *user, void *in, size_t len);
+int			http_metrics_callback(struct lws *wsi, enum lws_callback_reasons reason,
+								  void *user, void *in, size_t len);
 int			http_origin_allowed(struct lws *wsi);
 int			http_reply(struct lws *wsi, unsigned int status, const char *body,
 					   int www_authenticate);
 void		http_snapshot_ready(struct client *c, struct snapshot *s);
 void		http_snapshot_failed(struct client *c);
+
+/* listen.c: --bind and --metrics-bind */
+int			listen_family(const char *flag, const char *addr);
+int			listen_split(const char *flag, const char *arg, char *addr, size_t len,
+						 int *port);
+int			listen_check(const char *flag, const char *addr, int port);
+void		listen_on(struct lws_context_creation_info *info, const char *addr,
+					  int port);
+
+/* conninfo.c: the hosts of --db, in the order to try them */
+void		conninfo_init(const char *conninfo);
+void		conninfo_cleanup(void);
+int			conninfo_hosts(void);
+int			conninfo_host_index(const char *host, const char *port);
+int			conninfo_params(int first, const char **keys, const char **vals);
+
+/* probe.c: does the link receive notifications (no pooler in between)? */
+enum probe_result
+{
+	PROBE_UNCHECKED,			/* not yet, or the probe could not run */
+	PROBE_OK,
+	PROBE_FAILED,				/* a notification sent to it never came */
+};
+typedef void (*probe_done_cb) (enum probe_result r);
+void		probe_new_channel(void);
+const char *probe_channel(void);
+void		probe_start(const char *conninfo, PGconn *link, probe_done_cb done);
+int			probe_notification(const PGnotify *n);
+enum probe_result probe_result(void);
+void		probe_stop(void);
 
 /* dblink.c: the one libpq connection */
 typedef void (*dblink_result_cb) (PGresult *res, void *arg);

@@ -7,6 +7,8 @@
 //   const pg = await startCluster({ gucs: { 'presence.idle_timeout': '2s' } });
 //   await pg.query('SELECT presence.connect($1)', ['42']);
 //   await pg.restart();
+//   const standby = await pg.startStandby();   // streaming, hot standby
+//   await standby.promote();
 //   await pg.stop();
 //
 // initdb refuses to run as root: run tests as an unprivileged user.
@@ -72,9 +74,18 @@ class Cluster {
     return `postgresql://${this.user}@${this.host}:${this.port}/${encodeURIComponent(this.database)}`;
   }
 
-  // libpq keyword form over the unix socket, for programs under test.
+  // libpq keyword form for programs under test: over the unix socket, or
+  // over TCP when PRESENCE_TEST_DB=tcp (test/relay/run.sh runs both ways).
   get conninfo() {
+    return process.env.PRESENCE_TEST_DB === 'tcp' ? this.tcpConninfo : this.socketConninfo;
+  }
+
+  get socketConninfo() {
     return `host=${this.socketDir} port=${this.port} user=${this.user} dbname=${this.database}`;
+  }
+
+  get tcpConninfo() {
+    return `host=${this.host} port=${this.port} user=${this.user} dbname=${this.database}`;
   }
 
   async init() {
@@ -82,6 +93,24 @@ class Cluster {
     execFileSync(path.join(this.bindir, 'initdb'),
       ['-D', this.dataDir, '-U', this.user, '-A', 'trust', '-E', 'UTF8',
         '--locale=C', '--no-sync'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    this.configure();
+  }
+
+  // A base backup of primary (over its unix socket; initdb's pg_hba.conf
+  // trusts local replication) that streams from it: standby.signal and
+  // primary_conninfo are written by pg_basebackup -R.
+  async initStandby(primary) {
+    this.port = await freePort();
+    execFileSync(path.join(this.bindir, 'pg_basebackup'),
+      ['-D', this.dataDir, '-h', primary.socketDir, '-p', String(primary.port),
+        '-U', primary.user, '-R', '-X', 'stream', '-c', 'fast', '--no-sync'],
+      { stdio: ['ignore', 'ignore', 'pipe'] });
+    this.configure();
+  }
+
+  // Appends this cluster's own settings; the last line for a setting wins,
+  // so a standby's override what it copied from its primary.
+  configure() {
     let conf = '\n# test/lib/cluster.js\n';
     conf += gucLine('port', this.port);
     conf += gucLine('listen_addresses', '127.0.0.1');
@@ -160,9 +189,42 @@ class Cluster {
     await this.start();
   }
 
+  // Starts a hot standby of this cluster, streaming from it, on a port and
+  // in a temp dir of its own; stop() it like any cluster.  Options: name,
+  // gucs (on top of this cluster's).
+  async startStandby(opts = {}) {
+    const standby = new Cluster({
+      name: opts.name || `${this.name}-standby`,
+      database: this.database,
+      gucs: { ...this.gucs, ...(opts.gucs || {}) },
+      extension: false,
+      artifactsDir: this.artifactsDir,
+    });
+    try {
+      await standby.initStandby(this);
+      await standby.start();
+    } catch (e) {
+      await standby.stop().catch(() => {});
+      throw e;
+    }
+    return standby;
+  }
+
+  // Is this server in recovery (a standby)?
+  async inRecovery() {
+    return (await this.query('SELECT pg_is_in_recovery() AS r', [], 'postgres')).rows[0].r;
+  }
+
+  // Promotes this standby and waits until it accepts writes.
+  async promote(timeoutMs = 30000) {
+    execFileSync(path.join(this.bindir, 'pg_ctl'),
+      ['promote', '-w', '-t', String(Math.ceil(timeoutMs / 1000)), '-D', this.dataDir],
+      { stdio: ['ignore', 'ignore', 'pipe'] });
+  }
+
   async stop() {
     await this.stopServer('fast');
-    if (this.artifactsDir) {
+    if (this.artifactsDir && fs.existsSync(this.logFile)) {
       fs.mkdirSync(this.artifactsDir, { recursive: true });
       fs.copyFileSync(this.logFile, path.join(this.artifactsDir, `${this.name}-postgres.log`));
     }

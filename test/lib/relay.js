@@ -7,6 +7,7 @@
 //                  "valgrind --leak-check=full --error-exitcode=99"
 //
 //   const relay = await startRelay({ cluster, secret: 's3cret', args: ['--allow-anonymous'] });
+//   (db: 'conninfo' instead of cluster for a conninfo of the test's own)
 //   relay.url('/ws')  relay.wsUrl('/ws?token=...')
 //   const { code, signal } = await relay.stop();
 
@@ -40,15 +41,23 @@ class Relay {
     this.artifactsDir = opts.artifactsDir || process.env.ARTIFACTS_DIR || null;
   }
 
-  url(p = '/') { return `http://127.0.0.1:${this.port}${p}`; }
-  wsUrl(p = '/ws') { return `ws://127.0.0.1:${this.port}${p}`; }
+  // Where clients reach it: its --bind address, 127.0.0.1 if that is 0.0.0.0
+  // (or not given), ::1 if it is ::, or opts.host.
+  get host() {
+    const wildcard = { '0.0.0.0': '127.0.0.1', '::': '::1' };
+    const h = this.opts.host || wildcard[this.opts.bind] || this.opts.bind || '127.0.0.1';
+    return h.includes(':') ? `[${h}]` : h;
+  }
+
+  url(p = '/') { return `http://${this.host}:${this.port}${p}`; }
+  wsUrl(p = '/ws') { return `ws://${this.host}:${this.port}${p}`; }
   log() { try { return fs.readFileSync(this.logFile, 'utf8'); } catch { return ''; } }
 
   async start() {
     const o = this.opts;
     this.port = o.port || await freePort();
     const args = ['--port', String(this.port), '--bind', o.bind || '127.0.0.1'];
-    if (o.cluster) args.push('--db', o.cluster.conninfo);
+    if (o.db || o.cluster) args.push('--db', o.db || o.cluster.conninfo);
     if (o.secret !== undefined) {
       this.secretFile = path.join(this.dir, 'secret');
       fs.writeFileSync(this.secretFile, o.secret + '\n', { mode: 0o600 });
@@ -68,7 +77,14 @@ class Relay {
       resolve(this.exitStatus);
     }));
     if (o.wait === false) return this;
-    await this.waitHealthy(o.expectDb === false ? [200, 503] : [200]);
+    try {
+      await this.waitHealthy(o.expectDb === false ? [200, 503] : [200]);
+    } catch (e) {
+      // nobody else holds it: it would keep the test process alive
+      this.signal('SIGKILL');
+      await this.exited;
+      throw e;
+    }
     return this;
   }
 

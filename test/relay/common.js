@@ -1,8 +1,10 @@
 'use strict';
 // What the relay test files share: the cluster settings, the secret, and
-// small helpers for HTTP and tokens.
+// small helpers for relays, HTTP and tokens.
 
+const assert = require('node:assert/strict');
 const { sign } = require('../lib/jwt');
+const { startRelay } = require('../lib/relay');
 
 const SECRET = 'relay-test-secret-0123456789abcdef';
 
@@ -49,4 +51,25 @@ async function eventually(fn, timeoutMs = 10000, what = 'condition') {
   }
 }
 
-module.exports = { SECRET, GUCS, token, bearer, getJson, metric, eventually };
+// Runs fn(relay) on a relay started with opts (the test secret unless
+// given), then stops it, checks that it exited 0, and removes its files.
+async function withRelay(opts, fn) {
+  const relay = await startRelay({ secret: SECRET, ...opts });
+  try {
+    await fn(relay);
+  } finally {
+    const status = await relay.stop();
+    assert.deepEqual(status, { code: 0, signal: null }, `relay exit:\n${relay.log()}`);
+    relay.cleanup();
+  }
+}
+
+// The relay's /healthz ({ status, body }) once pred(body) holds.
+function healthWhen(relay, pred, what, timeoutMs = 20000) {
+  return eventually(async () => {
+    const r = await getJson(relay.url('/healthz'));
+    return pred(r.body) && r;
+  }, timeoutMs, what);
+}
+
+module.exports = { SECRET, GUCS, token, bearer, getJson, metric, eventually, withRelay, healthWhen };

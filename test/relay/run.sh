@@ -1,8 +1,9 @@
 #!/bin/sh
-# The relay suite: node:test files against throwaway clusters, then a
-# second pass of the quick files with the relay built with AddressSanitizer
-# (leaks included).  Run from the repository root, as an unprivileged user
-# (initdb refuses root); scripts/test.sh does that.
+# The relay suite: node:test files against throwaway clusters, the relay
+# reaching them over a unix socket; the main scenarios again over TCP; then
+# the quick files with the relay built with AddressSanitizer (leaks
+# included).  Run from the repository root, as an unprivileged user (initdb
+# refuses root); scripts/test.sh does that.
 #
 #   test/relay/run.sh                   everything
 #   RELAY_WRAPPER="valgrind --leak-check=full --error-exitcode=99" \
@@ -26,6 +27,13 @@ echo "--- relay tests"
 # shellcheck disable=SC2086
 node --test --test-concurrency=1 --test-timeout=300000 $files || status=1
 
+if [ $# -eq 0 ]; then
+	echo "--- the main scenarios again, the relay reaching PostgreSQL over TCP"
+	PRESENCE_TEST_DB=tcp ARTIFACTS_DIR="$ARTIFACTS_DIR/tcp-run" \
+		node --test --test-concurrency=1 --test-timeout=300000 \
+			test/relay/auth.test.js test/relay/feed.test.js test/relay/resilience.test.js || status=1
+fi
+
 if [ "${RELAY_ASAN:-1}" != 0 ] && [ $# -eq 0 ]; then
 	echo "--- relay tests again, relay built with AddressSanitizer + UBSan"
 	make -s -C src/relay asan
@@ -35,7 +43,9 @@ if [ "${RELAY_ASAN:-1}" != 0 ] && [ $# -eq 0 ]; then
 	RELAY_BIN="$top/src/relay/presence-relay-asan" \
 	ARTIFACTS_DIR="$ARTIFACTS_DIR/asan-run" \
 		node --test --test-concurrency=1 --test-timeout=300000 \
-			test/relay/auth.test.js test/relay/feed.test.js test/relay/resilience.test.js || status=1
+			test/relay/auth.test.js test/relay/feed.test.js test/relay/resilience.test.js \
+			test/relay/failover.test.js test/relay/listen.test.js test/relay/pooler.test.js \
+			test/relay/docs.test.js test/relay/nginx.test.js || status=1
 	if ls "$ARTIFACTS_DIR"/asan.* >/dev/null 2>&1; then
 		echo "AddressSanitizer reports:"; cat "$ARTIFACTS_DIR"/asan.*; status=1
 	fi
