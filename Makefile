@@ -16,11 +16,15 @@ OBJS = \
 	src/sync.o \
 	src/bound.o \
 	src/sql_api.o \
+	src/channels.o \
+	src/membership.o \
+	src/channel_api.o \
+	src/channel_sync.o \
 	src/persist.o \
 	src/notify.o \
 	src/worker.o \
 	src/flusher.o
-DATA = src/presence--1.0.sql
+DATA = src/presence--1.0.sql src/presence--1.1.sql src/presence--1.0--1.1.sql
 PGFILEDESC = "presence - who is online, tracked in shared memory"
 
 PG_CPPFLAGS = -I$(srcdir)/src

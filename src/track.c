@@ -54,6 +54,14 @@ session_alive(PresencePartition *part, PresenceSession *session,
 	return status_session_activity(part, session, now);
 }
 
+/* session_alive, for the channel operations (membership.c). */
+bool
+registry_session_alive(PresencePartition *part, PresenceSession *session,
+					   TimestampTz now, bool active)
+{
+	return session_alive(part, session, now, active);
+}
+
 static void
 session_set_owner(PresencePartition *part, PresenceSession *session, bool bound)
 {
@@ -269,6 +277,7 @@ registry_set_visible(PresenceId user, bool visible)
 		u->visible = visible;
 		u->visible_changed = true;
 		registry_mark_user_changed(l.part, u, GetCurrentTimestamp());
+		members_recount_user(u);
 		wake = status_as_seen(u) != u->notified;
 	}
 	registry_release(l.lock, wake);

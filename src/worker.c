@@ -9,7 +9,8 @@
  * apply the timeouts, take the changes out of the registry, append them to
  * the journal, queue one NOTIFY per status change, commit.  Another process,
  * the flusher (flusher.c), folds the journal into the tables, so the ticks
- * never wait for that.  On SIGTERM the worker runs a last tick and exits.  It loads the registry from the tables when shared memory is new
+ * never wait for that.  On SIGTERM the worker runs a last tick and exits.
+ * It loads the registry from the tables when shared memory is new
  * (server start, crash restart, promotion) or the extension was just
  * created, and clears it when the extension is dropped.  On a standby it
  * only waits for promotion.
@@ -89,7 +90,7 @@ worker_detach(int code, Datum arg)
  * extension to work for.
  */
 static bool
-sync_with_extension(TimestampTz now)
+sync_with_extension(TimestampTz now, bool *with_members)
 {
 	Oid			ext = get_extension_oid("presence", true);
 	Oid			known;
@@ -111,17 +112,18 @@ sync_with_extension(TimestampTz now)
 	if (!OidIsValid(ext))
 		return false;
 
+	*with_members = persist_has_memberships();
 	if (presence_shared->state != REGISTRY_READY)
 	{
 		pgstat_report_activity(STATE_RUNNING, "loading the registry");
-		persist_load(now);
+		persist_load(now, *with_members);
 		last_activity = now;
 		registry_set_state(REGISTRY_READY);
 		ereport(LOG,
 				(errmsg("presence worker loaded the registry from the tables")));
 	}
 	else if (merge)
-		persist_load(now);
+		persist_load(now, *with_members);
 	return true;
 }
 
@@ -160,7 +162,7 @@ worker_tick(bool with_activity)
 
 	pg_atomic_fetch_add_u64(&presence_shared->ticks_started, 1);
 	worker_begin_work("sweeping");
-	tracking = sync_with_extension(start);
+	tracking = sync_with_extension(start, &batch.with_members);
 	if (tracking)
 	{
 		/* Should this tick fail, the next worker rewrites the tables. */
