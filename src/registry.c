@@ -587,8 +587,8 @@ registry_create_user(RegistryLookup *l, RegistryFull *full)
 		return NULL;
 	}
 	Assert(!found);
-	memset((char *) user + sizeof(PresenceKey), 0,
-		   sizeof(PresenceUser) - sizeof(PresenceKey));
+	memset((char *) user + sizeof(PresenceUserKey), 0,
+		   sizeof(PresenceUser) - sizeof(PresenceUserKey));
 	if (inline_id)
 	{
 		/* Nobody else sees the entry before the caller's lock goes. */
