@@ -32,11 +32,11 @@ PG_CPPFLAGS = -I$(srcdir)/src
 # every fmgr entry point and callback would trip.
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Werror
 
-REGRESS = setup api validation visibility channels privileges
+REGRESS = setup api validation visibility limits channels privileges
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/presence.conf \
 	--use-existing
 
-ISOLATION = concurrent-connect notify-order
+ISOLATION = concurrent-connect notify-order user-limit
 ISOLATION_OPTS = --inputdir=$(srcdir)/test/isolation \
 	--temp-instance=./tmp_check_iso --temp-config=$(srcdir)/test/isolation/presence.conf \
 	--use-existing

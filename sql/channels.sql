@@ -198,6 +198,16 @@ SELECT channel, sessions FROM presence.channels('kit')
 SELECT presence.disconnect('kit', 'other'), presence.disconnect('kit', 'keep');
 SELECT wait_until($$SELECT memberships = 0 AND channels = 0 FROM presence.stats()$$);
 
+-- A join that would open a session beyond presence.max_sessions_per_user
+-- (50) fails as connect does, and changes nothing; live sessions join.
+SELECT count(presence.connect('many', 's' || i)) FROM generate_series(1, 50) i;
+SELECT try($$SELECT presence.join('room:m', 'many', 's51')$$);
+SELECT count(*) AS sessions, presence.occupancy('room:m') FROM presence.sessions('many');
+SELECT presence.join('room:m', 'many', 's50');
+SELECT user_id, sessions FROM presence.members('room:m');
+SELECT count(presence.disconnect('many', 's' || i)) FROM generate_series(1, 50) i;
+SELECT wait_until($$SELECT memberships = 0 AND channels = 0 AND users = 0 FROM presence.stats()$$);
+
 -- A full table: presence.max_memberships is 1000 in this test
 -- configuration.  53400 naming the setting; nothing changes.
 SELECT count(presence.join('fill:' || (i % 10), 'f' || (i / 10)))

@@ -1,22 +1,31 @@
 --
--- Write functions and sessions() are not for PUBLIC; reads are.
+-- What each role of docs/sql.md's Privileges section may do and see:
+-- PUBLIC, an application role and the relay's role with the GRANTs shown
+-- there, and the tables' owner (the superuser running these tests).
 --
 SELECT presence.connect('lena');
+SELECT presence.set_visible('hidden', false), presence.connect('hidden', 'tab');
 CREATE ROLE presence_reader;
 CREATE ROLE presence_app;
+CREATE ROLE presence_relay;
 
+-- PUBLIC: the read functions, which show invisible users as offline.
 SET ROLE presence_reader;
 SELECT presence.status('lena'), presence.is_online('lena');
 SELECT presence.last_active('lena') IS NOT NULL AS seen;
 SELECT user_id, status FROM presence.online_users();
-SELECT count(*) FROM presence.stats();
+SELECT presence.status('hidden'), presence.last_active('hidden');
 SELECT try($$SELECT presence.connect('mallory')$$);
 SELECT try($$SELECT presence.heartbeat('lena')$$);
 SELECT try($$SELECT presence.disconnect('lena')$$);
 SELECT try($$SELECT presence.set_visible('lena', false)$$);
 SELECT try($$SELECT * FROM presence.sessions()$$);
+SELECT try($$SELECT * FROM presence.stats()$$);
+SELECT try($$SELECT presence._reset_registry()$$);
 SELECT try($$SELECT * FROM presence.users$$);
 SELECT try($$SELECT * FROM presence.sessions$$);
+SELECT try($$SELECT * FROM presence.journal$$);
+SELECT try($$SELECT nextval('presence.notification_seq')$$);
 -- Channels: none of their functions is for PUBLIC, reads included (who is
 -- in a private room is private).
 SELECT try($$SELECT presence.join('room:1', 'mallory')$$);
@@ -40,13 +49,11 @@ SELECT presence.connect('mallory');
 SELECT presence.heartbeat('mallory');
 SELECT presence.disconnect('mallory');
 SELECT try($$SELECT * FROM presence.sessions()$$);
+SELECT try($$SELECT * FROM presence.stats()$$);
+SELECT try($$SELECT * FROM presence.users$$);
 SELECT try($$SELECT presence.join('room:1', 'mallory')$$);
 RESET ROLE;
-
--- The channel GRANTs docs/sql.md shows: the application writes and reads;
--- the relay's role also calls connect, heartbeat and disconnect for its
--- sockets, join, leave and update for their channels, members() for the
--- per-channel state it sends and occupancy() for counts; not channels().
+-- For channels, the writes and the reads.
 GRANT EXECUTE ON FUNCTION
   presence.join(text, text, text, jsonb),
   presence.leave(text, text, text),
@@ -55,17 +62,6 @@ GRANT EXECUTE ON FUNCTION
   presence.channels(text),
   presence.occupancy(text)
   TO presence_app;
-CREATE ROLE presence_relay;
-GRANT EXECUTE ON FUNCTION
-  presence.connect(text, text, jsonb, boolean),
-  presence.heartbeat(text, text, boolean),
-  presence.disconnect(text, text),
-  presence.join(text, text, text, jsonb),
-  presence.leave(text, text, text),
-  presence.update(text, text, text, jsonb),
-  presence.members(text),
-  presence.occupancy(text)
-  TO presence_relay;
 SET ROLE presence_app;
 SELECT presence.join('room:1', 'mallory', 'tab', '{"page": "/"}');
 SELECT presence.update('room:1', 'mallory', 'tab', '{"page": "/a"}');
@@ -76,37 +72,58 @@ SELECT presence.leave('room:1', 'mallory', 'tab');
 SELECT presence.disconnect('mallory', 'tab');
 SELECT try($$SELECT * FROM presence.memberships$$);
 RESET ROLE;
-SET ROLE presence_relay;
-SELECT presence.connect('rae', 'ws-1', NULL, true);
-SELECT presence.join('room:1', 'rae', 'ws-1', '{"typing": false}');
-SELECT presence.update('room:1', 'rae', 'ws-1', '{"typing": true}');
-SELECT user_id, metas FROM presence.members('room:1') WHERE user_id = 'rae';
-SELECT presence.occupancy('room:1') >= 1 AS counted;
-SELECT try($$SELECT * FROM presence.channels('rae')$$);
-SELECT presence.leave('room:1', 'rae', 'ws-1'), presence.disconnect('rae', 'ws-1');
+-- ... and, if it needs them, sessions(), which lists visible users' only.
+GRANT EXECUTE ON FUNCTION presence.sessions(text) TO presence_app;
+SET ROLE presence_app;
+SELECT user_id, session_id FROM presence.sessions() ORDER BY user_id;
+SELECT count(*) AS hidden_sessions FROM presence.sessions('hidden');
 RESET ROLE;
-REVOKE EXECUTE ON FUNCTION
-  presence.join(text, text, text, jsonb),
-  presence.leave(text, text, text),
-  presence.update(text, text, text, jsonb),
-  presence.members(text),
-  presence.channels(text),
-  presence.occupancy(text)
-  FROM presence_app;
-REVOKE EXECUTE ON FUNCTION
+
+-- The GRANTs docs/sql.md shows for the relay's role.
+GRANT EXECUTE ON FUNCTION
   presence.connect(text, text, jsonb, boolean),
   presence.heartbeat(text, text, boolean),
   presence.disconnect(text, text),
+  presence.set_visible(text, boolean),
+  presence.stats()
+  TO presence_relay;
+-- For channels: join, leave and update for its sockets' channels,
+-- members() for the per-channel state it sends, occupancy() for counts;
+-- not channels().
+GRANT EXECUTE ON FUNCTION
   presence.join(text, text, text, jsonb),
   presence.leave(text, text, text),
   presence.update(text, text, text, jsonb),
   presence.members(text),
   presence.occupancy(text)
-  FROM presence_relay;
-DROP ROLE presence_relay;
+  TO presence_relay;
+SET ROLE presence_relay;
+SELECT presence.connect('relayed', 'ws-1', NULL, true);
+SELECT user_id, status FROM presence.online_users() ORDER BY user_id;
+SELECT users, sessions, ready FROM presence.stats();
+SELECT presence.join('room:1', 'relayed', 'ws-1', '{"typing": false}');
+SELECT presence.update('room:1', 'relayed', 'ws-1', '{"typing": true}');
+SELECT user_id, metas FROM presence.members('room:1') WHERE user_id = 'relayed';
+SELECT presence.occupancy('room:1') >= 1 AS counted;
+SELECT try($$SELECT * FROM presence.channels('relayed')$$);
+SELECT presence.leave('room:1', 'relayed', 'ws-1');
+SELECT presence.disconnect('relayed', 'ws-1');
+SELECT try($$SELECT * FROM presence.sessions()$$);
+SELECT try($$SELECT * FROM presence.users$$);
+SELECT try($$SELECT * FROM presence.memberships$$);
+RESET ROLE;
+
+-- The tables' owner reads the rows, invisible users' too: visible = false,
+-- status as others see it.
+SELECT wait_until($$SELECT string_agg(user_id, ',' ORDER BY user_id) = 'hidden,lena'
+                      FROM presence.sessions$$);
+SELECT user_id, status, visible FROM presence.users
+ WHERE user_id IN ('lena', 'hidden') ORDER BY user_id;
+SELECT user_id, session_id FROM presence.sessions ORDER BY user_id;
 
 -- A user no longer tracked: last_active comes from the table, for anyone.
 SELECT presence.disconnect('lena');
+SELECT presence.disconnect('hidden', 'tab'), presence.set_visible('hidden', true);
 SELECT wait_until($$SELECT users = 0 FROM presence.stats()$$);
 SET ROLE presence_reader;
 SELECT presence.status('lena'), presence.last_active('lena') IS NOT NULL AS seen;
@@ -117,6 +134,26 @@ REVOKE EXECUTE ON FUNCTION
   presence.connect(text, text, jsonb, boolean),
   presence.heartbeat(text, text, boolean),
   presence.disconnect(text, text),
-  presence.set_visible(text, boolean)
+  presence.set_visible(text, boolean),
+  presence.sessions(text),
+  presence.join(text, text, text, jsonb),
+  presence.leave(text, text, text),
+  presence.update(text, text, text, jsonb),
+  presence.members(text),
+  presence.channels(text),
+  presence.occupancy(text)
   FROM presence_app;
 DROP ROLE presence_app;
+REVOKE EXECUTE ON FUNCTION
+  presence.connect(text, text, jsonb, boolean),
+  presence.heartbeat(text, text, boolean),
+  presence.disconnect(text, text),
+  presence.set_visible(text, boolean),
+  presence.stats(),
+  presence.join(text, text, text, jsonb),
+  presence.leave(text, text, text),
+  presence.update(text, text, text, jsonb),
+  presence.members(text),
+  presence.occupancy(text)
+  FROM presence_relay;
+DROP ROLE presence_relay;

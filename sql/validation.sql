@@ -49,7 +49,7 @@ SELECT sessions = :sessions_before AS unchanged FROM presence.stats();
 SELECT user_id, session_id, meta FROM presence.sessions() ORDER BY 1, 2;
 
 -- A full registry: presence.max_sessions is 1000 in this test configuration.
-SELECT count(presence.connect('fill', 'f' || i))
+SELECT count(presence.connect('fill' || i))
   FROM generate_series(1, 1000 - :sessions_before) i;
 SELECT sessions, max_sessions FROM presence.stats();
 SELECT try($$SELECT presence.connect('one-too-many')$$);
@@ -57,9 +57,9 @@ SELECT try($$SELECT presence.heartbeat('one-too-many')$$);
 \set VERBOSITY default
 SELECT presence.connect('fill', 'one-more');
 -- Existing sessions still work, and the failed calls left nothing behind.
-SELECT presence.connect('fill', 'f1'), presence.heartbeat('victor', 'keep');
+SELECT presence.connect('fill1'), presence.heartbeat('victor', 'keep');
 SELECT presence.status('one-too-many'), sessions FROM presence.stats();
-SELECT count(presence.disconnect('fill', 'f' || i))
+SELECT count(presence.disconnect('fill' || i))
   FROM generate_series(1, 1000 - :sessions_before) i;
 SELECT wait_until($$SELECT sessions = 1 FROM presence.stats()$$);
 SELECT presence.connect('one-too-many');

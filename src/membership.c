@@ -26,7 +26,8 @@ typedef enum JoinResult
 {
 	JOIN_DONE,
 	JOIN_FULL,
-	JOIN_TOO_MANY
+	JOIN_TOO_MANY,				/* presence.max_channels_per_session */
+	JOIN_USER_FULL				/* presence.max_sessions_per_user */
 } JoinResult;
 
 /* Whether the worker has a join or a leave to announce for the member. */
@@ -125,6 +126,9 @@ join_new(RegistryLookup *l, PresenceSession *s, PresenceId channel,
 
 	if (live && s->nmemberships >= presence_max_channels_per_session)
 		return JOIN_TOO_MANY;
+	u = s ? s->user : registry_find_user(l);
+	if (!live && u != NULL && u->nsessions >= presence_max_sessions_per_user)
+		return JOIN_USER_FULL;
 	ms = membership_alloc();
 	if (ms == NULL)
 	{
@@ -152,7 +156,6 @@ join_new(RegistryLookup *l, PresenceSession *s, PresenceId channel,
 			goto undo_meta;
 		new_channel = true;
 	}
-	u = s ? s->user : registry_find_user(l);
 	if (u == NULL)
 	{
 		u = registry_create_user(l, full);
@@ -275,6 +278,8 @@ registry_join(PresenceId channel, PresenceId user, PresenceId session,
 	}
 	if (result == JOIN_FULL)
 		registry_report_full(full);
+	if (result == JOIN_USER_FULL)
+		registry_report_user_full(user);
 	if (result == JOIN_TOO_MANY)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),

@@ -11,13 +11,21 @@
  * journal is folded into presence.users and presence.sessions, a few
  * statements for all of it.  Runs in the worker's transactions, in SPI.
  *
+ * The worker and the flusher run as a superuser, so every query names its
+ * functions, operators, types and collations with their schema: an object
+ * that a role planted in a schema on someone's search_path must never run
+ * here (the processes also pin search_path, presence_writer_start).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "executor/spi.h"
+#include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -261,15 +269,20 @@ journal_append(PresenceBatch *batch)
  * Waits for the lock that the writers of the tables take besides the
  * worker's appends to the journal (which never conflict): the flusher's
  * folds, the worker's loading and resync.  Held until the transaction ends.
+ *
+ * It is a lock on the extension's pg_extension row with a sub-id of its own:
+ * SQL commands lock whole objects (sub-id 0), and advisory locks have a lock
+ * type of their own, so no role can take it and stall the worker or the
+ * flusher; only this C code can.  (A lock on one of the tables would not do:
+ * anyone who may look the table up can hold a weak lock on it, from PREPARE
+ * in an open transaction, with no privilege on it.)  Waiting for it is an
+ * ordinary lock wait: cancellable, and seen by the deadlock detector.
  */
 static void
 lock_tables(void)
 {
-	static SPIPlanPtr plan = NULL;
-
-	run(prepare(&plan, "SELECT pg_catalog.pg_advisory_xact_lock("
-				CppAsString2(PRESENCE_ADVISORY_LOCK) ", 0)", 0, NULL),
-		NULL, SPI_OK_SELECT);
+	LockDatabaseObject(ExtensionRelationId, get_extension_oid("presence", false),
+					   PRESENCE_LOCK_SUBID, ExclusiveLock);
 }
 
 /*
@@ -296,7 +309,7 @@ fold_memberships(Datum *last)
 				"WITH e AS ("
 				" SELECT j.tick, e.channel, e.user_id, e.session_id, e.meta,"
 				" e.joined_at, pg_catalog.max(j.tick) OVER"
-				" (PARTITION BY e.channel COLLATE \"C\", e.user_id COLLATE \"C\")"
+				" (PARTITION BY e.channel COLLATE pg_catalog.\"C\", e.user_id COLLATE pg_catalog.\"C\")"
 				" AS last"
 				" FROM presence.journal j,"
 				" ROWS FROM (pg_catalog.unnest(j.member_channels),"
@@ -340,7 +353,8 @@ persist_flush(void)
 	bool		with_members;
 
 	lock_tables();
-	run(prepare(&last_plan, "SELECT max(tick) FROM presence.journal", 0, NULL),
+	run(prepare(&last_plan, "SELECT pg_catalog.max(tick) FROM presence.journal",
+				0, NULL),
 		NULL, SPI_OK_SELECT);
 	last = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (isnull)
@@ -351,15 +365,15 @@ persist_flush(void)
 		fold_memberships(&last);
 		run(prepare(&ended_plan,
 					"WITH latest AS ("
-					" SELECT DISTINCT ON (e.user_id COLLATE \"C\","
-					" e.session_id COLLATE \"C\") e.*"
+					" SELECT DISTINCT ON (e.user_id COLLATE pg_catalog.\"C\","
+					" e.session_id COLLATE pg_catalog.\"C\") e.*"
 					" FROM presence.journal j,"
 					" ROWS FROM (pg_catalog.unnest(j.session_users),"
 					" pg_catalog.unnest(j.session_ids),"
 					" pg_catalog.unnest(j.session_ended))"
 					" AS e(user_id, session_id, ended)"
 					" WHERE j.tick OPERATOR(pg_catalog.<=) $1"
-					" ORDER BY e.user_id COLLATE \"C\", e.session_id COLLATE \"C\","
+					" ORDER BY e.user_id COLLATE pg_catalog.\"C\", e.session_id COLLATE pg_catalog.\"C\","
 					" j.tick DESC)"
 					" DELETE FROM presence.memberships m USING latest l"
 					" WHERE l.ended AND m.user_id OPERATOR(pg_catalog.=) l.user_id"
@@ -371,13 +385,17 @@ persist_flush(void)
 	run(prepare(&users_plan,
 				"INSERT INTO presence.users AS u"
 				" (user_id, is_online, status, last_active, visible)"
-				" SELECT DISTINCT ON (e.user_id COLLATE \"C\")"
-				" e.user_id, e.status <> 'offline', e.status, e.last_active, e.visible"
-				" FROM presence.journal j, unnest(j.user_ids, j.user_statuses,"
-				" j.user_last_active, j.user_visible)"
+				" SELECT DISTINCT ON (e.user_id COLLATE pg_catalog.\"C\")"
+				" e.user_id, e.status OPERATOR(pg_catalog.<>) 'offline',"
+				" e.status, e.last_active, e.visible"
+				" FROM presence.journal j, ROWS FROM ("
+				" pg_catalog.unnest(j.user_ids),"
+				" pg_catalog.unnest(j.user_statuses),"
+				" pg_catalog.unnest(j.user_last_active),"
+				" pg_catalog.unnest(j.user_visible))"
 				" AS e(user_id, status, last_active, visible)"
-				" WHERE j.tick <= $1"
-				" ORDER BY e.user_id COLLATE \"C\", j.tick DESC"
+				" WHERE j.tick OPERATOR(pg_catalog.<=) $1"
+				" ORDER BY e.user_id COLLATE pg_catalog.\"C\", j.tick DESC"
 				" ON CONFLICT (user_id) DO UPDATE SET"
 				" is_online = excluded.is_online, status = excluded.status,"
 				" last_active = coalesce(excluded.last_active, u.last_active),"
@@ -386,28 +404,35 @@ persist_flush(void)
 		&last, SPI_OK_INSERT);
 	run(prepare(&sessions_plan,
 				"WITH latest AS ("
-				" SELECT DISTINCT ON (e.user_id COLLATE \"C\","
-				" e.session_id COLLATE \"C\") e.*"
-				" FROM presence.journal j, unnest(j.session_users, j.session_ids,"
-				" j.session_connected_at, j.session_meta, j.session_bound,"
-				" j.session_ended)"
+				" SELECT DISTINCT ON (e.user_id COLLATE pg_catalog.\"C\","
+				" e.session_id COLLATE pg_catalog.\"C\") e.*"
+				" FROM presence.journal j, ROWS FROM ("
+				" pg_catalog.unnest(j.session_users),"
+				" pg_catalog.unnest(j.session_ids),"
+				" pg_catalog.unnest(j.session_connected_at),"
+				" pg_catalog.unnest(j.session_meta),"
+				" pg_catalog.unnest(j.session_bound),"
+				" pg_catalog.unnest(j.session_ended))"
 				" AS e(user_id, session_id, connected_at, meta, bound, ended)"
-				" WHERE j.tick <= $1"
-				" ORDER BY e.user_id COLLATE \"C\", e.session_id COLLATE \"C\","
-				" j.tick DESC),"
+				" WHERE j.tick OPERATOR(pg_catalog.<=) $1"
+				" ORDER BY e.user_id COLLATE pg_catalog.\"C\","
+				" e.session_id COLLATE pg_catalog.\"C\", j.tick DESC),"
 				" gone AS (DELETE FROM presence.sessions s USING latest l"
-				" WHERE l.ended AND s.user_id = l.user_id"
-				" AND s.session_id = l.session_id)"
+				" WHERE l.ended AND s.user_id OPERATOR(pg_catalog.=) l.user_id"
+				" AND s.session_id OPERATOR(pg_catalog.=) l.session_id)"
 				" INSERT INTO presence.sessions"
 				" (user_id, session_id, connected_at, meta, bound)"
-				" SELECT user_id, session_id, connected_at, meta::jsonb, bound"
+				" SELECT user_id, session_id, connected_at,"
+				" meta::pg_catalog.jsonb, bound"
 				" FROM latest WHERE NOT ended"
 				" ON CONFLICT (user_id, session_id) DO UPDATE SET"
 				" connected_at = excluded.connected_at, meta = excluded.meta,"
 				" bound = excluded.bound",
 				1, &type),
 		&last, SPI_OK_INSERT);
-	run(prepare(&clear_plan, "DELETE FROM presence.journal WHERE tick <= $1",
+	run(prepare(&clear_plan,
+				"DELETE FROM presence.journal"
+				" WHERE tick OPERATOR(pg_catalog.<=) $1",
 				1, &type),
 		&last, SPI_OK_DELETE);
 	return true;
@@ -443,8 +468,9 @@ replace_all(PresenceBatch *batch)
 	arg = make_array(ids, NULL, batch->nusers, TEXTOID);
 	run(prepare(&offline_plan,
 				"UPDATE presence.users u SET status = 'offline', is_online = false"
-				" WHERE u.status <> 'offline' AND NOT EXISTS"
-				" (SELECT FROM unnest($1) AS k(user_id) WHERE k.user_id = u.user_id)",
+				" WHERE u.status OPERATOR(pg_catalog.<>) 'offline' AND NOT EXISTS"
+				" (SELECT FROM pg_catalog.unnest($1) AS k(user_id)"
+				" WHERE k.user_id OPERATOR(pg_catalog.=) u.user_id)",
 				1, &type),
 		&arg, SPI_OK_UPDATE);
 }
@@ -480,9 +506,11 @@ persist_reserve_seq(int64 last_used, int n)
 	bool		isnull;
 
 	run(prepare(&plan,
-				"SELECT pg_catalog.setval('presence.notification_seq',"
-				" greatest(CASE WHEN is_called THEN last_value ELSE last_value - 1 END,"
-				" $1) + $2, true) - $2"
+				"SELECT pg_catalog.setval("
+				"'presence.notification_seq'::pg_catalog.regclass,"
+				" greatest(CASE WHEN is_called THEN last_value"
+				" ELSE last_value OPERATOR(pg_catalog.-) 1 END, $1)"
+				" OPERATOR(pg_catalog.+) $2, true) OPERATOR(pg_catalog.-) $2"
 				" FROM presence.notification_seq",
 				2, types),
 		args, SPI_OK_SELECT);
@@ -596,18 +624,20 @@ persist_load(TimestampTz now, bool with_members)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	room = load_rows("SELECT user_id, status, last_active, visible"
 					 " FROM presence.users"
-					 " WHERE NOT visible OR status <> 'offline'",
+					 " WHERE NOT visible OR status OPERATOR(pg_catalog.<>) 'offline'",
 					 load_user_row, now) &&
-		load_rows("SELECT s.user_id, s.session_id, s.connected_at, s.meta::text,"
-				  " s.bound FROM presence.sessions s WHERE EXISTS"
-				  " (SELECT FROM presence.users u WHERE u.user_id = s.user_id)",
+		load_rows("SELECT s.user_id, s.session_id, s.connected_at,"
+				  " s.meta::pg_catalog.text, s.bound"
+				  " FROM presence.sessions s WHERE EXISTS"
+				  " (SELECT FROM presence.users u"
+				  " WHERE u.user_id OPERATOR(pg_catalog.=) s.user_id)",
 				  load_session_row, now);
 	/* In join order; those of sessions not loaded are left out. */
 	if (room && with_members)
 		room = load_rows("SELECT m.channel, m.user_id, m.session_id, m.meta,"
 						 " m.joined_at FROM presence.memberships m"
-						 " ORDER BY m.joined_at, m.channel COLLATE \"C\","
-						 " m.user_id COLLATE \"C\", m.session_id COLLATE \"C\"",
+						 " ORDER BY m.joined_at, m.channel COLLATE pg_catalog.\"C\","
+						 " m.user_id COLLATE pg_catalog.\"C\", m.session_id COLLATE pg_catalog.\"C\"",
 						 load_membership_row, now);
 	PopActiveSnapshot();
 

@@ -13,8 +13,11 @@
 
 #include "registry.h"
 
-/* pg_advisory_xact_lock(PRESENCE_ADVISORY_LOCK, 0) guards folding */
-#define PRESENCE_ADVISORY_LOCK	1886545267	/* "pres" in ASCII */
+/*
+ * The sub-id of the lock on the extension's own pg_extension row that
+ * guards folding (persist.c, lock_tables).
+ */
+#define PRESENCE_LOCK_SUBID		1
 
 extern bool persist_batch(PresenceBatch *batch);
 extern bool persist_flush(void);

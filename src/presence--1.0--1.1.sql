@@ -1,6 +1,6 @@
-/* presence 1.0 -> 1.1: channels */
+/* presence 1.0 -> 1.1, in place: the registry and its live sessions stay */
 
-\echo Use "ALTER EXTENSION presence UPDATE" to load this file. \quit
+\echo Use "ALTER EXTENSION presence UPDATE TO '1.1'" to load this file. \quit
 
 -- The journal carries each tick's channel members too.  The defaults let a
 -- worker that has not yet seen this version (it checks at each tick) go on
@@ -81,7 +81,8 @@ REVOKE EXECUTE ON FUNCTION
 	presence.occupancy(text)
 	FROM PUBLIC;
 
--- stats() counts memberships and channels too.
+-- stats() counts memberships and channels too.  It counts users and
+-- sessions, invisible ones too: not for PUBLIC, like sessions().
 DROP FUNCTION presence.stats();
 CREATE FUNCTION presence.stats(
 	OUT users bigint,
@@ -99,3 +100,4 @@ CREATE FUNCTION presence.stats(
 	OUT channels bigint)
 	AS 'MODULE_PATHNAME', 'presence_stats'
 	LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+REVOKE EXECUTE ON FUNCTION presence.stats() FROM PUBLIC;

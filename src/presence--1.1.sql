@@ -3,7 +3,7 @@
 \echo Use "CREATE EXTENSION presence" to load this file. \quit
 
 -- Everyone may call the read functions; the schema's other objects carry
--- their own privileges.
+-- their own privileges.  The functions that run SQL pin their search_path.
 GRANT USAGE ON SCHEMA presence TO PUBLIC;
 
 -- The durable mirror of the registry, written only by the presence worker.
@@ -186,6 +186,10 @@ CREATE FUNCTION presence.stats(
 	OUT channels bigint)
 	AS 'MODULE_PATHNAME', 'presence_stats'
 	LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
+-- Its counts of users and sessions change when an invisible user comes or
+-- goes: not for PUBLIC, like sessions().
+REVOKE EXECUTE ON FUNCTION presence.stats() FROM PUBLIC;
 
 -- Channels: write functions, and reads, none executable by PUBLIC (who is in
 -- a private room is private).

@@ -27,6 +27,7 @@ char	   *presence_database = NULL;
 int			presence_max_sessions = 100000;
 int			presence_max_memberships = 100000;
 int			presence_max_channels_per_session = 100;
+int			presence_max_sessions_per_user = 50;
 int			presence_session_timeout_ms = 60 * 1000;
 int			presence_idle_timeout_ms = 5 * 60 * 1000;
 int			presence_reconnect_grace_ms = 5 * 1000;
@@ -71,6 +72,11 @@ define_settings(void)
 							"Maximum number of channels one session may be in.",
 							NULL,
 							&presence_max_channels_per_session, 100, 1, 1000 * 1000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("presence.max_sessions_per_user",
+							"Maximum number of live sessions of one user.",
+							"Opening one more fails; refreshing a live session always works.",
+							&presence_max_sessions_per_user, 50, 1, INT_MAX,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("presence.session_timeout",
 							"A session without a heartbeat for this long ends.",

@@ -28,6 +28,7 @@ extern char *presence_database;
 extern int	presence_max_sessions;
 extern int	presence_max_memberships;
 extern int	presence_max_channels_per_session;
+extern int	presence_max_sessions_per_user;
 extern int	presence_session_timeout_ms;
 extern int	presence_idle_timeout_ms;
 extern int	presence_reconnect_grace_ms;

@@ -360,6 +360,7 @@ extern void registry_mark_user_changed(PresencePartition *part,
 extern bool registry_user_evictable(const PresenceUser *user);
 extern void registry_report_full(RegistryFull full) pg_attribute_noreturn();
 extern void registry_user_unref(PresencePartition *part, PresenceUser *user);
+extern void registry_report_user_full(PresenceId user) pg_attribute_noreturn();
 extern uint32 registry_user_hash(const char *user, int len);
 extern bool registry_session_alive(PresencePartition *part,
 								   PresenceSession *session, TimestampTz now,
@@ -421,6 +422,7 @@ extern bool status_activity(PresencePartition *part, PresenceUser *user,
 							TimestampTz now);
 extern bool status_last_session_ended(PresencePartition *part,
 									  PresenceUser *user, TimestampTz now);
+extern void status_shown(PresenceUser *user);
 extern void status_sweep(PresencePartition *part, TimestampTz now);
 
 /* What one worker tick takes out of the registry, in worker memory. */

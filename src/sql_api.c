@@ -243,7 +243,8 @@ presence_is_online(PG_FUNCTION_ARGS)
  * last_active(user_id): from the registry while the user is tracked, else
  * from where the worker left it: its journal, or presence.users once the
  * journal is folded in.  The function is SECURITY DEFINER so that callers
- * need no privilege on the tables.
+ * need no privilege on the tables; its search_path is pinned, and its query
+ * names the schema of every function and operator all the same.
  */
 Datum
 presence_last_active(PG_FUNCTION_ARGS)
@@ -268,13 +269,17 @@ presence_last_active(PG_FUNCTION_ARGS)
 	SPI_connect();
 	if (SPI_execute_with_args("SELECT CASE WHEN visible THEN last_active END FROM ("
 							  " (SELECT 1, e.visible, e.last_active"
-							  " FROM presence.journal j, unnest(j.user_ids,"
-							  " j.user_visible, j.user_last_active)"
+							  " FROM presence.journal j, ROWS FROM ("
+							  " pg_catalog.unnest(j.user_ids),"
+							  " pg_catalog.unnest(j.user_visible),"
+							  " pg_catalog.unnest(j.user_last_active))"
 							  " AS e(user_id, visible, last_active)"
-							  " WHERE e.user_id = $1 ORDER BY j.tick DESC LIMIT 1)"
+							  " WHERE e.user_id OPERATOR(pg_catalog.=) $1"
+							  " ORDER BY j.tick DESC LIMIT 1)"
 							  " UNION ALL"
 							  " SELECT 2, visible, last_active FROM presence.users"
-							  " WHERE user_id = $1) AS found(rank, visible, last_active)"
+							  " WHERE user_id OPERATOR(pg_catalog.=) $1)"
+							  " AS found(rank, visible, last_active)"
 							  " ORDER BY rank LIMIT 1",
 							  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read presence.users");

@@ -197,6 +197,23 @@ status_last_session_ended(PresencePartition *part, PresenceUser *user,
 	return presence_reconnect_grace_ms == 0;
 }
 
+/*
+ * The user becomes visible again.  While invisible they were offline to
+ * others, so a reconnect grace running since their last session ended has
+ * nothing to keep: they are offline now, and others, who saw them offline
+ * all along, hear nothing.
+ */
+void
+status_shown(PresenceUser *user)
+{
+	if (user->in_grace)
+	{
+		dlist_delete(&user->grace_node);
+		user->in_grace = false;
+		user->status = PRESENCE_OFFLINE;
+	}
+}
+
 /* An online user's idle timer came due: away, unless active since. */
 static void
 idle_due(WheelTimer *timer, TimestampTz now, void *arg)

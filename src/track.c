@@ -75,12 +75,16 @@ typedef enum ConnectResult
 {
 	CONNECT_REFRESHED,
 	CONNECT_OPENED,
-	CONNECT_FULL
+	CONNECT_FULL,
+	CONNECT_USER_FULL
 } ConnectResult;
 
 /*
  * Opens the session, or refreshes it if it is live.  A connect is activity.
- * When the registry has no room, changes nothing and says why in *full.
+ * When the registry has no room, changes nothing and says why in *full;
+ * when the user has presence.max_sessions_per_user live sessions, changes
+ * nothing either.  The user's count of live sessions only changes under
+ * the partition's lock, so the limit is exact however many connect at once.
  */
 static ConnectResult
 try_connect(PresenceId user, PresenceId session, const char *meta,
@@ -114,6 +118,12 @@ try_connect(PresenceId user, PresenceId session, const char *meta,
 		return CONNECT_REFRESHED;
 	}
 
+	u = s != NULL ? s->user : registry_find_user(&l);
+	if (u != NULL && u->nsessions >= presence_max_sessions_per_user)
+	{
+		LWLockRelease(l.lock);
+		return CONNECT_USER_FULL;
+	}
 	if (!registry_reserve_session())
 	{
 		LWLockRelease(l.lock);
@@ -135,11 +145,11 @@ try_connect(PresenceId user, PresenceId session, const char *meta,
 			registry_free_string(s->meta_dp);
 			s->meta_dp = InvalidDsaPointer;
 		}
-		u = s->user;
 	}
 	else
 	{
-		s = registry_create_user_session(&l, meta, full, &new_user);
+		s = u != NULL ? registry_create_session(&l, u, meta, full) :
+			registry_create_user_session(&l, meta, full, &new_user);
 		if (s == NULL)
 		{
 			registry_release_session();
@@ -154,6 +164,22 @@ try_connect(PresenceId user, PresenceId session, const char *meta,
 	wake = status_session_started(l.part, u, now, active);
 	registry_release(l.lock, wake);
 	return CONNECT_OPENED;
+}
+
+/*
+ * Raises the ERROR for a user who has all the sessions one may have (a
+ * connect, or a join that would open one).
+ */
+void
+registry_report_user_full(PresenceId user)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+			 errmsg("too many presence sessions for user \"%.*s\"",
+					user.len, user.data),
+			 errdetail("The user has %d live sessions, the limit set by presence.max_sessions_per_user.",
+					   presence_max_sessions_per_user),
+			 errhint("End one of them first, or raise presence.max_sessions_per_user and reload the configuration.")));
 }
 
 /*
@@ -174,6 +200,8 @@ registry_connect(PresenceId user, PresenceId session, const char *meta,
 		registry_wait_for_tick();
 		result = try_connect(user, session, meta, bound, active, &full);
 	}
+	if (result == CONNECT_USER_FULL)
+		registry_report_user_full(user);
 	if (result == CONNECT_FULL)
 		registry_report_full(full);
 	return result == CONNECT_OPENED;
@@ -276,6 +304,8 @@ registry_set_visible(PresenceId user, bool visible)
 	{
 		u->visible = visible;
 		u->visible_changed = true;
+		if (visible)
+			status_shown(u);
 		registry_mark_user_changed(l.part, u, GetCurrentTimestamp());
 		members_recount_user(u);
 		wake = status_as_seen(u) != u->notified;

@@ -219,6 +219,13 @@ worker_work(bool final)
 /*
  * What the worker and the flusher do first: reload on SIGHUP, stop on
  * SIGTERM, connect to presence.database, and be known as the tables' writer.
+ *
+ * They run as the bootstrap superuser, so search_path is pinned to
+ * pg_catalog (then pg_temp, so that not even temporary objects come first),
+ * over whatever postgresql.conf, ALTER DATABASE or ALTER ROLE set: an
+ * object planted in a schema on that path never runs with their rights.
+ * An override, like autovacuum's, so a reload does not undo it.  Their
+ * queries name every schema anyway (persist.c).
  */
 void
 presence_writer_start(void)
@@ -228,6 +235,8 @@ presence_writer_start(void)
 	BackgroundWorkerUnblockSignals();
 
 	BackgroundWorkerInitializeConnection(presence_database, NULL, 0);
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET,
+					PGC_S_OVERRIDE);
 	presence_writer = true;
 }
 

@@ -67,7 +67,8 @@ $node = presence_node('stress',
 	'presence.max_sessions' => '1000',
 	'presence.reconnect_grace' => '100ms',
 	'presence.idle_timeout' => '300ms',
-	'presence.session_timeout' => '1s');
+	'presence.session_timeout' => '1s',
+	'presence.max_sessions_per_user' => '5');
 my $script = $node->basedir . '/stress.sql';
 PostgreSQL::Test::Utils::append_to_file($script, q{
 \set u random(1, 20)
@@ -93,6 +94,46 @@ is( sql($node, q{SELECT sessions FROM presence.stats()}),
 is( sql($node, q{SELECT coalesce(sum(sessions), 0) FROM presence.online_users()}),
 	sql($node, q{SELECT count(*) FROM presence.sessions()}),
 	'online_users() counts the same sessions');
+
+# Eight connections open and end twenty sessions of one user, who may have
+# five: a refused connect changes nothing, and the user never has more.
+sql($node, q{
+	CREATE TABLE hog_refused (n int);
+	CREATE FUNCTION hog_connect(s text) RETURNS text LANGUAGE plpgsql AS $$
+	BEGIN
+	  RETURN presence.connect('hog', s);
+	EXCEPTION WHEN configuration_limit_exceeded THEN
+	  INSERT INTO hog_refused VALUES (1);
+	  RETURN 'refused';
+	END $$;
+	CREATE FUNCTION hog_check() RETURNS text LANGUAGE plpgsql AS $$
+	DECLARE
+	  n int := (SELECT count(*) FROM presence.sessions('hog'));
+	BEGIN
+	  IF n > 5 THEN
+	    RAISE EXCEPTION 'hog has % live sessions', n;
+	  END IF;
+	  RETURN n::text;
+	END $$;
+});
+my $hog = $node->basedir . '/hog.sql';
+PostgreSQL::Test::Utils::append_to_file($hog, q{
+\set s random(1, 20)
+\set op random(1, 4)
+SELECT CASE :op
+  WHEN 1 THEN presence.disconnect('hog', 's' || :s)::text
+  WHEN 2 THEN hog_check()
+  ELSE hog_connect('s' || :s)
+END;
+});
+$node->command_ok(
+	[ 'pgbench', '-n', '-c', '8', '-j', '2', '-T', '3', '-f', $hog, '-d', $node->connstr('postgres') ],
+	'pgbench: 8 clients open and end sessions of one user, never more than 5 live');
+ok(sql($node, q{SELECT count(*) FROM hog_refused}) > 0, 'the limit was reached, and refused');
+is(sql($node, q{SELECT hog_check()::int <= 5}), 't', 'at most 5 sessions at the end');
+is( sql($node, q{SELECT sessions FROM presence.stats()}),
+	sql($node, q{SELECT count(*) FROM presence.sessions()}),
+	'the refusals left no session behind');
 
 # Left alone, every session times out, every user goes offline, and the
 # last thing announced for each user is 'offline'.
