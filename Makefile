@@ -36,7 +36,7 @@ REGRESS = setup api validation visibility limits channels privileges
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/presence.conf \
 	--use-existing
 
-ISOLATION = concurrent-connect notify-order user-limit
+ISOLATION = concurrent-connect notify-order user-limit concurrent-channels channel-notify
 ISOLATION_OPTS = --inputdir=$(srcdir)/test/isolation \
 	--temp-instance=./tmp_check_iso --temp-config=$(srcdir)/test/isolation/presence.conf \
 	--use-existing

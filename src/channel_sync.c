@@ -97,7 +97,9 @@ announce_join(PresenceBatch *batch, PresenceMember *m, TimestampTz changed_at,
  * The user's announced status has just changed from 'previous': an offline
  * user is in no channel (listeners drop it from every one, no leave each);
  * shown again, it joins every channel it has a membership in, right after
- * its status.
+ * its status.  A member with a change of its own still to take is left to
+ * it: taken in order, after this, it announces its join where its change
+ * took effect.
  */
 void
 members_status_announced(PresenceBatch *batch, PresenceUser *u,
@@ -123,7 +125,8 @@ members_status_announced(PresenceBatch *batch, PresenceUser *u,
 				slist_container(PresenceMembership, member_node,
 								msiter.cur)->update_pending = false;
 		}
-		else if (member_has_membership(m) && !m->notified)
+		else if (member_has_membership(m) && !m->notified &&
+				 m->list != MEMBER_ON_CHANGES)
 			announce_join(batch, m, u->changed_at, u->change_order, sub++);
 	}
 }

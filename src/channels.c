@@ -253,6 +253,18 @@ channel_drop_if_empty(PresenceChannel *channel)
 	registry_free_string(channel->dp);
 }
 
+/* Appends to a short list: a user's channels, a member's sessions. */
+static void
+append_to_short_list(slist_head *head, slist_node *node)
+{
+	slist_node *tail = &head->head;
+
+	while (tail->next != NULL)
+		tail = tail->next;
+	node->next = NULL;
+	tail->next = node;
+}
+
 /* Members: the caller holds the user's partition lock. */
 
 PresenceMember *
@@ -293,7 +305,7 @@ member_create(PresencePartition *part, PresenceChannel *channel,
 	member->partition = uhash & (PRESENCE_PARTITIONS - 1);
 	dlist_push_tail(&channel->members, &member->channel_node);
 	channel->nmembers++;
-	slist_push_head(&user->members, &member->user_node);
+	append_to_short_list(&user->members, &member->user_node);
 	user->nrefs++;
 	part->nmembers++;
 	return member;
@@ -533,17 +545,12 @@ membership_link(PresencePartition *part, PresenceMembership *ms,
 				PresenceMember *member, PresenceSession *session,
 				dsa_pointer meta_dp, TimestampTz now)
 {
-	slist_node *tail = &member->memberships.head;
-
 	ms->member = member;
 	ms->session = session;
 	ms->meta_dp = meta_dp;
 	ms->joined_at = now;
 	ms->update_pending = false;
-	while (tail->next != NULL)
-		tail = tail->next;
-	ms->member_node.next = NULL;
-	tail->next = &ms->member_node;
+	append_to_short_list(&member->memberships, &ms->member_node);
 	slist_push_head(&session->memberships, &ms->session_node);
 	session->nmemberships++;
 	member->nlive++;

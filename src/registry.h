@@ -111,7 +111,7 @@ typedef struct PresenceUser
 	dlist_node	grace_node;
 	dlist_node	change_node;
 	dlist_node	active_node;
-	slist_head	members;		/* its PresenceMembers, in any channel */
+	slist_head	members;		/* its PresenceMembers, oldest first */
 } PresenceUser;
 
 /*
