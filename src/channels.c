@@ -551,7 +551,7 @@ membership_link(PresencePartition *part, PresenceMembership *ms,
 	ms->joined_at = now;
 	ms->update_pending = false;
 	append_to_short_list(&member->memberships, &ms->member_node);
-	slist_push_head(&session->memberships, &ms->session_node);
+	append_to_short_list(&session->memberships, &ms->session_node);
 	session->nmemberships++;
 	member->nlive++;
 	if (member->in_grace)
@@ -596,7 +596,7 @@ membership_end(PresencePartition *part, PresenceMembership *ms, TimestampTz now)
 		presence_reconnect_grace_ms == 0;
 }
 
-/* Ends every membership of a session that ends. */
+/* Ends every membership of a session that ends, in the order they began. */
 bool
 memberships_end_session(PresencePartition *part, PresenceSession *session,
 						TimestampTz now)

@@ -141,7 +141,7 @@ typedef struct PresenceSession
 	dlist_node	user_node;		/* user's sessions */
 	WheelTimer	timeout_timer;	/* while live */
 	dlist_node	change_node;
-	slist_head	memberships;	/* its channels, latest first */
+	slist_head	memberships;	/* its channels, in join order */
 	int			nmemberships;
 } PresenceSession;
 
