@@ -23,7 +23,8 @@ OBJS = \
 	src/persist.o \
 	src/notify.o \
 	src/worker.o \
-	src/flusher.o
+	src/flusher.o \
+	src/events.o
 DATA = src/presence--1.0.sql src/presence--1.1.sql src/presence--1.0--1.1.sql
 PGFILEDESC = "presence - who is online, tracked in shared memory"
 

@@ -85,6 +85,8 @@ SELECT wait_until($$SELECT count(*) = 5 AND bool_and(is_online = (user_id <> 'al
 SELECT user_id, is_online, status, visible, last_active IS NOT NULL AS has_last_active
   FROM presence.users ORDER BY user_id;
 
+-- stats() counts a tick's notifications once its transaction committed.
+SELECT wait_until($$SELECT notifications >= 5 FROM presence.stats()$$);
 SELECT users >= 4 AS users, sessions, max_sessions, sweeps > 0 AS sweeping,
        notifications >= 5 AS notified, flushes > 0 AS flushed,
        worker_pid = (SELECT pid FROM pg_stat_activity

@@ -50,6 +50,7 @@ SELECT presence.heartbeat('mallory');
 SELECT presence.disconnect('mallory');
 SELECT try($$SELECT * FROM presence.sessions()$$);
 SELECT try($$SELECT * FROM presence.stats()$$);
+SELECT wait_until($$SELECT presence.status('mallory') = 'offline'$$);
 SELECT try($$SELECT * FROM presence.users$$);
 SELECT try($$SELECT presence.join('room:1', 'mallory')$$);
 RESET ROLE;

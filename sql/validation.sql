@@ -65,11 +65,19 @@ SELECT wait_until($$SELECT sessions = 1 FROM presence.stats()$$);
 SELECT presence.connect('one-too-many');
 SELECT presence.disconnect('one-too-many'), presence.disconnect('victor', 'keep');
 
--- Another database: the registry belongs to presence.database only.
+-- Another database: the registry belongs to presence.database only.  Without
+-- the extension, PostgreSQL itself finds no schema presence; with it, the
+-- functions say where presence is tracked.
 CREATE DATABASE presence_other;
 \c presence_other
+\set VERBOSITY sqlstate
+SELECT presence.connect('x');
+\set VERBOSITY default
 CREATE EXTENSION presence;
 SELECT presence.connect('x');
+\set VERBOSITY sqlstate
+SELECT presence.connect('x');
+\set VERBOSITY default
 SELECT presence.status('x');
 SELECT ready FROM presence.stats();
 \c postgres

@@ -58,7 +58,7 @@ first_membership(PresenceMember *m)
 
 /* Queues one channel event, ordered at (changed_at, order, sub). */
 static void
-add_event(PresenceBatch *batch, PresenceEvent event, PresenceMember *m,
+add_change(PresenceBatch *batch, PresenceChangeKind kind, PresenceMember *m,
 		  const PresenceMembership *ms, TimestampTz changed_at, uint64 order,
 		  int sub)
 {
@@ -67,10 +67,10 @@ add_event(PresenceBatch *batch, PresenceEvent event, PresenceMember *m,
 	GROW(batch, changes, nchanges, maxchanges);
 	change = &batch->changes[batch->nchanges++];
 	memset(change, 0, sizeof(*change));
-	change->event = event;
+	change->kind = kind;
 	change->user_id = pstrdup(m->user->key.user);
 	change->channel = pstrdup(m->channel->name);
-	change->meta = event == EVENT_LEAVE ? NULL : meta_text(ms);
+	change->meta = kind == CHANGE_LEAVE ? NULL : meta_text(ms);
 	change->status = m->user->notified;
 	change->changed_at = changed_at;
 	change->order = order;
@@ -87,7 +87,7 @@ announce_join(PresenceBatch *batch, PresenceMember *m, TimestampTz changed_at,
 {
 	PresenceMembership *first = first_membership(m);
 
-	add_event(batch, EVENT_JOIN, m, first, changed_at, order, sub);
+	add_change(batch, CHANGE_JOIN, m, first, changed_at, order, sub);
 	if (first)
 		first->update_pending = false;
 	m->notified = true;
@@ -152,13 +152,13 @@ member_announce(PresenceBatch *batch, PresenceMember *m)
 												 member_node, iter.cur);
 
 		if (ms->update_pending && m->notified && ms != joined)
-			add_event(batch, EVENT_UPDATE, m, ms, m->changed_at,
+			add_change(batch, CHANGE_UPDATE, m, ms, m->changed_at,
 					  m->change_order, sub++);
 		ms->update_pending = false;
 	}
 	if (!target && m->notified)
 	{
-		add_event(batch, EVENT_LEAVE, m, NULL, m->changed_at, m->change_order,
+		add_change(batch, CHANGE_LEAVE, m, NULL, m->changed_at, m->change_order,
 				  sub++);
 		m->notified = false;
 	}
@@ -227,14 +227,14 @@ member_write(PresenceBatch *batch, PresenceMember *m)
  * already run out (with none, the leave goes out in this tick), announces
  * and writes what changed, then files the member on the grace list, or
  * frees it if nothing is left of it.  A member whose channel a members()
- * call is walking waits for the next tick to be freed.
+ * call is walking waits for the next tick to be freed.  It leaves the
+ * change list last: should the tick fail on the way (out of memory), the
+ * next one takes it again.
  */
 void
 member_take(PresencePartition *part, PresenceMember *m, PresenceBatch *batch,
 			TimestampTz now)
 {
-	dlist_delete(&m->list_node);
-	m->list = MEMBER_ON_NONE;
 	if (m->in_grace &&
 		m->grace_since + (int64) presence_reconnect_grace_ms * 1000 <= now)
 	{
@@ -243,6 +243,8 @@ member_take(PresencePartition *part, PresenceMember *m, PresenceBatch *batch,
 	}
 	member_announce(batch, m);
 	member_write(batch, m);
+	dlist_delete(&m->list_node);
+	m->list = MEMBER_ON_NONE;
 	if (m->in_grace)
 		member_grace_file(part, m);
 	else if (member_evictable(m) && !member_free(part, m))

@@ -7,8 +7,10 @@
  * Folding a login storm's journal into the tables can take seconds; done by
  * the worker, it would hold back every notification for that long.  In a
  * process of its own it holds back nothing: the worker only appends to the
- * journal, the flusher only folds it, and an advisory lock keeps the rare
- * other writers of the tables (loading, a resync) out of its way.
+ * journal, the flusher only folds it, and a lock of its own (persist.c,
+ * lock_tables) keeps the rare other writers of the tables (loading, a
+ * resync) out of its way.  A fold that fails is rolled back and told to the
+ * server log; the journal keeps its rows for the next one.
  *
  *-------------------------------------------------------------------------
  */
@@ -30,13 +32,24 @@
 static void
 flush(void)
 {
+	MemoryContext context = CurrentMemoryContext;
 	TimestampTz start = GetCurrentTimestamp();
-	bool		folded = false;
+	volatile bool folded = false;
 
-	worker_begin_work("flushing");
-	if (OidIsValid(get_extension_oid("presence", true)))
-		folded = persist_flush();
-	worker_end_work();
+	PG_TRY();
+	{
+		worker_begin_work("flushing");
+		if (OidIsValid(get_extension_oid("presence", true)))
+			folded = persist_flush();
+		worker_end_work();
+	}
+	PG_CATCH();
+	{
+		FreeErrorData(worker_recover(EVENT_FOLD_FAILED, context));
+		folded = false;
+	}
+	PG_END_TRY();
+	event_report();
 
 	SpinLockAcquire(&presence_shared->mutex);
 	if (folded)

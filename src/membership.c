@@ -281,12 +281,15 @@ registry_join(PresenceId channel, PresenceId user, PresenceId session,
 	if (result == JOIN_USER_FULL)
 		registry_report_user_full(user);
 	if (result == JOIN_TOO_MANY)
+	{
+		event_count(EVENT_CHANNEL_LIMIT);
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("the session is in too many channels"),
 				 errdetail("presence.max_channels_per_session is %d.",
 						   presence_max_channels_per_session),
 				 errhint("Leave a channel first, or raise presence.max_channels_per_session.")));
+	}
 }
 
 /* leave(channel, user, session): false if the session was not a member. */

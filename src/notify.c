@@ -46,10 +46,10 @@ compare_order(const void *a, const void *b)
 	return (ca->sub > cb->sub) - (ca->sub < cb->sub);
 }
 
-static const char *const event_names[] = {
-	[EVENT_JOIN] = "join",
-	[EVENT_UPDATE] = "update",
-	[EVENT_LEAVE] = "leave",
+static const char *const kind_names[] = {
+	[CHANGE_JOIN] = "join",
+	[CHANGE_UPDATE] = "update",
+	[CHANGE_LEAVE] = "leave",
 };
 
 /* Appends the JSON payload of a channel event to buf. */
@@ -59,12 +59,12 @@ channel_payload(StringInfo buf, const PresenceChange *change)
 	appendStringInfo(buf, "{\"seq\":" INT64_FORMAT ",\"channel\":", change->seq);
 	escape_json(buf, change->channel);
 	appendStringInfo(buf, ",\"event\":\"%s\",\"user_id\":",
-					 event_names[change->event]);
+					 kind_names[change->kind]);
 	escape_json(buf, change->user_id);
-	if (change->event == EVENT_JOIN)
+	if (change->kind == CHANGE_JOIN)
 		appendStringInfo(buf, ",\"status\":\"%s\"",
 						 presence_status_name(change->status));
-	if (change->event != EVENT_LEAVE)
+	if (change->kind != CHANGE_LEAVE)
 	{
 		appendStringInfoString(buf, ",\"meta\":");
 		appendStringInfoString(buf, change->meta ? change->meta : "null");
@@ -76,7 +76,7 @@ channel_payload(StringInfo buf, const PresenceChange *change)
 void
 notify_payload(StringInfo buf, const PresenceChange *change)
 {
-	if (change->event != EVENT_STATUS)
+	if (change->kind != CHANGE_STATUS)
 	{
 		channel_payload(buf, change);
 		return;

@@ -545,8 +545,8 @@ get_bool(HeapTuple tuple, TupleDesc desc, int col)
  * restore copies presence.sessions before presence.users: a session whose
  * user has no row yet waits for the next load, because its user may be
  * invisible.  Loading merges into a live registry too, when a restore adds
- * rows.  Stops with a WARNING when the registry is too small for the
- * tables.
+ * rows.  Stops, and tells the server log, when the registry is too small
+ * for the tables.
  */
 /* Loads one row of presence.users; false when the registry is full. */
 static bool
@@ -642,10 +642,7 @@ persist_load(TimestampTz now, bool with_members)
 	PopActiveSnapshot();
 
 	if (!room)
-		ereport(WARNING,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("presence registry is too small for the sessions in presence.sessions"),
-				 errdetail("Some users, sessions or memberships were not loaded."),
-				 errhint("Raise presence.max_sessions or presence.max_memberships and restart the server.")));
+		event_record(EVENT_LOAD_INCOMPLETE, ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+					 "presence registry is too small for the users, sessions and memberships in the tables");
 	registry_load_finish(now);
 }

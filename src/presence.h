@@ -137,6 +137,30 @@ typedef struct PresenceStats
 } PresenceStats;
 extern void registry_get_stats(PresenceStats *stats);
 
+/*
+ * What presence refuses or recovers from, for the server log: at most one
+ * line a minute of each kind (events.c).
+ */
+typedef enum PresenceEvent
+{
+	EVENT_TICK_FAILED,			/* an ERROR in a worker tick */
+	EVENT_FOLD_FAILED,			/* an ERROR in a flusher fold */
+	EVENT_RESYNC,				/* the tables written again after one */
+	EVENT_LOAD_INCOMPLETE,		/* the tables held more than the registry */
+	EVENT_REGISTRY_FULL,		/* sessions refused: presence.max_sessions */
+	EVENT_OUT_OF_MEMORY,		/* sessions refused: no room for ids, meta */
+	EVENT_USER_LIMIT,			/* presence.max_sessions_per_user */
+	EVENT_MEMBERSHIPS_FULL,		/* joins refused: presence.max_memberships */
+	EVENT_CHANNEL_LIMIT,		/* presence.max_channels_per_session */
+	PRESENCE_EVENTS
+} PresenceEvent;
+
+extern void event_init(void);
+extern void event_count(PresenceEvent event);
+extern void event_record(PresenceEvent event, int sqlerrcode,
+						 const char *message);
+extern void event_report(void);
+
 /* Bound sessions: ended when their database connection closes (bound.c) */
 extern void bound_remember(PresenceId user, PresenceId session);
 extern void bound_forget(PresenceId user, PresenceId session);
@@ -149,5 +173,6 @@ extern bool presence_writer;
 extern void presence_writer_start(void);
 extern void worker_begin_work(const char *activity);
 extern void worker_end_work(void);
+extern ErrorData *worker_recover(PresenceEvent event, MemoryContext context);
 
 #endif							/* PRESENCE_H */

@@ -157,6 +157,7 @@ registry_shmem_startup_hook(void)
 		pg_atomic_init_u32(&presence_shared->live_sessions, 0);
 		pg_atomic_init_u64(&presence_shared->change_counter, 0);
 		pg_atomic_init_u64(&presence_shared->sweeps, 0);
+		event_init();
 		for (int i = 0; i < PRESENCE_PARTITIONS; i++)
 			registry_partition_init(&presence_shared->partitions[i]);
 
@@ -869,6 +870,9 @@ registry_user_evictable(const PresenceUser *user)
 void
 registry_report_full(RegistryFull full)
 {
+	event_count(full == REGISTRY_FULL_MEMORY ? EVENT_OUT_OF_MEMORY :
+				full == REGISTRY_FULL_MEMBERSHIPS ? EVENT_MEMBERSHIPS_FULL :
+				EVENT_REGISTRY_FULL);
 	if (full == REGISTRY_FULL_MEMBERSHIPS)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),

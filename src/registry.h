@@ -257,6 +257,16 @@ typedef enum PresenceRegistryState
 
 #define CHANNEL_LOCKS			16	/* a power of two */
 
+/* One kind of event for the server log (events.c). */
+#define EVENT_MESSAGE_BYTES		256
+typedef struct PresenceEventLog
+{
+	pg_atomic_uint64 count;		/* times since its last line */
+	TimestampTz last_line;		/* when that was written; 0: never */
+	int			sqlerrcode;		/* of the latest time */
+	char		message[EVENT_MESSAGE_BYTES];	/* its message */
+} PresenceEventLog;
+
 typedef struct PresenceShared
 {
 	LWLockPadded *locks;		/* PRESENCE_PARTITIONS of them */
@@ -291,6 +301,8 @@ typedef struct PresenceShared
 	pg_atomic_uint32 nchannels;
 	pg_atomic_uint64 change_counter;
 	pg_atomic_uint64 sweeps;	/* ticks finished */
+	PresenceEventLog events[PRESENCE_EVENTS];	/* last_line, sqlerrcode and
+												 * message under mutex */
 
 	PresencePartition partitions[PRESENCE_PARTITIONS];
 } PresenceShared;
@@ -444,17 +456,17 @@ typedef struct PresenceSessionRow
 } PresenceSessionRow;
 
 /* What a notification announces. */
-typedef enum PresenceEvent
+typedef enum PresenceChangeKind
 {
-	EVENT_STATUS,				/* a user's status, as others see it */
-	EVENT_JOIN,					/* a member in a channel */
-	EVENT_UPDATE,				/* a member's meta there */
-	EVENT_LEAVE
-} PresenceEvent;
+	CHANGE_STATUS,				/* a user's status, as others see it */
+	CHANGE_JOIN,				/* a member in a channel */
+	CHANGE_UPDATE,				/* a member's meta there */
+	CHANGE_LEAVE
+} PresenceChangeKind;
 
 typedef struct PresenceChange
 {
-	PresenceEvent event;
+	PresenceChangeKind kind;
 	char	   *user_id;
 	char	   *channel;		/* channel events */
 	char	   *meta;			/* join and update: JSON text, or NULL */

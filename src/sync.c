@@ -84,7 +84,7 @@ batch_add_change(PresenceBatch *batch, PresenceUser *u)
 	GROW(batch, changes, nchanges, maxchanges);
 	change = &batch->changes[batch->nchanges++];
 	memset(change, 0, sizeof(*change));
-	change->event = EVENT_STATUS;
+	change->kind = CHANGE_STATUS;
 	change->user_id = pstrdup(u->key.user);
 	change->status = seen;
 	change->previous = u->notified;

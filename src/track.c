@@ -173,6 +173,7 @@ try_connect(PresenceId user, PresenceId session, const char *meta,
 void
 registry_report_user_full(PresenceId user)
 {
+	event_count(EVENT_USER_LIMIT);
 	ereport(ERROR,
 			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 			 errmsg("too many presence sessions for user \"%.*s\"",

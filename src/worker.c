@@ -10,10 +10,12 @@
  * the journal, queue one NOTIFY per status change, commit.  Another process,
  * the flusher (flusher.c), folds the journal into the tables, so the ticks
  * never wait for that.  On SIGTERM the worker runs a last tick and exits.
- * It loads the registry from the tables when shared memory is new
- * (server start, crash restart, promotion) or the extension was just
- * created, and clears it when the extension is dropped.  On a standby it
- * only waits for promotion.
+ * It loads the registry from the tables when shared memory is new (server
+ * start, crash restart, promotion) or the extension was just created, and
+ * clears it when the extension is dropped.  On a standby it only waits for
+ * promotion.  A tick that fails (a cancelled lock wait, say) is rolled back
+ * and told to the server log, and the worker carries on: the next tick
+ * writes the tables again from the registry.
  *
  *-------------------------------------------------------------------------
  */
@@ -45,6 +47,10 @@ bool		presence_writer = false;
 static int64 last_seq = 0;
 static TimestampTz last_activity = 0;
 static uint32 batch_counter = 0;
+
+/* Why the tables are to be written again: the last tick's ERROR. */
+static int	failed_sqlerrcode = ERRCODE_SUCCESSFUL_COMPLETION;
+static char failed_message[EVENT_MESSAGE_BYTES] = "the previous worker stopped during a tick";
 
 static void
 register_worker(const char *name, const char *function)
@@ -148,17 +154,54 @@ worker_end_work(void)
 }
 
 /*
+ * For the worker and the flusher, in PG_CATCH after an ERROR in their work:
+ * rolls the transaction back and records the ERROR as an event for the
+ * server log, rather than letting the process exit and leave its work
+ * undone for the postmaster's restart delay.  context is the memory context
+ * the work started in.  Returns the ERROR, in that context.
+ */
+ErrorData *
+worker_recover(PresenceEvent event, MemoryContext context)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(context);
+	edata = CopyErrorData();
+	FlushErrorState();
+	AbortCurrentTransaction();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	event_record(event, edata->sqlerrcode, edata->message);
+	return edata;
+}
+
+/*
+ * The end of a tick, whether it worked or not: stats() shows a tick's
+ * figures together, and calls waiting for a tick (registry_wait_for_tick)
+ * go on.
+ */
+static void
+tick_finished(TimestampTz start, int notifications)
+{
+	SpinLockAcquire(&presence_shared->mutex);
+	presence_shared->last_sweep_ms = (GetCurrentTimestamp() - start) / 1000.0;
+	presence_shared->notifications += notifications;
+	pg_atomic_fetch_add_u64(&presence_shared->sweeps, 1);
+	SpinLockRelease(&presence_shared->mutex);
+	ConditionVariableBroadcast(&presence_shared->tick_cv);
+}
+
+/*
  * One tick, in one transaction: sweep, journal, notify.  Returns whether
  * there is an extension to work for.  with_activity: also journal the last
  * activity of users active since the last flush, which is about to fold it.
  */
-static bool
+static pg_noinline bool
 worker_tick(bool with_activity)
 {
 	TimestampTz start = GetCurrentTimestamp();
 	PresenceBatch batch = {0};
 	bool		tracking;
-	bool		resync;
+	bool		resync = false;
 
 	pg_atomic_fetch_add_u64(&presence_shared->ticks_started, 1);
 	worker_begin_work("sweeping");
@@ -185,24 +228,52 @@ worker_tick(bool with_activity)
 	}
 	worker_end_work();
 
+	if (tracking && resync)
+		event_record(EVENT_RESYNC, failed_sqlerrcode, failed_message);
+
 	/* A privacy choice should not wait for the next flush to be kept. */
 	if (batch.urgent)
 		registry_wake_flusher();
 
-	/* One consistent update, so stats() shows a tick's figures together. */
-	SpinLockAcquire(&presence_shared->mutex);
-	presence_shared->last_sweep_ms = (GetCurrentTimestamp() - start) / 1000.0;
-	presence_shared->notifications += batch.nchanges;
-	pg_atomic_fetch_add_u64(&presence_shared->sweeps, 1);
-	SpinLockRelease(&presence_shared->mutex);
-	ConditionVariableBroadcast(&presence_shared->tick_cv);
+	tick_finished(start, batch.nchanges);
 	return tracking;
+}
+
+/*
+ * A tick, or the record of its failure: an ERROR is rolled back and kept
+ * for the server log, and the tick left resync_needed set, so the next one
+ * writes everything.  Returns whether the tick worked.
+ */
+static bool
+worker_try_tick(bool with_activity)
+{
+	MemoryContext context = CurrentMemoryContext;
+	TimestampTz start = GetCurrentTimestamp();
+	volatile bool worked = true;
+
+	PG_TRY();
+	{
+		worker_tick(with_activity);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata = worker_recover(EVENT_TICK_FAILED, context);
+
+		failed_sqlerrcode = edata->sqlerrcode;
+		strlcpy(failed_message, edata->message, sizeof(failed_message));
+		FreeErrorData(edata);
+		tick_finished(start, 0);
+		worked = false;
+	}
+	PG_END_TRY();
+	return worked;
 }
 
 /*
  * A tick; once presence.flush_interval has passed since the last time (or
  * when the worker is about to exit), with the activity of users who stay
- * online, for the flusher to fold.
+ * online, for the flusher to fold.  Then the server log hears of what
+ * happened, at most once a minute of each kind.
  */
 static void
 worker_work(bool final)
@@ -211,9 +282,9 @@ worker_work(bool final)
 	bool		with_activity = final ||
 		now - last_activity >= (int64) presence_flush_interval_ms * 1000;
 
-	worker_tick(with_activity);
-	if (with_activity)
+	if (worker_try_tick(with_activity) && with_activity)
 		last_activity = now;
+	event_report();
 }
 
 /*
