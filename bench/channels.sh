@@ -138,7 +138,9 @@ SQL
 psql_b -Atc "SELECT 'registry: ' || users || ' users, ' || sessions || ' sessions, ' || memberships || ' memberships in ' || channels || ' channels' FROM presence.stats()"
 
 # Shared memory per membership and per session: the postmaster's
-# computation for other settings (nothing is allocated).
+# computation for other settings (nothing is allocated; it needs the
+# cluster stopped).
+cluster_stop
 shm()
 {
 	$RUNAS "$BIN/postgres" -D "$CDIR/data" "$@" -C shared_memory_size
