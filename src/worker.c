@@ -203,6 +203,8 @@ tick_finished(TimestampTz start, int notifications)
  * One tick, in one transaction: sweep, journal, notify.  Returns whether
  * there is an extension to work for.  with_activity: also journal the last
  * activity of users active since the last flush, which is about to fold it.
+ * Not inlined into worker_try_tick, whose setjmp would make its locals
+ * unreliable after an ERROR.
  */
 static pg_noinline bool
 worker_tick(bool with_activity)
