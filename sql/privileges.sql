@@ -73,6 +73,8 @@ SELECT presence.leave('room:1', 'mallory', 'tab');
 SELECT presence.disconnect('mallory', 'tab');
 SELECT try($$SELECT * FROM presence.memberships$$);
 RESET ROLE;
+-- (mallory gone at the worker's next tick)
+SELECT wait_until($$SELECT users = 2 FROM presence.stats()$$);
 -- ... and, if it needs them, sessions(), which lists visible users' only.
 GRANT EXECUTE ON FUNCTION presence.sessions(text) TO presence_app;
 SET ROLE presence_app;
