@@ -133,6 +133,14 @@ link_fail(const char *what)
 							   link_connect, &retry_count);
 }
 
+/* Another module found the link unusable: it is rebuilt, with backoff. */
+void
+dblink_fail(const char *why)
+{
+	if (state != LINK_DOWN)
+		link_fail(why);
+}
+
 static void
 connect_timeout(lws_sorted_usec_list_t *sul)
 {
@@ -169,9 +177,15 @@ watch_socket(void)
 static void
 link_connect(lws_sorted_usec_list_t *sul)
 {
-	/* conninfo may be a URI or "k=v ..."; NULL leaves it to PG* variables */
-	const char *const keys[] = {"dbname", "fallback_application_name", NULL};
-	const char *const vals[] = {conninfo, "presence-relay", NULL};
+	/*
+	 * conninfo may be a URI or "k=v ..."; NULL leaves it to PG* variables.
+	 * The keywords after it override it: search_path pinned (main.c merged
+	 * the user's options in) and UTF-8, which is what clients get.
+	 */
+	const char *const keys[] = {"dbname", "fallback_application_name", "options",
+	"client_encoding", NULL};
+	const char *const vals[] = {conninfo, "presence-relay", relay_opts.db_options,
+	"UTF8", NULL};
 
 	conn = PQconnectStartParams(keys, vals, 1);
 	if (!conn || PQstatus(conn) == CONNECTION_BAD)
@@ -238,11 +252,11 @@ link_connected(void)
 	state = LINK_SETUP;
 	/* the extension's own settings say where it notifies and how often */
 	dblink_send("SELECT (SELECT setting FROM pg_catalog.pg_settings"
-				"         WHERE name = 'presence.channel'),"
-				"       (SELECT setting::int FROM pg_catalog.pg_settings"
-				"         WHERE name = 'presence.session_timeout'),"
+				"         WHERE name OPERATOR(pg_catalog.=) 'presence.channel'),"
+				"       (SELECT setting::pg_catalog.int4 FROM pg_catalog.pg_settings"
+				"         WHERE name OPERATOR(pg_catalog.=) 'presence.session_timeout'),"
 				"       (SELECT extversion FROM pg_catalog.pg_extension"
-				"         WHERE extname = 'presence')",
+				"         WHERE extname OPERATOR(pg_catalog.=) 'presence')",
 				0, NULL, setup_settings, NULL);
 }
 
@@ -309,8 +323,8 @@ take_notifications(void)
 {
 	while (held || (conn && (held = PQnotifies(conn))))
 	{
-		if (feed_notification(held->extra))
-			return;				/* feed.c calls dblink_resume_notifications() */
+		if (origin_notification(held->be_pid, held->extra))
+			return;				/* held: dblink_resume_notifications() or the next result */
 		PQfreemem(held);
 		held = NULL;
 	}
