@@ -2,7 +2,9 @@
 // What the relay test files share: the cluster settings, the secret, and
 // small helpers for HTTP and tokens.
 
+const assert = require('node:assert/strict');
 const { sign } = require('../lib/jwt');
+const { startRelay } = require('../lib/relay');
 
 const SECRET = 'relay-test-secret-0123456789abcdef';
 
@@ -49,4 +51,16 @@ async function eventually(fn, timeoutMs = 10000, what = 'condition') {
   }
 }
 
-module.exports = { SECRET, GUCS, token, bearer, getJson, metric, eventually };
+// Runs fn(relay) with a relay on pg (the test secret), then stops the relay
+// and checks that it exited cleanly.
+async function withRelay(pg, opts, fn) {
+  const relay = await startRelay({ cluster: pg, secret: SECRET, ...opts });
+  try {
+    await fn(relay);
+  } finally {
+    const status = await relay.stop();
+    assert.deepEqual(status, { code: 0, signal: null }, `relay exit:\n${relay.log()}`);
+  }
+}
+
+module.exports = { SECRET, GUCS, token, bearer, getJson, metric, eventually, withRelay };

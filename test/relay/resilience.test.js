@@ -7,7 +7,8 @@ const assert = require('node:assert/strict');
 const { startCluster } = require('../lib/cluster');
 const { startRelay } = require('../lib/relay');
 const { Peer } = require('../lib/peer');
-const { SECRET, GUCS, token, getJson, metric, eventually } = require('./common');
+const common = require('./common');
+const { SECRET, GUCS, token, getJson, metric, eventually } = common;
 
 let pg;
 
@@ -19,15 +20,7 @@ test.after(async () => {
   await pg?.stop();
 });
 
-async function withRelay(opts, fn) {
-  const relay = await startRelay({ cluster: pg, secret: SECRET, ...opts });
-  try {
-    await fn(relay);
-  } finally {
-    const status = await relay.stop();
-    assert.deepEqual(status, { code: 0, signal: null }, `relay exit:\n${relay.log()}`);
-  }
-}
+const withRelay = (opts, fn) => common.withRelay(pg, opts, fn);
 
 test('a PostgreSQL restart is survived: clients stay, get a fresh state, sessions come back', async () => {
   await withRelay({ name: 'restart' }, async (relay) => {
