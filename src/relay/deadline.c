@@ -58,7 +58,7 @@ pass(lws_sorted_usec_list_t *s)
 			relay_metrics.tokens_expired_total++;
 			feed_close_client(c, RELAY_CLOSE_TOKEN_EXPIRED, "token expired");
 		}
-		else if (c->state && now >= c->state_due)
+		else if (c->state && c->state_due && now >= c->state_due)
 		{
 			relay_metrics.send_timeouts_total++;
 			lwsl_user("closing a client whose state did not go out in %d s\n",

@@ -494,8 +494,9 @@ feed_event(const struct presence_event *ev)
 void
 feed_snapshot(struct snapshot *s)
 {
-	lws_usec_t	due = lws_now_usecs() +
-		(lws_usec_t) relay_opts.send_timeout * LWS_US_PER_SEC;
+	/* 0: no deadline (--send-timeout 0) */
+	lws_usec_t	due = relay_opts.send_timeout ? lws_now_usecs() +
+		(lws_usec_t) relay_opts.send_timeout * LWS_US_PER_SEC : 0;
 
 	s->ring_head = ring_head();
 	lws_start_foreach_dll(struct lws_dll2 *, d, clients.head)
@@ -517,8 +518,7 @@ feed_snapshot(struct snapshot *s)
 		}
 	}
 	lws_end_foreach_dll(d);
-	if (relay_opts.send_timeout)
-		deadline_note(due);
+	deadline_note(due);
 
 	lws_start_foreach_dll_safe(struct lws_dll2 *, d, d1, http_waiters.head)
 	{

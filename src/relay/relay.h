@@ -92,7 +92,7 @@ struct client
 	uint64_t	session_no;		/* names the presence session */
 	struct snapshot *state;		/* state message still to send */
 	size_t		state_sent;		/* bytes of it written so far */
-	lws_usec_t	state_due;		/* it must be out by then (deadline.c) */
+	lws_usec_t	state_due;		/* it must be out by then (deadline.c); 0: no limit */
 	lws_usec_t	expires;		/* its token's exp, on lws_now_usecs()'s clock; 0: never */
 	unsigned char *reply;		/* a frame for this client only (LWS_PRE first) */
 	size_t		reply_len;
