@@ -193,6 +193,7 @@ const UNLIMITED = ['--message-rate', '100000', '--message-burst', '100000'];
 test('flapping visibility costs at most a call per interval and announces the net change', async (t) => {
   await withRelay({ name: 'abuse-visibility', args: UNLIMITED }, async (relay) => {
     const watcher = await Peer.open(relay.wsUrl(`/ws?token=${token('vis-watcher')}`));
+    await watcher.waitFor((m) => m.type === 'state');
     const flapper = await Peer.open(relay.wsUrl(`/ws?token=${token('flapper')}`));
     await watcher.waitPresence('flapper', 'online');
     const seen = () => watcher.messages.filter((m) => m.type === 'presence' && m.user_id === 'flapper').length;
