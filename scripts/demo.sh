@@ -7,33 +7,40 @@
 #
 #   sudo ./scripts/demo.sh                 on a fresh Debian 12 / Ubuntu
 #   ./scripts/demo.sh --port 9000          another port (default 8080)
+#   ./scripts/demo.sh --token-ttl 30       demo tokens valid 30 s (default 600;
+#                                          the page sends fresh ones before expiry)
 #   ./scripts/demo.sh --no-setup           skip setup, build and install
 #
 # As root, the cluster and the relay run as the user postgres (initdb
 # refuses root); otherwise as the calling user, with sudo for installing.
 # Everything listens on loopback only: PostgreSQL on a unix socket in the
 # temporary directory, the relay on 127.0.0.1.  The relay runs with --demo,
-# which hands out a token for any name and is refused on other addresses.
+# which hands out a token for any name and is refused on other addresses;
+# every browser tab and simulated person comes from 127.0.0.1, hence a
+# higher --max-connections-per-ip than the default.
 #
 # Environment: RELAY_BIN, the relay to run (default: the one installed).
 set -euo pipefail
 
 usage() {
-	echo "usage: demo.sh [--port N] [--no-setup]" >&2
+	echo "usage: demo.sh [--port N] [--token-ttl S] [--no-setup]" >&2
 	exit 2
 }
 
 port=8080
+token_ttl=600
 setup=1
 while [ $# -gt 0 ]; do
 	case $1 in
 	--port) [ $# -ge 2 ] || usage; port=$2; shift 2 ;;
+	--token-ttl) [ $# -ge 2 ] || usage; token_ttl=$2; shift 2 ;;
 	--no-setup) setup=0; shift ;;
 	-h | --help) usage ;;
 	*) echo "demo.sh: unknown argument $1" >&2; usage ;;
 	esac
 done
 case $port in '' | *[!0-9]*) echo "demo.sh: bad --port $port" >&2; exit 2 ;; esac
+case $token_ttl in '' | *[!0-9]*) echo "demo.sh: bad --token-ttl $token_ttl" >&2; exit 2 ;; esac
 
 cd "$(dirname "$0")/.."
 top=$(pwd)
@@ -164,7 +171,8 @@ chown "$runas" "$tmp/jwt.secret"
 chmod 600 "$tmp/jwt.secret"
 setsid "${as_user[@]}" "$relay_bin" --db "host=$tmp port=5432 user=postgres dbname=postgres" \
 	--bind 127.0.0.1 --port "$port" --jwt-secret-file "$tmp/jwt.secret" \
-	--demo --static "$tmp/www" </dev/null >"$tmp/relay.log" 2>&1 &
+	--demo --demo-token-ttl "$token_ttl" --static "$tmp/www" \
+	--max-connections-per-ip 1000 </dev/null >"$tmp/relay.log" 2>&1 &
 relay_pid=$!
 wait_for 30 "$relay_pid" presence-relay curl -sf "http://127.0.0.1:$port/healthz" ||
 	{ cat "$tmp/relay.log" >&2; fail "presence-relay did not start (is port $port taken? try --port)"; }

@@ -73,7 +73,7 @@ async function relayRun(watchers, rounds) {
     // no timeouts during the run: every notification is a bench change
     gucs: { 'presence.reconnect_grace': '0', 'presence.session_timeout': '1h', 'presence.idle_timeout': '1h' },
   });
-  const relay = await startRelay({ cluster: pg, name: `bench-relay-${watchers}`, args: ['--allow-anonymous', ...relayArgs] });
+  const relay = await startRelay({ cluster: pg, name: `bench-relay-${watchers}`, args: ['--allow-anonymous', '--max-connections-per-ip', '0', ...relayArgs] });
   try {
     await sleep(500);
     const before = rssKb(relay.child.pid);

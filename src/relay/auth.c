@@ -5,11 +5,13 @@
  * out of proxy logs) or a "?token=" query argument (browsers cannot set
  * headers on a WebSocket).  It must be HS256, signed with the relay's
  * secret, carry a string "sub" (the presence user id) and an "exp" in the
- * future.  Nothing here ever logs a token.
+ * future; "exp" and "nbf" are NumericDates (JSON numbers, integer or not:
+ * anything else refuses the token).  Nothing here ever logs a token.
  */
 #include "relay.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,8 @@
 #include <sys/random.h>
 
 #include <jwt.h>
+
+#define AUTH_MIN_SECRET 32
 
 static unsigned char secret[1024];
 static size_t secret_len;
@@ -64,8 +68,14 @@ auth_init(const char *secret_file, int demo)
 		lwsl_err("--jwt-secret-file %s is empty\n", secret_file);
 		return -1;
 	}
-	if (secret_len < 32)
-		lwsl_warn("the JWT secret is shorter than 32 bytes: HS256 wants at least 32\n");
+	if (secret_len < AUTH_MIN_SECRET)
+	{
+		lwsl_err("--jwt-secret-file %s holds %zu bytes: HS256 needs a secret of at "
+				 "least %d (e.g. head -c 32 /dev/urandom | base64 > file)\n",
+				 secret_file, secret_len, AUTH_MIN_SECRET);
+		auth_cleanup();
+		return -1;
+	}
 	return 0;
 }
 
@@ -93,6 +103,10 @@ auth_result_str(enum auth_result r)
 			return "algorithm is not HS256";
 		case AUTH_EXPIRED:
 			return "expired or no exp";
+		case AUTH_NOT_YET_VALID:
+			return "not yet valid (nbf)";
+		case AUTH_BAD_CLAIM:
+			return "exp or nbf is not a NumericDate";
 		case AUTH_NO_SUBJECT:
 			return "no usable sub";
 		case AUTH_NO_SECRET:
@@ -102,8 +116,35 @@ auth_result_str(enum auth_result r)
 }
 
 /*
+ * Reads a NumericDate claim: 1 and *out if it is a JSON number, 0 if the
+ * claim is absent, -1 if it is anything else (a string, an array, ...).
+ * libjwt's jwt_get_grant_int() takes integers only, so the claim's JSON
+ * text is read instead.
+ */
+static int
+numeric_date(jwt_t *jwt, const char *claim, double *out)
+{
+	char	   *json = jwt_get_grants_json(jwt, claim),
+			   *end;
+	int			r = -1;
+
+	if (!json)
+		return 0;
+	if ((json[0] == '-' || (json[0] >= '0' && json[0] <= '9')))
+	{
+		errno = 0;
+		*out = strtod(json, &end);
+		if (!*end && !isnan(*out))
+			r = 1;
+	}
+	free(json);
+	return r;
+}
+
+/*
  * Checks one token against key at time now; on success copies "sub" into
- * user.  Pure (no lws, no globals) so that the fuzzer can call it.
+ * user and "exp" into *exp (if exp is not NULL).  Pure (no lws, no
+ * globals) so that the fuzzer can call it.
  *
  * libjwt 1.10 has no validation API, so the checks are ours: the token is
  * first parsed without a key to tell malformed from forged, then its alg
@@ -113,13 +154,15 @@ auth_result_str(enum auth_result r)
  */
 enum auth_result
 auth_verify_token(const unsigned char *key, size_t keylen, const char *token,
-				  time_t now, char *user, size_t usersz)
+				  double now, char *user, size_t usersz, double *exp_out)
 {
 	jwt_t	   *jwt = NULL;
 	const char *sub,
 			   *alg;
-	long		exp,
+	double		exp,
 				nbf;
+	int			has_exp,
+				has_nbf;
 	enum auth_result r;
 
 	if (!token || !*token)
@@ -148,17 +191,14 @@ auth_verify_token(const unsigned char *key, size_t keylen, const char *token,
 	}
 
 	/* "exp" is required: a token that never expires is not accepted. */
-	errno = 0;
-	exp = jwt_get_grant_int(jwt, "exp");
-	if (errno || exp <= (long) now)
+	has_exp = numeric_date(jwt, "exp", &exp);
+	has_nbf = numeric_date(jwt, "nbf", &nbf);
+	if (has_exp < 0 || has_nbf < 0)
+		r = AUTH_BAD_CLAIM;
+	else if (!has_exp || exp <= now)
 		r = AUTH_EXPIRED;
-	else
-	{
-		errno = 0;
-		nbf = jwt_get_grant_int(jwt, "nbf");
-		if (!errno && nbf > (long) now)
-			r = AUTH_EXPIRED;
-	}
+	else if (has_nbf && nbf > now)
+		r = AUTH_NOT_YET_VALID;
 	if (r == AUTH_OK)
 	{
 		sub = jwt_get_grant(jwt, "sub");
@@ -166,10 +206,32 @@ auth_verify_token(const unsigned char *key, size_t keylen, const char *token,
 			strlen(sub) >= usersz)
 			r = AUTH_NO_SUBJECT;
 		else
+		{
 			memcpy(user, sub, strlen(sub) + 1);
+			if (exp_out)
+				*exp_out = exp;
+		}
 	}
 	jwt_free(jwt);
 	return r;
+}
+
+/* The current time, with a fraction: a NumericDate may have one too. */
+static double
+now_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double) ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Checks a token a client sent in a message, with the relay's secret. */
+enum auth_result
+auth_check(const char *token, char *user, size_t usersz, double *exp)
+{
+	return auth_verify_token(secret, secret_len, token, now_seconds(), user,
+							 usersz, exp);
 }
 
 /*
@@ -177,7 +239,7 @@ auth_verify_token(const unsigned char *key, size_t keylen, const char *token,
  * Returns AUTH_NONE if the request carries none.
  */
 enum auth_result
-auth_request(struct lws *wsi, char *user, size_t usersz)
+auth_request(struct lws *wsi, char *user, size_t usersz, double *exp)
 {
 	char		buf[RELAY_MAX_TOKEN + 16];
 	const char *token = NULL;
@@ -201,7 +263,7 @@ auth_request(struct lws *wsi, char *user, size_t usersz)
 
 	if (!token)
 		return AUTH_NONE;
-	r = auth_verify_token(secret, secret_len, token, time(NULL), user, usersz);
+	r = auth_check(token, user, usersz, exp);
 	lws_explicit_bzero(buf, sizeof(buf));
 	return r;
 }

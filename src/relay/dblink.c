@@ -151,6 +151,14 @@ link_fail(const char *what)
 							   link_connect, &retry_count);
 }
 
+/* Another module found the link unusable: it is rebuilt, with backoff. */
+void
+dblink_fail(const char *why)
+{
+	if (state != LINK_DOWN)
+		link_fail(why);
+}
+
 static void
 ask_write(lws_sorted_usec_list_t *sul)
 {
@@ -271,12 +279,18 @@ read_connect_timeout(void)
 static void
 link_connect(lws_sorted_usec_list_t *sul)
 {
-	/* conninfo may be a URI or "k=v ..."; NULL leaves it to PG* variables */
-	const char *keys[6] = {"dbname", "fallback_application_name"};
-	const char *vals[6] = {conninfo, "presence-relay"};
+	/*
+	 * conninfo may be a URI or "k=v ..."; NULL leaves it to PG* variables.
+	 * The keywords after it override it: search_path pinned (main.c merged
+	 * the user's options in) and UTF-8, which is what clients get.
+	 */
+	const char *keys[8] = {"dbname", "fallback_application_name", "options",
+	"client_encoding"};
+	const char *vals[8] = {conninfo, "presence-relay", relay_opts.db_options,
+	"UTF8"};
 
 	/* then the host lists again, rotated, if a host failed to answer */
-	conninfo_params(first_host, keys + 2, vals + 2);
+	conninfo_params(first_host, keys + 4, vals + 4);
 	conn = PQconnectStartParams(keys, vals, 1);
 	if (!conn || PQstatus(conn) == CONNECTION_BAD)
 	{
@@ -347,11 +361,11 @@ link_connected(void)
 	}
 	/* the extension's own settings say where it notifies and how often */
 	dblink_send("SELECT (SELECT setting FROM pg_catalog.pg_settings"
-				"         WHERE name = 'presence.channel'),"
-				"       (SELECT setting::int FROM pg_catalog.pg_settings"
-				"         WHERE name = 'presence.session_timeout'),"
+				"         WHERE name OPERATOR(pg_catalog.=) 'presence.channel'),"
+				"       (SELECT setting::pg_catalog.int4 FROM pg_catalog.pg_settings"
+				"         WHERE name OPERATOR(pg_catalog.=) 'presence.session_timeout'),"
 				"       (SELECT extversion FROM pg_catalog.pg_extension"
-				"         WHERE extname = 'presence')",
+				"         WHERE extname OPERATOR(pg_catalog.=) 'presence')",
 				0, NULL, setup_settings, NULL);
 }
 
@@ -453,14 +467,15 @@ take_notifications(void)
 {
 	while (held || (conn && (held = PQnotifies(conn))))
 	{
+		/* the relay's own probe, sent from its other connection */
 		if (probe_notification(held))
 		{
 			PQfreemem(held);
 			held = NULL;
 			continue;
 		}
-		if (feed_notification(held->extra))
-			return;				/* feed.c calls dblink_resume_notifications() */
+		if (origin_notification(held->be_pid, held->extra))
+			return;				/* held: dblink_resume_notifications() or the next result */
 		PQfreemem(held);
 		held = NULL;
 	}

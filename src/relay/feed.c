@@ -12,9 +12,13 @@
  * clients that hold back its oldest entry and cannot take more are closed
  * with 1008 and everybody else goes on.
  *
- * Snapshots (online_users() as JSON) are shared too: one database query
- * serves every client waiting for one, and each client holds a reference
- * until its copy is written.
+ * Snapshots (state.c) are shared too: one database query serves every
+ * client waiting for one, and each client holds a reference until its
+ * copy is written.  A state is written in RELAY_SEND_CHUNK pieces (one
+ * WebSocket message in fragments), one per WRITEABLE callback, so that
+ * lws never holds more than a piece for a client that does not read: 60
+ * such clients and a 2 MB state once cost 120 MB.  Changes a client is
+ * owed are capped in bytes too (--max-client-backlog).
  *
  * A client quiet for --ping-interval is pinged, and one quiet for 7/3 of
  * it is dropped: one timer looks at every client four times an interval.
@@ -23,15 +27,20 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct ring_msg
 {
 	unsigned char *payload;		/* LWS_PRE bytes, then the JSON */
 	size_t		len;
+	uint64_t	end;			/* bytes queued so far, this one included */
 	lws_usec_t	received;		/* when the notification reached us */
 };
 
 static struct lws_ring *ring;
+static uint64_t queued_bytes;	/* of every change ever queued */
+static int64_t last_seq = -1;	/* of the last change queued; -1: none yet */
+static unsigned char scratch[LWS_PRE + RELAY_SEND_CHUNK];
 static int	held_back;			/* dblink holds a change the ring had no room for */
 static lws_sorted_usec_list_t sul_held;
 static int	sent_this_turn;		/* a change was written directly this loop turn */
@@ -88,7 +97,10 @@ void
 snapshot_release(struct snapshot *s)
 {
 	if (s && --s->refs <= 0)
+	{
+		free(s->buf);
 		free(s);
+	}
 }
 
 /*
@@ -160,6 +172,8 @@ feed_remove_client(struct client *c)
 	snapshot_release(c->state);
 	c->state = NULL;
 	c->has_tail = 0;
+	free(c->reply);
+	c->reply = NULL;
 }
 
 int
@@ -184,17 +198,32 @@ feed_want_snapshot(struct client *c)
 static int
 want_all_cb(struct lws_dll2 *d, void *user)
 {
-	lws_container_of(d, struct client, list)->wants_state = 1;
+	struct client *c = lws_container_of(d, struct client, list);
+
+	c->wants_state = 1;
+	c->has_tail = 0;
 	return 0;
 }
 
-/* After the database link came back: everybody gets a fresh state. */
+/*
+ * After the database link came back (or changes may have been lost):
+ * everybody gets a fresh state, and no change until then, so that no
+ * client sees the gap in seq.  The seq counting starts over too: the
+ * next state's seq is that of a change received on this link.
+ */
 void
 feed_all_want_snapshot(void)
 {
+	last_seq = -1;
 	lws_dll2_foreach_safe(&clients, NULL, want_all_cb);
 	if (clients.count)
 		sessions_want_snapshot();
+}
+
+int64_t
+feed_last_seq(void)
+{
+	return last_seq;
 }
 
 void
@@ -266,11 +295,12 @@ update_oldest(void)
  * off after 5 s anyway.
  */
 void
-feed_close_client(struct client *c, uint16_t code)
+feed_close_client(struct client *c, uint16_t code, const char *why)
 {
 	if (c->close_code)
 		return;
 	c->close_code = code;
+	c->close_why = why;
 	c->has_tail = 0;
 	lws_callback_on_writable(c->wsi);
 	lws_set_timeout(c->wsi, PENDING_TIMEOUT_LAGGING, 5);
@@ -295,7 +325,7 @@ cull_slowest(int most)
 		{
 			lwsl_user("closing a client that fell %d messages behind\n", most);
 			relay_metrics.slow_clients_dropped_total++;
-			feed_close_client(c, LWS_CLOSE_STATUS_POLICY_VIOLATION);
+			feed_close_client(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow");
 		}
 	}
 	lws_end_foreach_dll(d);
@@ -341,6 +371,22 @@ next_turn(lws_sorted_usec_list_t *sul)
 }
 
 /*
+ * Is c owed more than --max-client-backlog bytes of changes while its
+ * socket takes no more?
+ */
+static int
+too_far_behind(struct client *c)
+{
+	const struct ring_msg *oldest;
+
+	if (!relay_opts.max_client_backlog ||
+		!(oldest = lws_ring_get_element(ring, &c->tail)) ||
+		queued_bytes - (oldest->end - oldest->len) <= (uint64_t) relay_opts.max_client_backlog)
+		return 0;
+	return lws_partial_buffered(c->wsi) || lws_send_pipe_choked(c->wsi);
+}
+
+/*
  * Offers the change just queued to every client.  The usual way, a
  * WRITEABLE callback per client, costs per client and change two changes
  * of lws's poll set and one more pass of the loop over every socket;
@@ -379,6 +425,13 @@ offer(const struct ring_msg *msg)
 				lws_set_timeout(c->wsi, PENDING_TIMEOUT_LAGGING, LWS_TO_KILL_ASYNC);
 			}
 		}
+		else if (too_far_behind(c))
+		{
+			lwsl_user("closing a client owed more than %d bytes\n",
+					  relay_opts.max_client_backlog);
+			relay_metrics.slow_clients_dropped_total++;
+			feed_close_client(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow");
+		}
 		else
 			lws_callback_on_writable(c->wsi);
 	}
@@ -386,25 +439,18 @@ offer(const struct ring_msg *msg)
 }
 
 /*
- * One NOTIFY payload from the extension, {"seq":...}: queued unchanged but
- * for a "type" member put in front.  Returns -1 if the ring is full of
- * entries clients are still owed: the caller keeps the payload and offers
- * it again when told (backpressure: PostgreSQL queues notifications).
+ * One change from the presence worker (checked by origin.c): its frame is
+ * built and queued.  Returns -1 if the ring is full of entries clients
+ * are still owed: the caller keeps the change and offers it again when
+ * told (backpressure: PostgreSQL queues notifications).
  */
 int
-feed_notification(const char *payload)
+feed_event(const struct presence_event *ev)
 {
-	static const char prefix[] = "{\"type\":\"presence\",";
 	struct ring_msg msg;
-	size_t		plen = strlen(payload);
+	struct jbuf frame = {0};
 	uint32_t	at;
 	int			most;
-
-	if (plen < 2 || payload[0] != '{')
-	{
-		lwsl_warn("ignoring a notification that is not a JSON object\n");
-		return 0;
-	}
 
 	most = update_oldest();
 	if (!lws_ring_get_count_free_elements(ring))
@@ -418,12 +464,14 @@ feed_notification(const char *payload)
 		}
 	}
 
-	msg.len = sizeof(prefix) - 1 + plen - 1;
-	msg.payload = malloc(LWS_PRE + msg.len);
-	if (!msg.payload)
+	if (event_frame(ev, &frame))
+	{
+		jbuf_free(&frame);
 		return 0;
-	memcpy(msg.payload + LWS_PRE, prefix, sizeof(prefix) - 1);
-	memcpy(msg.payload + LWS_PRE + sizeof(prefix) - 1, payload + 1, plen - 1);
+	}
+	msg.payload = frame.p;
+	msg.len = frame.len;
+	msg.end = queued_bytes + frame.len;
 	msg.received = lws_now_usecs();
 	at = ring_head();
 	if (lws_ring_insert(ring, &msg, 1) != 1)
@@ -431,6 +479,8 @@ feed_notification(const char *payload)
 		destroy_msg(&msg);
 		return 0;
 	}
+	queued_bytes = msg.end;
+	last_seq = ev->seq;
 	relay_metrics.notifications_total++;
 	offer(lws_ring_get_element(ring, &at));
 	return 0;
@@ -442,26 +492,24 @@ feed_notification(const char *payload)
  * result are already in it; those it sends after are queued after it.
  */
 void
-feed_snapshot(const char *json, size_t len)
+feed_snapshot(struct snapshot *s)
 {
-	struct snapshot *s = malloc(sizeof(*s) + LWS_PRE + len);
+	/* 0: no deadline (--send-timeout 0) */
+	lws_usec_t	due = relay_opts.send_timeout ? lws_now_usecs() +
+		(lws_usec_t) relay_opts.send_timeout * LWS_US_PER_SEC : 0;
 
-	if (!s)
-		return;
-	s->refs = 1;				/* ours, until the loop is done */
 	s->ring_head = ring_head();
-	s->len = len;
-	memcpy(s->buf + LWS_PRE, json, len);
-
 	lws_start_foreach_dll(struct lws_dll2 *, d, clients.head)
 	{
 		struct client *c = lws_container_of(d, struct client, list);
 
-		if (c->wants_state && !c->close_code)
+		/* one whose last state is half written gets a later one */
+		if (c->wants_state && !c->close_code && !c->state_sent)
 		{
 			snapshot_release(c->state);
 			c->state = s;
 			s->refs++;
+			c->state_due = due;
 			c->wants_state = 0;
 			/* its changes start here, held back until the state is out */
 			c->tail = s->ring_head;
@@ -470,6 +518,7 @@ feed_snapshot(const char *json, size_t len)
 		}
 	}
 	lws_end_foreach_dll(d);
+	deadline_note(due);
 
 	lws_start_foreach_dll_safe(struct lws_dll2 *, d, d1, http_waiters.head)
 	{
@@ -484,13 +533,84 @@ feed_snapshot(const char *json, size_t len)
 	snapshot_release(s);
 }
 
+/*
+ * Writes the next piece of c's state: the whole state in place if it is
+ * one piece (every client's frame header is the same), else a copy of
+ * the piece, as one fragment.  Returns -1 if the socket is gone.
+ */
+static int
+write_state(struct client *c)
+{
+	struct snapshot *s = c->state;
+	size_t		left = s->len - c->state_sent,
+				n = left > RELAY_SEND_CHUNK ? RELAY_SEND_CHUNK : left;
+	int			first = !c->state_sent,
+				last = n == left;
+	unsigned char *at = s->buf + LWS_PRE + c->state_sent;
+
+	if (!(first && last))
+	{
+		memcpy(scratch + LWS_PRE, at, n);
+		at = scratch + LWS_PRE;
+	}
+	if (lws_write(c->wsi, at, n, (enum lws_write_protocol)
+				  lws_write_ws_flags(LWS_WRITE_TEXT, first, last)) < (int) n)
+		return -1;
+	c->state_sent += n;
+	if (!last)
+		return 0;
+	relay_metrics.messages_sent_total++;
+	c->state = NULL;
+	c->state_sent = 0;
+	snapshot_release(s);
+	/* it asked for a newer one meanwhile (feed_snapshot() skipped it) */
+	if (c->wants_state)
+		sessions_want_snapshot();
+	return 0;
+}
+
+/* A frame for c alone (an answer to its message); replaces an unsent one. */
+void
+feed_reply(struct client *c, struct jbuf *frame)
+{
+	if (frame->oom || c->close_code)
+	{
+		jbuf_free(frame);
+		return;
+	}
+	free(c->reply);
+	c->reply = frame->p;
+	c->reply_len = frame->len;
+	memset(frame, 0, sizeof(*frame));
+	lws_callback_on_writable(c->wsi);
+}
+
+/*
+ * c's token is valid until exp (seconds since the epoch): it is closed
+ * with 4001 then (deadline.c), unless a fresh token moves it on.
+ */
+void
+feed_set_expiry(struct client *c, double exp)
+{
+	double		left;
+	struct timespec ts;
+
+	/* exp is on the wall clock, deadlines on lws's monotonic one */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	left = exp - ((double) ts.tv_sec + ts.tv_nsec / 1e9);
+	if (left > 10.0 * 365 * 24 * 3600)
+		left = 10.0 * 365 * 24 * 3600;
+	c->expires = lws_now_usecs() + (left > 0 ? (lws_usec_t) (left * LWS_US_PER_SEC) : 0) + 1;
+	deadline_note(c->expires);
+}
+
 static const char *
 close_reason_text(uint16_t code)
 {
 	switch (code)
 	{
 		case LWS_CLOSE_STATUS_POLICY_VIOLATION:
-			return "too slow";
+			return "policy violation";
 		case LWS_CLOSE_STATUS_GOINGAWAY:
 			return "relay shutting down";
 		case LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE:
@@ -510,27 +630,35 @@ int
 feed_write(struct client *c)
 {
 	const struct ring_msg *msg;
-	struct snapshot *s;
 
 	if (c->close_code)
 	{
-		const char *why = close_reason_text(c->close_code);
+		const char *why = c->close_why ? c->close_why : close_reason_text(c->close_code);
 
 		lws_close_reason(c->wsi, (enum lws_close_status) c->close_code,
 						 (unsigned char *) why, strlen(why));
 		return -1;
 	}
 
-	if (c->state)
+	/* a state begun goes on: nothing may come between its fragments */
+	if (c->state && c->state_sent)
 	{
-		s = c->state;
-		c->state = NULL;
-		if (write_text(c, s->buf, s->len))
-		{
-			snapshot_release(s);
+		if (write_state(c))
 			return -1;
-		}
-		snapshot_release(s);
+	}
+	else if (c->reply)
+	{
+		if (lws_write(c->wsi, c->reply + LWS_PRE, c->reply_len, LWS_WRITE_TEXT) <
+			(int) c->reply_len)
+			return -1;
+		relay_metrics.messages_sent_total++;
+		free(c->reply);
+		c->reply = NULL;
+	}
+	else if (c->state)
+	{
+		if (write_state(c))
+			return -1;
 	}
 	else if (c->has_tail && (msg = lws_ring_get_element(ring, &c->tail)))
 	{
@@ -541,7 +669,7 @@ feed_write(struct client *c)
 			lws_sul_schedule(relay_context, 0, &sul_held, retry_held, LWS_US_PER_MS);
 	}
 
-	if (c->has_tail && lws_ring_get_element(ring, &c->tail))
+	if (c->state || c->reply || (c->has_tail && lws_ring_get_element(ring, &c->tail)))
 		lws_callback_on_writable(c->wsi);
 	return 0;
 }
@@ -553,7 +681,7 @@ feed_close_all(void)
 	lws_start_foreach_dll(struct lws_dll2 *, d, clients.head)
 	{
 		feed_close_client(lws_container_of(d, struct client, list),
-						  LWS_CLOSE_STATUS_GOINGAWAY);
+						  LWS_CLOSE_STATUS_GOINGAWAY, NULL);
 	}
 	lws_end_foreach_dll(d);
 }

@@ -1,6 +1,7 @@
 /*
  * fuzz.c - libFuzzer target for what the relay parses from strangers:
- * tokens (auth.c) and client messages (message.c).  `make fuzz`.
+ * tokens (auth.c), client messages (message.c) and notification payloads
+ * (event.c: any database role may NOTIFY).  `make fuzz`.
  *
  * The first input byte picks the target:
  *   0  the rest is a token, checked as it came
@@ -9,6 +10,9 @@
  *      are reached, which random tokens never would
  *   2  the rest is a client message, parsed whole and also fed in pieces
  *      at input-chosen places: both must agree
+ *   3  the rest is a notification payload: if it is accepted, the frame
+ *      made of it must parse back (as a payload, without "type") to the
+ *      same event
  */
 #include "relay.h"
 
@@ -57,9 +61,11 @@ check_token(const char *token)
 	char		user[RELAY_MAX_USER_ID + 1];
 	enum auth_result r;
 
-	r = auth_verify_token(key, sizeof(key) - 1, token, 1700000000, user, sizeof(user));
+	double		exp = 0;
+
+	r = auth_verify_token(key, sizeof(key) - 1, token, 1700000000, user, sizeof(user), &exp);
 	if (r == AUTH_OK)
-		assert(*user && strlen(user) <= RELAY_MAX_USER_ID);
+		assert(*user && strlen(user) <= RELAY_MAX_USER_ID && exp > 1700000000);
 }
 
 static void
@@ -109,10 +115,42 @@ message(const unsigned char *data, size_t size)
 	}
 	message_end(p, &pieces);
 	assert(whole.kind == pieces.kind);
+	if (whole.kind == MESSAGE_TOKEN)
+		assert(!strcmp(whole.token, pieces.token));
+	message_clear(&whole);
+	message_clear(&pieces);
 	if (whole.kind == MESSAGE_HEARTBEAT)
 		assert(whole.active == pieces.active);
 	if (whole.kind == MESSAGE_VISIBILITY)
 		assert(whole.visible == pieces.visible && whole.visible >= 0);
+}
+
+static void
+notification(const unsigned char *data, size_t size)
+{
+	static const char prefix[] = "{\"type\":\"presence\",";
+	struct presence_event ev,
+				again;
+	struct jbuf frame = {0};
+	char	   *payload = malloc(size + 1);
+
+	memcpy(payload, data, size);
+	payload[size] = '\0';
+	if (!event_parse(payload, strlen(payload), &ev))
+	{
+		assert(!event_frame(&ev, &frame));
+		/* the frame without "type" is a payload again, of the same event */
+		assert(!memcmp(jbuf_text(&frame), prefix, sizeof(prefix) - 1));
+		frame.p[LWS_PRE + sizeof(prefix) - 2] = '{';
+		assert(!event_parse((char *) frame.p + LWS_PRE + sizeof(prefix) - 2,
+							frame.len - sizeof(prefix) + 2, &again));
+		assert(again.seq == ev.seq && again.user_len == ev.user_len &&
+			   !memcmp(again.user_id, ev.user_id, ev.user_len) &&
+			   again.status == ev.status && again.previous == ev.previous &&
+			   !strcmp(again.last_active, ev.last_active));
+	}
+	jbuf_free(&frame);
+	free(payload);
 }
 
 int
@@ -122,7 +160,7 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 
 	if (size < 1)
 		return 0;
-	switch (data[0] % 3)
+	switch (data[0] % 4)
 	{
 		case 0:
 			s = malloc(size);
@@ -134,8 +172,11 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 		case 1:
 			signed_token(data + 1, size - 1);
 			break;
-		default:
+		case 2:
 			message(data + 1, size - 1);
+			break;
+		default:
+			notification(data + 1, size - 1);
 			break;
 	}
 	return 0;

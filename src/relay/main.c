@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define SHUTDOWN_GRACE_US (3 * LWS_US_PER_SEC)
@@ -24,7 +25,17 @@ struct relay_options relay_opts = {
 	.demo_token_ttl = 600,
 	.queue_length = 1024,
 	.ping_interval = 30,
+	.max_connections = -1,		/* from the open-files limit */
+	.max_sessions_per_user = 20,
+	.max_connections_per_ip = 100,
+	.max_client_backlog = 1024 * 1024,
+	.send_timeout = 20,
+	.message_rate = 10,
+	.message_burst = 30,
 };
+
+/* descriptors kept for the database link, HTTP requests, files, the log */
+#define FD_RESERVE_MIN 64
 struct lws_context *relay_context;
 struct lws_vhost *relay_vhost;
 
@@ -71,6 +82,14 @@ static const struct option long_options[] = {
 	{"demo", no_argument, NULL, 'D'},
 	{"queue-length", required_argument, NULL, 'q'},
 	{"ping-interval", required_argument, NULL, 'P'},
+	{"max-sessions-per-user", required_argument, NULL, 'U'},
+	{"max-connections-per-ip", required_argument, NULL, 'I'},
+	{"trusted-proxy", required_argument, NULL, 'T'},
+	{"max-client-backlog", required_argument, NULL, 'B'},
+	{"send-timeout", required_argument, NULL, 'W'},
+	{"message-rate", required_argument, NULL, 'R'},
+	{"message-burst", required_argument, NULL, 'r'},
+	{"demo-token-ttl", required_argument, NULL, 't'},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, 'V'},
@@ -90,9 +109,18 @@ usage(FILE *f)
 			"  --jwt-secret-file F     HS256 secret for client tokens\n"
 			"  --allow-anonymous       let clients without a token watch (not tracked)\n"
 			"  --static DIR            serve DIR at /\n"
-			"  --max-connections N     refuse WebSockets beyond N (503)\n"
+			"  --max-connections N     refuse WebSockets beyond N (503; default: 90%% of\n"
+			"                          the open-files limit, leaving at least 64)\n"
+			"  --max-sessions-per-user N  sockets one user may hold (429; default 20, 0: any)\n"
+			"  --max-connections-per-ip N sockets one address may hold (429; default 100, 0: any)\n"
+			"  --trusted-proxy LIST    proxies whose X-Real-IP / X-Forwarded-For are believed\n"
+			"  --max-client-backlog B  bytes of changes a client may be owed (default 1 MiB)\n"
+			"  --send-timeout N        seconds for a state or /online body to go out (default 20)\n"
+			"  --message-rate N        client messages per second (default 10, 0: any)\n"
+			"  --message-burst N       ... and at once (default 30)\n"
 			"  --allow-origin LIST     browser origins allowed, comma separated, or *\n"
 			"  --demo                  serve GET /demo/token?user=NAME (loopback --bind only)\n"
+			"  --demo-token-ttl N      seconds a demo token is valid (default 600)\n"
 			"  --queue-length N        changes a client may lag before it is closed (default 1024)\n"
 			"  --ping-interval N       ping a client quiet for N s, drop it at 7N/3 s (default 30)\n"
 			"  --verbose               log more\n"
@@ -108,6 +136,18 @@ parse_int(const char *s, int min, int max, int *out)
 	if (!*s || *end || v < min || v > max)
 		return -1;
 	*out = (int) v;
+	return 0;
+}
+
+static int
+parse_double(const char *s, double min, double max, double *out)
+{
+	char	   *end;
+	double		v = strtod(s, &end);
+
+	if (!*s || *end || !(v >= min && v <= max))
+		return -1;
+	*out = v;
 	return 0;
 }
 
@@ -145,6 +185,37 @@ parse_options(int argc, char **argv)
 			case 'm':
 				if (parse_int(optarg, 1, INT_MAX, &relay_opts.max_connections))
 					return fprintf(stderr, "bad --max-connections %s\n", optarg), -1;
+				break;
+			case 'U':
+				if (parse_int(optarg, 0, INT_MAX, &relay_opts.max_sessions_per_user))
+					return fprintf(stderr, "bad --max-sessions-per-user %s\n", optarg), -1;
+				break;
+			case 'I':
+				if (parse_int(optarg, 0, INT_MAX, &relay_opts.max_connections_per_ip))
+					return fprintf(stderr, "bad --max-connections-per-ip %s\n", optarg), -1;
+				break;
+			case 'T':
+				relay_opts.trusted_proxy = optarg;
+				break;
+			case 'B':
+				if (parse_int(optarg, 0, INT_MAX, &relay_opts.max_client_backlog))
+					return fprintf(stderr, "bad --max-client-backlog %s\n", optarg), -1;
+				break;
+			case 'W':
+				if (parse_int(optarg, 0, 3600, &relay_opts.send_timeout))
+					return fprintf(stderr, "bad --send-timeout %s\n", optarg), -1;
+				break;
+			case 'R':
+				if (parse_double(optarg, 0, 1e6, &relay_opts.message_rate))
+					return fprintf(stderr, "bad --message-rate %s\n", optarg), -1;
+				break;
+			case 'r':
+				if (parse_int(optarg, 1, 1 << 20, &relay_opts.message_burst))
+					return fprintf(stderr, "bad --message-burst %s\n", optarg), -1;
+				break;
+			case 't':
+				if (parse_int(optarg, 1, 24 * 3600, &relay_opts.demo_token_ttl))
+					return fprintf(stderr, "bad --demo-token-ttl %s\n", optarg), -1;
 				break;
 			case 'o':
 				relay_opts.allow_origin = optarg;
@@ -210,7 +281,68 @@ parse_options(int argc, char **argv)
 				"--allow-anonymous or --demo\n");
 		return -1;
 	}
+	if (clientaddr_init(relay_opts.trusted_proxy))
+		return -1;
 	return 0;
+}
+
+/*
+ * --max-connections unless given: what the open-files limit allows, less
+ * a reserve (a tenth, at least FD_RESERVE_MIN) for everything else.
+ */
+static int
+default_max_connections(rlim_t *limit)
+{
+	struct rlimit rl;
+	rlim_t		n,
+				reserve;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		rl.rlim_cur = 1024;
+	n = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (1 << 20) ? (1 << 20) : rl.rlim_cur;
+	*limit = n;
+	reserve = n / 10 > FD_RESERVE_MIN ? n / 10 : FD_RESERVE_MIN;
+	return n > reserve + 1 ? (int) (n - reserve) : 1;
+}
+
+/*
+ * libpq's "options" for the link: the user's (from --db, else PGOPTIONS)
+ * and then search_path pinned to pg_catalog, which wins as the later -c.
+ * Options from a pg_service.conf service are not seen here, and are
+ * replaced.  NULL (and a message) if --db cannot be parsed.
+ */
+static char *
+pinned_options(const char *conninfo)
+{
+	static const char pin[] = "-csearch_path=pg_catalog";
+	PQconninfoOption *opts = NULL,
+			   *o;
+	const char *theirs = NULL;
+	char	   *err = NULL,
+			   *out;
+	size_t		n;
+
+	if (conninfo && *conninfo)
+	{
+		opts = PQconninfoParse(conninfo, &err);
+		if (!opts)
+		{
+			fprintf(stderr, "bad --db: %s", err ? err : "out of memory\n");
+			PQfreemem(err);
+			return NULL;
+		}
+		for (o = opts; o->keyword; o++)
+			if (!strcmp(o->keyword, "options") && o->val && *o->val)
+				theirs = o->val;
+	}
+	if (!theirs)
+		theirs = getenv("PGOPTIONS");
+	n = (theirs ? strlen(theirs) + 1 : 0) + sizeof(pin);
+	out = malloc(n);
+	if (out)
+		snprintf(out, n, "%s%s%s", theirs ? theirs : "", theirs ? " " : "", pin);
+	PQconninfoFree(opts);
+	return out;
 }
 
 int
@@ -299,11 +431,28 @@ main(int argc, char **argv)
 				static_dir[PATH_MAX];
 	struct sigaction sa;
 	size_t		i;
+	rlim_t		fd_limit;
+	char	   *db_options;
+	int			max_default;
+	static const struct sessions_hook origin_hook = {
+		.link_up = origin_link_up,
+		.link_down = origin_link_down,
+		.pump = origin_pump,
+	};
 
 	if (parse_options(argc, argv))
 		return 2;
 	lws_set_log_level(LLL_ERR | LLL_WARN | LLL_USER |
 					  (relay_opts.verbose ? LLL_NOTICE : 0), NULL);
+	if (!(db_options = pinned_options(relay_opts.conninfo)))
+		return 2;
+	relay_opts.db_options = db_options;
+	max_default = default_max_connections(&fd_limit);
+	if (relay_opts.max_connections < 0)
+		relay_opts.max_connections = max_default;
+	else if (relay_opts.max_connections > max_default)
+		lwsl_warn("--max-connections %d: the open-files limit (%llu) allows about %d\n",
+				  relay_opts.max_connections, (unsigned long long) fd_limit, max_default);
 	if (auth_init(relay_opts.secret_file, relay_opts.demo))
 		return 1;
 
@@ -346,9 +495,9 @@ main(int argc, char **argv)
 		info.mounts = mounts;
 	}
 
-	if (feed_init(relay_opts.queue_length))
+	if (feed_init(relay_opts.queue_length) || caps_init())
 		return 1;
-	sessions_init();
+	sessions_init(&origin_hook);
 	relay_context = lws_create_context(&info);
 	if (!relay_context)
 	{
@@ -368,9 +517,11 @@ main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 
-	lwsl_user("presence-relay listening on %s port %d%s%s\n", relay_opts.bind,
-			  relay_opts.port, relay_opts.metrics_bind ? ", metrics on " : "",
-			  relay_opts.metrics_bind ? relay_opts.metrics_bind : "");
+	lwsl_user("presence-relay listening on %s port %d%s%s (max-connections %d, open-files limit %llu)\n",
+			  relay_opts.bind, relay_opts.port,
+			  relay_opts.metrics_bind ? ", metrics on " : "",
+			  relay_opts.metrics_bind ? relay_opts.metrics_bind : "",
+			  relay_opts.max_connections, (unsigned long long) fd_limit);
 	dblink_start(relay_opts.conninfo);
 
 	while (!stop_requested)
@@ -381,11 +532,16 @@ main(int argc, char **argv)
 	dblink_stop();
 	/* timers live in the context: cancel them while it still exists */
 	sessions_cleanup();
+	origin_cleanup();
+	deadline_stop();
 	feed_stop();
 	lws_context_destroy(relay_context);
 	relay_context = NULL;
 	feed_destroy();
+	caps_cleanup();
+	clientaddr_cleanup();
 	auth_cleanup();
+	free(db_options);
 	lwsl_user("presence-relay stopped\n");
 	return 0;
 }

@@ -1,10 +1,13 @@
 /*
  * message.c - what a WebSocket client may send: {"type":"heartbeat",
- * "active":bool} and {"type":"visibility","visible":bool}.
+ * "active":bool}, {"type":"visibility","visible":bool} and
+ * {"type":"token","token":"..."}.  A message is a JSON object: a bare
+ * array or scalar is malformed.
  *
  * Parsed with lws's streaming JSON parser (lejp), so a message split over
  * several frames or reads needs no buffer of its own: only the parser
- * state (about 600 bytes) lives while a fragmented message is in progress.
+ * state (about 600 bytes) lives while a fragmented message is in progress,
+ * and a "token" member's value, which is kept (up to RELAY_MAX_TOKEN).
  * Pure code (no connection, no globals): the fuzzer drives it directly.
  */
 #include "relay.h"
@@ -22,6 +25,10 @@ struct message_parser
 	int			visible;		/* -1: no "visible" member */
 	int			type_chunked;	/* "type" longer than one lejp chunk */
 	int			opening;		/* OPENING_*: what came before lejp took over */
+	int			in_object;		/* lejp saw the top-level "{" */
+	char	   *token;			/* "token" so far (malloc'd) */
+	size_t		token_len;
+	int			token_done;		/* a whole string arrived */
 };
 
 /* lejp refuses an empty object, so the start of a message is read here. */
@@ -32,13 +39,14 @@ enum
 	OPENING_LEJP,				/* something else: lejp parses */
 };
 
-static const char *const paths[] = {"type", "active", "visible"};
+static const char *const paths[] = {"type", "active", "visible", "token"};
 
 enum
 {
 	PATH_TYPE = 1,				/* lejp reports 1-based indexes of paths[] */
 	PATH_ACTIVE,
 	PATH_VISIBLE,
+	PATH_TOKEN,
 };
 
 /* The kind a complete "type" string names. */
@@ -49,6 +57,8 @@ type_kind(const char *s, size_t len)
 		return MESSAGE_HEARTBEAT;
 	if (len == 10 && !memcmp(s, "visibility", 10))
 		return MESSAGE_VISIBILITY;
+	if (len == 5 && !memcmp(s, "token", 5))
+		return MESSAGE_TOKEN;
 	return MESSAGE_OTHER;
 }
 
@@ -64,10 +74,40 @@ set_bool(struct message_parser *p, char reason, int *out)
 		p->bad = 1;
 }
 
+/* Appends a piece of the "token" string; too long makes the message bad. */
+static void
+add_token(struct message_parser *p, const char *s, size_t n)
+{
+	char	   *t;
+
+	if (p->token_len + n > RELAY_MAX_TOKEN)
+	{
+		p->bad = 1;
+		return;
+	}
+	t = realloc(p->token, p->token_len + n + 1);
+	if (!t)
+	{
+		p->bad = 1;
+		return;
+	}
+	memcpy(t + p->token_len, s, n);
+	p->token = t;
+	p->token_len += n;
+	t[p->token_len] = '\0';
+}
+
 static signed char
 parse_cb(struct lejp_ctx *ctx, char reason)
 {
 	struct message_parser *p = ctx->user;
+
+	/* a message is an object: a bare array or value is malformed */
+	if (reason == LEJPCB_OBJECT_START)
+		p->in_object = 1;
+	else if ((reason == LEJPCB_ARRAY_START || (reason & LEJP_FLAG_CB_IS_VALUE)) &&
+			 !p->in_object)
+		p->bad = 1;
 
 	/* only top-level members count: a nested "type" has a longer path */
 	if (!(reason & LEJP_FLAG_CB_IS_VALUE) || !ctx->path_match)
@@ -92,6 +132,18 @@ parse_cb(struct lejp_ctx *ctx, char reason)
 			break;
 		case PATH_VISIBLE:
 			set_bool(p, reason, &p->visible);
+			break;
+		case PATH_TOKEN:
+			if (reason == LEJPCB_VAL_STR_CHUNK || reason == LEJPCB_VAL_STR_END)
+			{
+				if (p->token_done)
+					p->bad = 1; /* twice */
+				add_token(p, ctx->buf, ctx->npos);
+				if (reason == LEJPCB_VAL_STR_END)
+					p->token_done = 1;
+			}
+			else
+				p->bad = 1;
 			break;
 	}
 	return 0;
@@ -148,6 +200,7 @@ read_opening(struct message_parser *p, const unsigned char *b, size_t len)
 		if (b[i] == '}' && p->opening == OPENING_BRACE)
 		{
 			p->result = 0;		/* {}: complete */
+			p->in_object = 1;
 			return i + 1;
 		}
 		if (p->opening == OPENING_BRACE)
@@ -200,14 +253,33 @@ message_end(struct message_parser *p, struct message *out)
 		kind = MESSAGE_MALFORMED;
 	else if (p->type == MESSAGE_VISIBILITY && p->visible < 0)
 		kind = MESSAGE_MALFORMED;	/* "visible" is required */
+	else if (p->type == MESSAGE_TOKEN && !p->token_done)
+		kind = MESSAGE_MALFORMED;	/* so is "token" */
 	else
 		kind = p->type;
 	out->kind = kind;
 	out->active = p->active;
 	out->visible = p->visible;
+	out->token = NULL;
+	if (kind == MESSAGE_TOKEN)
+	{
+		out->token = p->token;
+		p->token = NULL;
+	}
+	free(p->token);
 	lejp_destruct(&p->ctx);
 	free(p);
 	return kind;
+}
+
+/* Frees what message_end() gave the caller. */
+void
+message_clear(struct message *m)
+{
+	if (m->token)
+		lws_explicit_bzero(m->token, strlen(m->token));
+	free(m->token);
+	m->token = NULL;
 }
 
 /* Parses a message that arrived whole. */
@@ -217,7 +289,10 @@ message_parse(const void *buf, size_t len, struct message *out)
 	struct message_parser *p = message_begin();
 
 	if (!p)
+	{
+		out->token = NULL;
 		return out->kind = MESSAGE_MALFORMED;
+	}
 	message_feed(p, buf, len);
 	return message_end(p, out);
 }

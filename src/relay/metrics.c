@@ -33,20 +33,41 @@ metrics_observe_delay(lws_usec_t us)
 }
 
 #define COUNTER(name, help, value) \
-	p += lws_snprintf(p, (size_t) (end - p), \
-					  "# HELP " name " " help "\n# TYPE " name " counter\n" \
-					  name " %" PRIu64 "\n", (uint64_t) (value))
+	jbuf_printf(out, "# HELP " name " " help "\n# TYPE " name " counter\n" \
+				name " %" PRIu64 "\n", (uint64_t) (value))
 
-/* Writes the metrics text into buf; returns its length. */
-size_t
-metrics_render(char *buf, size_t len)
+/* A counter with one label, all its values under one HELP and TYPE. */
+#define LABELLED(name, help, label, ...) \
+	labelled(out, name, help, label, (const char *const[]){__VA_ARGS__, NULL})
+
+static void
+labelled(struct jbuf *out, const char *name, const char *help,
+		 const char *label, const char *const *pairs)
 {
-	char	   *p = buf,
-			   *end = buf + len;
+	jbuf_printf(out, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+	for (; pairs[0]; pairs += 2)
+		jbuf_printf(out, "%s{%s=\"%s\"} %s\n", name, label, pairs[0], pairs[1]);
+}
+
+static const char *
+u64(char *buf, uint64_t v)
+{
+	lws_snprintf(buf, 24, "%" PRIu64, v);
+	return buf;
+}
+
+/* Appends the metrics text to out. */
+void
+metrics_render(struct jbuf *out)
+{
 	uint64_t	cumulative = 0;
 	size_t		i;
+	char		a[24],
+				b[24],
+				c[24],
+				d[24];
 
-	p += lws_snprintf(p, (size_t) (end - p),
+	jbuf_printf(out,
 					  "# HELP presence_relay_connections Open WebSocket connections.\n"
 					  "# TYPE presence_relay_connections gauge\n"
 					  "presence_relay_connections{kind=\"tracked\"} %d\n"
@@ -56,6 +77,10 @@ metrics_render(char *buf, size_t len)
 					  "presence_relay_db_up %d\n",
 					  sessions_tracked(), feed_client_count() - sessions_tracked(),
 					  dblink_is_up());
+	jbuf_printf(out,
+				"# HELP presence_relay_max_connections WebSocket connections allowed (--max-connections).\n"
+				"# TYPE presence_relay_max_connections gauge\n"
+				"presence_relay_max_connections %d\n", relay_opts.max_connections);
 	COUNTER("presence_relay_connections_total",
 			"WebSocket connections accepted.", relay_metrics.connections_total);
 	COUNTER("presence_relay_auth_failures_total",
@@ -85,8 +110,41 @@ metrics_render(char *buf, size_t len)
 	COUNTER("presence_relay_session_errors_total",
 			"Sockets closed (1011) because presence.connect refused them.",
 			relay_metrics.session_errors_total);
+	LABELLED("presence_relay_notifications_ignored_total",
+			 "Notifications not forwarded: sent by another backend than the presence worker, or not of the documented shape.",
+			 "reason", "sender", u64(a, relay_metrics.notifications_ignored_sender),
+			 "malformed", u64(b, relay_metrics.notifications_ignored_malformed));
+	COUNTER("presence_relay_worker_pid_reads_total",
+			"Times presence.stats().worker_pid was read.",
+			relay_metrics.worker_pid_reads_total);
+	LABELLED("presence_relay_refused_total",
+			 "WebSocket upgrades refused by a limit (HTTP 429 or 503) or for a subprotocol other than presence (400).",
+			 "limit", "max-sessions-per-user", u64(a, relay_metrics.refused_per_user),
+			 "max-connections-per-ip", u64(b, relay_metrics.refused_per_ip),
+			 "max-connections", u64(c, relay_metrics.refused_max_connections),
+			 "subprotocol", u64(d, relay_metrics.refused_subprotocol));
+	COUNTER("presence_relay_messages_rate_limited_total",
+			"Client messages ignored over --message-rate.",
+			relay_metrics.messages_rate_limited_total);
+	COUNTER("presence_relay_rate_limit_closes_total",
+			"Clients closed (1008) for sending persistently over --message-rate.",
+			relay_metrics.rate_limit_closes_total);
+	COUNTER("presence_relay_send_timeouts_total",
+			"Clients closed (1008) whose state did not go out within --send-timeout.",
+			relay_metrics.send_timeouts_total);
+	LABELLED("presence_relay_tokens_total",
+			 "Token lifetimes: sockets closed (4001) at expiry, tokens refreshed in a message, refreshes refused.",
+			 "event", "expired", u64(a, relay_metrics.tokens_expired_total),
+			 "refreshed", u64(b, relay_metrics.tokens_refreshed_total),
+			 "refused", u64(c, relay_metrics.tokens_refused_total));
+	COUNTER("presence_relay_wake_batches_total",
+			"Small heartbeat queries for sockets coming back to active.",
+			relay_metrics.wake_batches_total);
+	COUNTER("presence_relay_visibility_batches_total",
+			"Batched presence.set_visible() queries.",
+			relay_metrics.visibility_batches_total);
 
-	p += lws_snprintf(p, (size_t) (end - p),
+	jbuf_printf(out,
 					  "# HELP presence_relay_notification_send_delay_seconds "
 					  "From a notification reaching the relay to its frame "
 					  "being written to a client.\n"
@@ -95,18 +153,14 @@ metrics_render(char *buf, size_t len)
 	{
 		cumulative += buckets[i];
 		if (i < LWS_ARRAY_SIZE(bounds))
-			p += lws_snprintf(p, (size_t) (end - p),
-							  "presence_relay_notification_send_delay_seconds_bucket"
-							  "{le=\"%g\"} %" PRIu64 "\n",
-							  (double) bounds[i] / 1e6, cumulative);
+			jbuf_printf(out, "presence_relay_notification_send_delay_seconds_bucket"
+						"{le=\"%g\"} %" PRIu64 "\n",
+						(double) bounds[i] / 1e6, cumulative);
 		else
-			p += lws_snprintf(p, (size_t) (end - p),
-							  "presence_relay_notification_send_delay_seconds_bucket"
-							  "{le=\"+Inf\"} %" PRIu64 "\n", cumulative);
+			jbuf_printf(out, "presence_relay_notification_send_delay_seconds_bucket"
+						"{le=\"+Inf\"} %" PRIu64 "\n", cumulative);
 	}
-	p += lws_snprintf(p, (size_t) (end - p),
-					  "presence_relay_notification_send_delay_seconds_sum %.6f\n"
-					  "presence_relay_notification_send_delay_seconds_count %" PRIu64 "\n",
-					  (double) delay_sum / 1e6, delay_count);
-	return (size_t) (p - buf);
+	jbuf_printf(out, "presence_relay_notification_send_delay_seconds_sum %.6f\n"
+				"presence_relay_notification_send_delay_seconds_count %" PRIu64 "\n",
+				(double) delay_sum / 1e6, delay_count);
 }

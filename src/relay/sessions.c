@@ -16,6 +16,14 @@
  * presence.set_visible(), batched like the rest.  A request not yet sent
  * waits while the link is down: it is the user's choice, not part of the
  * session, so it outlives the socket that made it.
+ *
+ * What clients say costs the database at most one call per user and
+ * interval, whatever they send: a user's first visibility change in an
+ * interval goes out at once, later ones wait for the next tick and only
+ * the last of them is sent (so flapping announces the net change); and a
+ * socket that comes back to "active" hurries a small heartbeat of its own
+ * at most once per interval, other changes of "active" ride with the next
+ * batch.
  */
 #include "relay.h"
 
@@ -30,11 +38,17 @@ struct gone
 	char		session[96];
 };
 
-/* a user's latest visibility request not yet sent (one per user) */
+/*
+ * A user's latest visibility request (one per user).  Once sent it stays
+ * until the next tick, as the memory that this user already had its call
+ * in this interval.
+ */
 struct visibility
 {
 	lws_dll2_t	list;
 	int			visible;
+	unsigned	pending:1;		/* not sent yet */
+	unsigned	deferred:1;		/* ... and not before the next tick */
 	char		user[];
 };
 
@@ -50,6 +64,9 @@ static lws_dll2_owner_t to_connect;	/* clients needing presence.connect */
 static lws_dll2_owner_t in_flight;	/* connect sent, no answer yet */
 static lws_dll2_owner_t disconnects;	/* struct gone */
 static lws_dll2_owner_t visibility_changes;	/* struct visibility */
+static lws_dll2_owner_t to_wake;	/* clients back to active, heartbeat soon */
+static int	visibility_ready;	/* pending and not deferred */
+static const struct sessions_hook *hook;
 static int	link_up;
 static int	snapshot_wanted;
 static int	snapshot_retry;		/* the last one failed: ask at next tick */
@@ -60,25 +77,27 @@ static lws_sorted_usec_list_t sul_soon;
 static lws_usec_t soon_at;
 static int	tracked;
 
+/* every object by schema: another role may plant look-alikes elsewhere */
 static const char sql_connect[] =
 "SELECT presence.connect(u, s, NULL, true)"
-" FROM unnest($1::text[], $2::text[]) AS t(u, s)";
+" FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]),"
+"                 pg_catalog.unnest($2::pg_catalog.text[])) AS t(u, s)";
 static const char sql_disconnect[] =
 "SELECT presence.disconnect(u, s)"
-" FROM unnest($1::text[], $2::text[]) AS t(u, s)";
+" FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]),"
+"                 pg_catalog.unnest($2::pg_catalog.text[])) AS t(u, s)";
 static const char sql_set_visible[] =
 "SELECT presence.set_visible(u, v)"
-" FROM unnest($1::text[], $2::bool[]) AS t(u, v)";
+" FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]),"
+"                 pg_catalog.unnest($2::pg_catalog.bool[])) AS t(u, v)";
 /* the setting rides along, so that a reload is seen within one interval */
 static const char sql_heartbeat[] =
-"SELECT (SELECT setting::int FROM pg_catalog.pg_settings"
-"         WHERE name = 'presence.session_timeout'),"
-"       (SELECT count(*) FROM (SELECT presence.heartbeat(u, s, a)"
-"          FROM unnest($1::text[], $2::text[], $3::bool[]) AS t(u, s, a)) h)";
-static const char sql_snapshot[] =
-"SELECT '{\"type\":\"state\",\"users\":'"
-"       || coalesce(array_to_json(array_agg(u)), '[]') || '}'"
-" FROM presence.online_users() AS u";
+"SELECT (SELECT setting::pg_catalog.int4 FROM pg_catalog.pg_settings"
+"         WHERE name OPERATOR(pg_catalog.=) 'presence.session_timeout'),"
+"       (SELECT pg_catalog.count(*) FROM (SELECT presence.heartbeat(u, s, a)"
+"          FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]),"
+"                          pg_catalog.unnest($2::pg_catalog.text[]),"
+"                          pg_catalog.unnest($3::pg_catalog.bool[])) AS t(u, s, a)) h)";
 
 static void
 sb_add(struct strbuf *b, const char *s, size_t n)
@@ -179,7 +198,7 @@ sessions_remove(struct client *c)
 	if (link_up && (c->in_flight || c->registered))
 		queue_disconnect(c);
 	lws_dll2_remove(&c->pending);
-	c->in_flight = c->registered = 0;
+	c->in_flight = c->registered = c->waking = 0;
 	sessions_pump();
 }
 
@@ -187,22 +206,29 @@ static void
 heartbeat_soon(lws_sorted_usec_list_t *sul)
 {
 	soon_at = 0;
-	heartbeat_due = 1;
 	sessions_pump();
 }
 
 /*
  * A client said whether its user is active.  Going idle needs no hurry
  * (the extension's idle_timeout decides when "away" shows), but coming
- * back should show within moments, not at the next interval.
+ * back should show within moments, not at the next interval: the socket
+ * joins a small heartbeat of its own, once per interval at most.
  */
 void
 sessions_activity(struct client *c, int active)
 {
+	lws_usec_t	now = lws_now_usecs();
+
 	c->active = active ? 1 : 0;
-	if (active && !c->sent_active && c->registered && !soon_at)
+	if (!active || c->sent_active || !c->registered || c->waking || now < c->wake_ok_at)
+		return;
+	c->waking = 1;
+	c->wake_ok_at = now + (lws_usec_t) interval_ms * LWS_US_PER_MS;
+	lws_dll2_add_tail(&c->pending, &to_wake);
+	if (!soon_at)
 	{
-		soon_at = lws_now_usecs() + 50 * LWS_US_PER_MS;
+		soon_at = now + 50 * LWS_US_PER_MS;
 		lws_sul_schedule(relay_context, 0, &sul_soon, heartbeat_soon,
 						 50 * LWS_US_PER_MS);
 	}
@@ -211,7 +237,8 @@ sessions_activity(struct client *c, int active)
 /*
  * A client asked for its user to be shown or hidden.  Only the latest
  * request per user is kept, so the queue is never longer than the number
- * of users, whatever clients send.
+ * of users, whatever clients send; and a user who already had a call
+ * this interval waits for the next tick.
  */
 void
 sessions_set_visible(struct client *c, int visible)
@@ -225,6 +252,11 @@ sessions_set_visible(struct client *c, int visible)
 		if (!strcmp(v->user, c->user))
 		{
 			v->visible = visible;
+			if (!v->pending)
+			{
+				v->pending = 1;
+				v->deferred = 1;
+			}
 			return;
 		}
 	}
@@ -234,8 +266,35 @@ sessions_set_visible(struct client *c, int visible)
 		return;
 	memcpy(v->user, c->user, n);
 	v->visible = visible;
+	v->pending = 1;
+	visibility_ready++;
 	lws_dll2_add_tail(&v->list, &visibility_changes);
 	sessions_pump();
+}
+
+/*
+ * A new interval: users who had their call may have another; what they
+ * asked for meanwhile goes now.
+ */
+static void
+visibility_tick(void)
+{
+	lws_start_foreach_dll_safe(struct lws_dll2 *, d, d1, visibility_changes.head)
+	{
+		struct visibility *v = lws_container_of(d, struct visibility, list);
+
+		if (!v->pending)
+		{
+			lws_dll2_remove(d);
+			free(v);
+		}
+		else if (v->deferred)
+		{
+			v->deferred = 0;
+			visibility_ready++;
+		}
+	}
+	lws_end_foreach_dll_safe(d, d1);
 }
 
 void
@@ -249,6 +308,7 @@ static void
 heartbeat_tick(lws_sorted_usec_list_t *sul)
 {
 	heartbeat_due = 1;
+	visibility_tick();
 	if (snapshot_retry)
 		snapshot_wanted = 1;
 	snapshot_retry = 0;
@@ -279,7 +339,7 @@ requeue_cb(struct lws_dll2 *d, void *user)
 
 	if (c->user)
 	{
-		c->registered = c->in_flight = 0;
+		c->registered = c->in_flight = c->waking = 0;
 		lws_dll2_remove(&c->pending);
 		lws_dll2_add_tail(&c->pending, &to_connect);
 	}
@@ -303,6 +363,8 @@ void
 sessions_link_up(int session_timeout_ms)
 {
 	link_up = 1;
+	if (hook && hook->link_up)
+		hook->link_up();
 	lws_dll2_foreach_safe(&disconnects, NULL, free_gone_cb);
 	lws_dll2_foreach_safe(feed_clients(), NULL, requeue_cb);
 	interval_ms = 0;
@@ -315,6 +377,8 @@ void
 sessions_link_down(void)
 {
 	link_up = 0;
+	if (hook && hook->link_down)
+		hook->link_down();
 	lws_sul_cancel(&sul_heartbeat);
 	lws_dll2_foreach_safe(&disconnects, NULL, free_gone_cb);
 	lws_dll2_foreach_safe(feed_clients(), NULL, requeue_cb);
@@ -359,7 +423,8 @@ connected(PGresult *res, void *arg)
 		{
 			/* refused on its own (full registry, ...): this client only */
 			relay_metrics.session_errors_total++;
-			feed_close_client(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION);
+			feed_close_client(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION,
+							  "presence error");
 		}
 		else
 		{
@@ -465,6 +530,12 @@ free_visibility_cb(struct lws_dll2 *d, void *user)
 	return 0;
 }
 
+static int
+visibility_ready_now(const struct visibility *v)
+{
+	return v->pending && !v->deferred;
+}
+
 static void
 send_visibility(void)
 {
@@ -478,10 +549,13 @@ send_visibility(void)
 	{
 		struct visibility *v = lws_container_of(d, struct visibility, list);
 
-		sb_add_elem(&users, v->user);
-		if (values.len > 1)
-			sb_add(&values, ",", 1);
-		sb_add(&values, v->visible ? "t" : "f", 1);
+		if (visibility_ready_now(v))
+		{
+			sb_add_elem(&users, v->user);
+			if (values.len > 1)
+				sb_add(&values, ",", 1);
+			sb_add(&values, v->visible ? "t" : "f", 1);
+		}
 	}
 	lws_end_foreach_dll(d);
 	sb_add(&users, "}", 1);
@@ -491,7 +565,18 @@ send_visibility(void)
 	/* if it cannot go out now, the requests stay for the next pump */
 	if (!users.oom && !values.oom &&
 		!dblink_send(sql_set_visible, 2, params, visibility_done, NULL))
-		lws_dll2_foreach_safe(&visibility_changes, NULL, free_visibility_cb);
+	{
+		relay_metrics.visibility_batches_total++;
+		lws_start_foreach_dll(struct lws_dll2 *, d, visibility_changes.head)
+		{
+			struct visibility *v = lws_container_of(d, struct visibility, list);
+
+			if (visibility_ready_now(v))
+				v->pending = 0;
+		}
+		lws_end_foreach_dll(d);
+		visibility_ready = 0;
+	}
 	sb_free(&users);
 	sb_free(&values);
 }
@@ -499,9 +584,12 @@ send_visibility(void)
 static void
 snapshot_done(PGresult *res, void *arg)
 {
+	struct snapshot *s;
+
 	if (!res)
 		return;
-	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+	if (PQresultStatus(res) != PGRES_TUPLES_OK ||
+		!(s = state_build(res, feed_last_seq())))
 	{
 		/* clients keep waiting; the next heartbeat tick asks again */
 		lwsl_err("reading online_users() failed: %s", PQresultErrorMessage(res));
@@ -509,7 +597,7 @@ snapshot_done(PGresult *res, void *arg)
 		return;
 	}
 	snapshot_wanted = 0;
-	feed_snapshot(PQgetvalue(res, 0, 0), (size_t) PQgetlength(res, 0, 0));
+	feed_snapshot(s);
 }
 
 static void
@@ -528,42 +616,77 @@ heartbeat_done(PGresult *res, void *arg)
 }
 
 static void
-send_heartbeat(void)
+wake_done(PGresult *res, void *arg)
+{
+	if (res && PQresultStatus(res) != PGRES_TUPLES_OK)
+		lwsl_err("heartbeat failed: %s", PQresultErrorMessage(res));
+}
+
+/* Adds c's session to a heartbeat batch. */
+static void
+add_beat(struct strbuf *users, struct strbuf *sessions, struct strbuf *actives,
+		 struct client *c)
+{
+	char		sid[96];
+
+	relay_session_id(c, sid, sizeof(sid));
+	sb_add_elem(users, c->user);
+	sb_add_elem(sessions, sid);
+	sb_add(actives, actives->len > 1 ? ",t" : "t", actives->len > 1 ? 2 : 1);
+	if (!c->active && !actives->oom)
+		actives->p[actives->len - 1] = 'f';
+	c->sent_active = c->active;
+}
+
+/*
+ * One heartbeat query: every registered session (the interval's batch),
+ * or only those in to_wake (coming back to active).
+ */
+static void
+send_heartbeat(int all)
 {
 	struct strbuf users = {0},
 				sessions = {0},
 				actives = {0};
 	const char *params[3];
-	char		sid[96];
 
-	heartbeat_due = 0;
+	if (all)
+		heartbeat_due = 0;
 	sb_add(&users, "{", 1);
 	sb_add(&sessions, "{", 1);
 	sb_add(&actives, "{", 1);
-	lws_start_foreach_dll(struct lws_dll2 *, d, feed_clients()->head)
+	if (all)
 	{
-		struct client *c = lws_container_of(d, struct client, list);
-
-		if (c->registered)
+		lws_start_foreach_dll(struct lws_dll2 *, d, feed_clients()->head)
 		{
-			relay_session_id(c, sid, sizeof(sid));
-			sb_add_elem(&users, c->user);
-			sb_add_elem(&sessions, sid);
-			sb_add(&actives, actives.len > 1 ? ",t" : "t", actives.len > 1 ? 2 : 1);
-			if (!c->active)
-				actives.p[actives.len - 1] = 'f';
-			c->sent_active = c->active;
+			struct client *c = lws_container_of(d, struct client, list);
+
+			if (c->registered)
+				add_beat(&users, &sessions, &actives, c);
 		}
+		lws_end_foreach_dll(d);
 	}
-	lws_end_foreach_dll(d);
+	/* either way the woken ones are done: a full batch has them too */
+	lws_start_foreach_dll_safe(struct lws_dll2 *, d, d1, to_wake.head)
+	{
+		struct client *c = lws_container_of(d, struct client, pending);
+
+		if (!all)
+			add_beat(&users, &sessions, &actives, c);
+		lws_dll2_remove(d);
+		c->waking = 0;
+	}
+	lws_end_foreach_dll_safe(d, d1);
 	sb_add(&users, "}", 1);
 	sb_add(&sessions, "}", 1);
 	sb_add(&actives, "}", 1);
 	params[0] = users.p;
 	params[1] = sessions.p;
 	params[2] = actives.p;
-	if (!users.oom && !sessions.oom && !actives.oom)
-		dblink_send(sql_heartbeat, 3, params, heartbeat_done, NULL);
+	if (!users.oom && !sessions.oom && !actives.oom &&
+		!dblink_send(sql_heartbeat, 3, params, all ? heartbeat_done : wake_done, NULL) &&
+		!all)
+		relay_metrics.wake_batches_total++;
 	sb_free(&users);
 	sb_free(&sessions);
 	sb_free(&actives);
@@ -579,25 +702,31 @@ sessions_pump(void)
 {
 	if (!link_up || !dblink_is_idle())
 		return;
+	if (hook && hook->pump && hook->pump())
+		return;
 	if (disconnects.count)
 		send_disconnects();
 	else if (to_connect.count)
 		send_connects();
-	else if (visibility_changes.count)
+	else if (visibility_ready)
 		send_visibility();
 	else if (snapshot_wanted)
 	{
 		snapshot_wanted = 0;
-		if (dblink_send(sql_snapshot, 0, NULL, snapshot_done, NULL))
+		if (dblink_send(state_query, 0, NULL, snapshot_done, NULL))
 			snapshot_wanted = 1;
 	}
 	else if (heartbeat_due)
-		send_heartbeat();
+		send_heartbeat(1);
+	else if (to_wake.count && !soon_at)
+		send_heartbeat(0);
 }
 
+/* hook: database work of another module, done first (main.c wires origin.c) */
 void
-sessions_init(void)
+sessions_init(const struct sessions_hook *h)
 {
+	hook = h;
 }
 
 /* Shutdown: the sessions end with the database connection, already closed. */

@@ -2,23 +2,51 @@
  * ws.c - the "presence" protocol: GET /ws upgrades, one client each.
  *
  * The upgrade is checked before it happens (LWS_CALLBACK_HTTP_CONFIRM_
- * UPGRADE), so a bad token gets a real HTTP 401, not a dropped socket.
+ * UPGRADE), so a refusal is a real HTTP answer, not a dropped socket: 400
+ * for a subprotocol other than "presence" (the relay's database link is a
+ * protocol too, and not for clients), 401 for a bad token, 429 past a cap
+ * per user or per address, 503 past --max-connections.
  * An established client is added to the feed (state, then changes) and,
- * if it has a user, made a presence session.  Its messages are parsed as
+ * if it has a user, made a presence session, closed with 4001 when its
+ * token expires unless it sends a fresh one.  Its messages are parsed as
  * they stream in: over 64 kB closes it with 1009, binary with 1003,
- * malformed JSON is counted and ignored.
+ * malformed JSON is counted and ignored, and past --message-rate messages
+ * are ignored (and persistent excess closes it with 1008).
  */
 #include "relay.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+/*
+ * Does the client ask for no subprotocol, or only for "presence"?  lws
+ * would otherwise pick any protocol of the vhost the client names.
+ */
+static int
+subprotocol_ok(struct lws *wsi)
+{
+	char		list[256],
+			   *tok,
+			   *save;
+
+	if (lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL) <= 0)
+		return 1;
+	if (lws_hdr_copy(wsi, list, sizeof(list), WSI_TOKEN_PROTOCOL) <= 0)
+		return 0;
+	for (tok = strtok_r(list, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save))
+		if (strcmp(tok, "presence"))
+			return 0;
+	return 1;
+}
+
 /* Decides whether this upgrade may happen; answers it if not. */
 static int
 confirm_upgrade(struct lws *wsi, const char *proto)
 {
 	char		uri[64],
+				addr[64],
 				user[RELAY_MAX_USER_ID + 1];
+	const char *cap;
 	enum auth_result r;
 
 	if (!proto || strcmp(proto, "websocket"))
@@ -26,36 +54,72 @@ confirm_upgrade(struct lws *wsi, const char *proto)
 	if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 ||
 		strcmp(uri, "/ws"))
 		return http_reply(wsi, 404, "{\"error\":\"WebSocket is at /ws\"}", 0) ? -1 : 1;
+	if (!subprotocol_ok(wsi))
+	{
+		relay_metrics.refused_subprotocol++;
+		return http_refuse(wsi, 400, "unsupported subprotocol: only \"presence\" (or none)",
+						   NULL) ? -1 : 1;
+	}
 	if (!http_origin_allowed(wsi))
 		return http_reply(wsi, 403, "{\"error\":\"origin not allowed\"}", 0) ? -1 : 1;
 	if (relay_shutting_down())
 		return http_reply(wsi, 503, "{\"error\":\"shutting down\"}", 0) ? -1 : 1;
 	if (relay_opts.max_connections &&
 		feed_client_count() >= relay_opts.max_connections)
-		return http_reply(wsi, 503, "{\"error\":\"too many connections\"}", 0) ? -1 : 1;
+	{
+		relay_metrics.refused_max_connections++;
+		return http_refuse(wsi, 503, "too many connections", "max-connections") ? -1 : 1;
+	}
+	if (clientaddr_get(wsi, addr, sizeof(addr)))
+		return -1;
+	/* before the token: a host over its cap costs no HMAC */
+	if ((cap = caps_refuse(NULL, addr)))
+	{
+		relay_metrics.refused_per_ip++;
+		return http_refuse(wsi, 429, "too many connections from this address", cap) ? -1 : 1;
+	}
 
-	r = auth_request(wsi, user, sizeof(user));
-	if (r == AUTH_OK || (r == AUTH_NONE && relay_opts.allow_anonymous))
-		return 0;
-	relay_metrics.auth_failures_total++;
-	lwsl_user("refused a WebSocket: %s\n", auth_result_str(r));
-	return http_reply(wsi, 401, "{\"error\":\"unauthorized\"}", 1) ? -1 : 1;
+	r = auth_request(wsi, user, sizeof(user), NULL);
+	if (r != AUTH_OK && !(r == AUTH_NONE && relay_opts.allow_anonymous))
+	{
+		relay_metrics.auth_failures_total++;
+		lwsl_user("refused a WebSocket: %s\n", auth_result_str(r));
+		return http_reply(wsi, 401, "{\"error\":\"unauthorized\"}", 1) ? -1 : 1;
+	}
+	if (r == AUTH_OK && (cap = caps_refuse(user, addr)))
+	{
+		relay_metrics.refused_per_user++;
+		return http_refuse(wsi, 429, "too many connections for this user", cap) ? -1 : 1;
+	}
+	return 0;
 }
 
 /*
  * The upgrade was confirmed; the headers are still there, so the token is
- * read once more (an HMAC: cheap) to learn the user.  Nothing is kept
- * between the two callbacks, so nothing can leak if the upgrade fails.
+ * read once more (an HMAC: cheap) to learn the user and when its token
+ * expires, and the socket is counted against the caps.  lws goes on to
+ * ESTABLISHED in the same call, so no other upgrade comes in between.
  */
 static int
 identify(struct lws *wsi, struct client *c)
 {
-	char		user[RELAY_MAX_USER_ID + 1];
-	enum auth_result r = auth_request(wsi, user, sizeof(user));
+	char		user[RELAY_MAX_USER_ID + 1],
+				addr[64];
+	double		exp = 0;
+	enum auth_result r = auth_request(wsi, user, sizeof(user), &exp);
 
 	if (r == AUTH_OK)
-		return (c->user = strdup(user)) ? 0 : -1;
-	return r == AUTH_NONE && relay_opts.allow_anonymous ? 0 : -1;
+	{
+		if (!(c->user = strdup(user)))
+			return -1;
+		feed_set_expiry(c, exp);
+	}
+	else if (!(r == AUTH_NONE && relay_opts.allow_anonymous))
+		return -1;
+	if (clientaddr_get(wsi, addr, sizeof(addr)))
+		return -1;
+	caps_add(c, addr);
+	return 0;
 }
 
 /*
@@ -63,14 +127,54 @@ identify(struct lws *wsi, struct client *c)
  * sends is read and dropped.
  */
 static int
-close_with(struct client *c, enum lws_close_status code)
+close_with(struct client *c, enum lws_close_status code, const char *why)
 {
-	feed_close_client(c, (uint16_t) code);
+	feed_close_client(c, (uint16_t) code, why);
 	return 0;
 }
 
+/*
+ * {"type":"token","token":"..."}: a valid token for the socket's own user
+ * moves its expiry (answer {"type":"token","exp":N}); a valid token for
+ * another user closes it with 4003; any other token is answered with an
+ * error frame and changes nothing (the socket still closes at the old
+ * expiry).
+ */
 static void
-act_on(struct client *c, const struct message *m)
+refresh_token(struct client *c, const char *token)
+{
+	char		user[RELAY_MAX_USER_ID + 1];
+	double		exp = 0;
+	enum auth_result r = AUTH_NONE;
+	struct jbuf b = {0};
+
+	if (c->user)
+		r = auth_check(token, user, sizeof(user), &exp);
+	if (r == AUTH_OK && strcmp(user, c->user))
+	{
+		relay_metrics.tokens_refused_total++;
+		lwsl_user("closing a socket that sent a token for another user\n");
+		feed_close_client(c, RELAY_CLOSE_TOKEN_REFUSED, "token for another user");
+		return;
+	}
+	if (r != AUTH_OK)
+	{
+		relay_metrics.tokens_refused_total++;
+		jbuf_str(&b, "{\"type\":\"error\",\"error\":\"token refused\",\"reason\":");
+		jbuf_quote(&b, c->user ? auth_result_str(r) : "anonymous socket",
+				   strlen(c->user ? auth_result_str(r) : "anonymous socket"));
+		jbuf_str(&b, "}");
+		feed_reply(c, &b);
+		return;
+	}
+	relay_metrics.tokens_refreshed_total++;
+	feed_set_expiry(c, exp);
+	jbuf_printf(&b, "{\"type\":\"token\",\"exp\":%.15g}", exp);
+	feed_reply(c, &b);
+}
+
+static void
+act_on(struct client *c, struct message *m)
 {
 	if (m->kind == MESSAGE_MALFORMED)
 		relay_metrics.malformed_messages_total++;
@@ -78,6 +182,37 @@ act_on(struct client *c, const struct message *m)
 		sessions_activity(c, m->active);
 	else if (m->kind == MESSAGE_VISIBILITY && c->user)
 		sessions_set_visible(c, m->visible);
+	else if (m->kind == MESSAGE_TOKEN)
+		refresh_token(c, m->token);
+	message_clear(m);
+}
+
+/*
+ * A message starts: may c send it (--message-rate)?  If not it is read
+ * and dropped unparsed; 0, or -1 if c is closed for persistent excess.
+ */
+static int
+admit(struct client *c)
+{
+	if (relay_opts.message_rate <= 0)
+		return 0;
+	switch (bucket_take(&c->bucket, lws_now_usecs(), relay_opts.message_rate,
+						relay_opts.message_burst))
+	{
+		case BUCKET_OK:
+			return 0;
+		case BUCKET_EXCESS:
+			relay_metrics.messages_rate_limited_total++;
+			c->skipping = 1;
+			return 0;
+		case BUCKET_ABUSE:
+		default:
+			relay_metrics.messages_rate_limited_total++;
+			relay_metrics.rate_limit_closes_total++;
+			lwsl_user("closing a client that keeps sending over --message-rate\n");
+			c->skipping = 1;
+			return -1;
+	}
 }
 
 /* One piece of a client message (a whole small one, usually). */
@@ -89,9 +224,13 @@ receive(struct lws *wsi, struct client *c, const void *in, size_t len)
 	struct message m;
 
 	if (lws_frame_is_binary(wsi))
-		return close_with(c, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE);
-	if (lws_is_first_fragment(wsi) && !c->partial)
+		return close_with(c, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, NULL);
+	if (lws_is_first_fragment(wsi) && !c->partial && !c->skipping)
+	{
 		c->partial_len = 0;
+		if (admit(c))
+			return close_with(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too many messages");
+	}
 	c->partial_len += len;
 	if (c->oversized || c->partial_len + remaining > RELAY_MAX_MESSAGE)
 	{
@@ -108,7 +247,13 @@ receive(struct lws *wsi, struct client *c, const void *in, size_t len)
 			lws_set_timeout(wsi, PENDING_TIMEOUT_LAGGING, 5);
 		}
 		if (last)
-			return close_with(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE);
+			return close_with(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, NULL);
+		return 0;
+	}
+	if (c->skipping)
+	{
+		if (last)
+			c->skipping = 0;
 		return 0;
 	}
 
@@ -148,6 +293,7 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			c->wsi = wsi;
 			c->is_ws = 1;
 			c->heard = lws_now_usecs();
+			bucket_init(&c->bucket, c->heard, relay_opts.message_burst);
 			relay_metrics.connections_total++;
 			/* session first: its connect goes before the snapshot query */
 			if (c->user)
@@ -161,6 +307,7 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			feed_remove_client(c);
 			if (c->user)
 				sessions_remove(c);
+			caps_remove(c);
 			free(c->user);
 			c->user = NULL;
 			if (c->partial)
@@ -168,6 +315,7 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 				struct message m;
 
 				message_end(c->partial, &m);
+				message_clear(&m);
 				c->partial = NULL;
 			}
 			return 0;
@@ -189,6 +337,7 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			/* identified, but the upgrade failed before ESTABLISHED */
 			if (c && !c->is_ws)
 			{
+				caps_remove(c);
 				free(c->user);
 				c->user = NULL;
 			}

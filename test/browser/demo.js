@@ -3,7 +3,7 @@
 // from what it prints the page's address and the PIDs and directory it
 // made, and stops it with SIGINT, as Ctrl-C would.
 //
-//   const demo = await startDemo({ port });
+//   const demo = await startDemo({ port, args: ['--token-ttl', '15'] });
 //   demo.url  demo.pids  demo.dir  demo.output()
 //   const { code, signal } = await demo.interrupt();
 
@@ -22,8 +22,8 @@ class Demo {
 
   output() { return this.out; }
 
-  start(timeoutMs) {
-    this.child = spawn(path.join(repoRoot, 'scripts', 'demo.sh'), ['--no-setup', '--port', String(this.port)],
+  start(timeoutMs, args) {
+    this.child = spawn(path.join(repoRoot, 'scripts', 'demo.sh'), ['--no-setup', '--port', String(this.port), ...args],
       { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
     const take = (b) => { this.out += b.toString(); };
     this.child.stdout.on('data', take);
@@ -77,9 +77,10 @@ class Demo {
   }
 }
 
-async function startDemo({ port, timeoutMs = 90000 }) {
+// args: more of demo.sh's options, e.g. ['--token-ttl', '15']
+async function startDemo({ port, timeoutMs = 90000, args = [] }) {
   const demo = new Demo(port);
-  return demo.start(timeoutMs);
+  return demo.start(timeoutMs, args);
 }
 
 // Is a process with this PID still there?

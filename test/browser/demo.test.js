@@ -24,6 +24,7 @@ const ARTIFACTS = process.env.ARTIFACTS_DIR || null;
 // reports idle after 5 s without input.
 const AWAY_WITHIN = 60000;
 const SEE_WITHIN = 15000;
+const TOKEN_TTL = 15;
 
 let demo;
 let browser;
@@ -80,7 +81,8 @@ async function busyUntil(page, locator, timeout) {
 }
 
 test.before(async () => {
-  demo = await startDemo({ port: await freePort() });
+  // tokens that expire every few seconds: the pages keep theirs fresh
+  demo = await startDemo({ port: await freePort(), args: ['--token-ttl', String(TOKEN_TTL)] });
   // a home of its own, so that Chromium's dot files end with the test;
   // playwright gives each launch a fresh --user-data-dir and removes it
   browserHome = fs.mkdtempSync(path.join(os.tmpdir(), 'presence-chromium-'));
@@ -211,6 +213,14 @@ test('Bob closes his page: Alice sees him leave', async () => {
   // the feed's times tick
   await alice.waitForFunction(() => [...document.querySelectorAll('#feed time')].some((t) => / s ago$/.test(t.textContent)),
     null, { timeout: 10000 });
+});
+
+test('tokens lasting 15 s were refreshed all along: no socket was closed for an expired one', async () => {
+  const text = await (await fetch(new URL('/metrics', demo.url))).text();
+  const sample = (event) => Number(new RegExp(`^presence_relay_tokens_total\\{event="${event}"\\} (\\d+)$`, 'm').exec(text)[1]);
+  assert.equal(sample('expired'), 0);
+  assert.equal(sample('refused'), 0);
+  assert.ok(sample('refreshed') >= 10, `${sample('refreshed')} tokens refreshed`);
 });
 
 test('the pages logged no errors (no CSP violations, no failed scripts)', () => {

@@ -10,7 +10,7 @@ const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
-const { sleep } = require('./cluster');
+const { freePort, sleep } = require('./cluster');
 const { findProgram, spawnOwned, stopChild } = require('./programs');
 
 const listening = (port) => new Promise((resolve) => {
@@ -74,4 +74,37 @@ async function startNginx(makeBlock, port, name = 'nginx') {
   }
 }
 
-module.exports = { startNginx };
+
+// A single relay behind nginx, with the headers docs/operations.md tells
+// operators to set (X-Real-IP, X-Forwarded-For), for --trusted-proxy tests.
+//
+//   const proxy = await startProxy({ upstreamPort: relay.port });
+//   proxy.wsUrl('/ws')  proxy.log()  await proxy.stop();
+async function startProxy({ upstreamPort }) {
+  const port = await freePort();
+  const block = () => `
+    map $http_upgrade $connection_upgrade { default upgrade; '' close; }
+    server {
+      listen 127.0.0.1:${port};
+      location / {
+        proxy_pass http://127.0.0.1:${upstreamPort};
+        proxy_http_version 1.1;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection $connection_upgrade;
+        proxy_set_header Host $host;
+        proxy_set_header X-Real-IP $remote_addr;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_read_timeout 1h;
+      }
+    }`;
+  const nginx = await startNginx(block, port, 'proxy');
+  return {
+    port,
+    url: (p = '/') => `http://127.0.0.1:${port}${p}`,
+    wsUrl: (p = '/ws') => `ws://127.0.0.1:${port}${p}`,
+    log: () => nginx.errorLog(),
+    stop: () => nginx.stop(),
+  };
+}
+
+module.exports = { startNginx, startProxy };

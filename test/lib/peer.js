@@ -6,24 +6,33 @@
 //   const state = await p.waitFor((m) => m.type === 'state');
 //   const { code } = await p.closed;
 //   await Peer.refused(url) -> HTTP status of a refused upgrade
+//   await Peer.refusal(url) -> { status, body } of a refused upgrade
 
 const WebSocket = require('ws');
 
 class Peer {
+  // options: those of ws, plus protocols (the subprotocols to ask for)
   constructor(url, options = {}) {
+    const { protocols, ...wsOptions } = options;
     this.messages = [];
     this.cursor = 0;
     this.waiters = [];
-    this.ws = new WebSocket(url, { handshakeTimeout: 10000, ...options });
+    this.ws = new WebSocket(url, protocols, { handshakeTimeout: 10000, ...wsOptions });
     this.opened = new Promise((resolve, reject) => {
       this.ws.once('open', resolve);
       this.ws.once('unexpected-response', (req, res) => {
-        res.resume();
         const e = new Error(`upgrade refused: HTTP ${res.statusCode}`);
         e.status = res.statusCode;
         e.headers = res.headers;
-        reject(e);
-        req.destroy();
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => { body += d; });
+        res.on('end', () => {
+          try { e.body = JSON.parse(body); } catch { e.body = body; }
+          reject(e);
+          req.destroy();
+        });
+        res.on('error', () => reject(e));
       });
       this.ws.once('error', reject);
     });
@@ -53,6 +62,19 @@ class Peer {
       await p.opened;
     } catch (e) {
       if (e.status) return e.status;
+      throw e;
+    }
+    p.ws.terminate();
+    throw new Error('upgrade was accepted');
+  }
+
+  // The status and (JSON) body of an upgrade the server refused.
+  static async refusal(url, options) {
+    const p = new Peer(url, options);
+    try {
+      await p.opened;
+    } catch (e) {
+      if (e.status) return { status: e.status, body: e.body, headers: e.headers };
       throw e;
     }
     p.ws.terminate();

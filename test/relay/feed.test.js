@@ -198,13 +198,14 @@ test('malformed JSON is ignored: the client stays, so do others', async () => {
   const m0 = await metric(relay, 'presence_relay_malformed_messages_total');
   const gina = await Peer.open(relay.wsUrl(`/ws?token=${token('gina')}`));
   await gina.waitFor((m) => m.type === 'state');
-  for (const junk of ['{', 'not json', '{"type":"heartbeat","active":"yes"}', '{"a":1} trailing', '\u00e9t\u00e9']) {
-    gina.send(junk);
-  }
-  // valid JSON that is not ours is ignored quietly, not counted
+  // a message is a JSON object: a bare array or scalar is malformed too
+  const junks = ['{', 'not json', '{"type":"heartbeat","active":"yes"}', '{"a":1} trailing', '\u00e9t\u00e9',
+    '[1,2]', '[{"type":"heartbeat","active":false}]', '42', '"heartbeat"'];
+  for (const junk of junks) gina.send(junk);
+  // a valid object that is not ours is ignored quietly, not counted
   gina.send({ type: 'something-else' });
-  gina.send('[1,2]');
-  await eventually(async () => await metric(relay, 'presence_relay_malformed_messages_total') - m0 === 5, 5000, 'malformed count');
+  await eventually(async () => await metric(relay, 'presence_relay_malformed_messages_total') - m0 === junks.length,
+    5000, 'malformed count');
   await pg.query("SELECT presence.connect('henry')");
   await gina.waitPresence('henry', 'online');
   await watcher.waitPresence('henry', 'online');

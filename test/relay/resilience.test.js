@@ -7,7 +7,8 @@ const assert = require('node:assert/strict');
 const { startCluster } = require('../lib/cluster');
 const { startRelay } = require('../lib/relay');
 const { Peer } = require('../lib/peer');
-const { SECRET, GUCS, token, getJson, metric, eventually } = require('./common');
+const common = require('./common');
+const { SECRET, GUCS, token, getJson, metric, eventually } = common;
 
 let pg;
 
@@ -19,15 +20,7 @@ test.after(async () => {
   await pg?.stop();
 });
 
-async function withRelay(opts, fn) {
-  const relay = await startRelay({ cluster: pg, secret: SECRET, ...opts });
-  try {
-    await fn(relay);
-  } finally {
-    const status = await relay.stop();
-    assert.deepEqual(status, { code: 0, signal: null }, `relay exit:\n${relay.log()}`);
-  }
-}
+const withRelay = (opts, fn) => common.withRelay({ cluster: pg, ...opts }, fn);
 
 test('a PostgreSQL restart is survived: clients stay, get a fresh state, sessions come back', async () => {
   await withRelay({ name: 'restart' }, async (relay) => {
@@ -132,6 +125,30 @@ test('a slow client is closed with 1008 while the others keep receiving', async 
     await eventually(() => fast.messages.filter((m) => m.type === 'presence').length >= 2 * N, 60000, 'all leaves');
     await fast.close();
   });
+});
+
+test('a client owed more than --max-client-backlog bytes of changes is closed with 1008', async () => {
+  // a ring long enough that only the byte cap can act
+  await withRelay({ name: 'abuse-backlog', args: ['--queue-length', '100000', '--max-client-backlog', '200000'] },
+    async (relay) => {
+      const fast = await Peer.open(relay.wsUrl(`/ws?token=${token('backlog-fast')}`));
+      const slow = await Peer.open(relay.wsUrl(`/ws?token=${token('backlog-slow')}`));
+      await Promise.all([fast, slow].map((p) => p.waitFor((m) => m.type === 'state')));
+      slow.ws._socket.pause();
+      // more than the kernel's socket buffers take in, so that the socket chokes
+      const N = 12000;
+      const pad = 'b'.repeat(200);
+      await pg.query(`SELECT presence.connect('${pad}' || i, 's') FROM generate_series(1, ${N}) i`);
+      await eventually(async () => await metric(relay, 'presence_relay_slow_clients_dropped_total') >= 1,
+        60000, 'the slow client dropped');
+      assert.match(relay.log(), /closing a client owed more than 200000 bytes/);
+      slow.ws._socket.resume();
+      assert.equal((await slow.closed).code, 1008);
+      await eventually(() => fast.messages.filter((m) => m.type === 'presence' && m.user_id.startsWith(pad)).length >= N,
+        60000, 'all changes to the client that reads');
+      await pg.query(`SELECT presence.disconnect('${pad}' || i, 's') FROM generate_series(1, ${N}) i`);
+      await fast.close();
+    });
 });
 
 test('a client that answers no ping is dropped; one that does stays', async () => {

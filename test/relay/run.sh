@@ -19,7 +19,7 @@ mkdir -p "$ARTIFACTS_DIR"
 hard=$(ulimit -Hn)
 if [ "$hard" = unlimited ] || [ "$hard" -ge 8192 ]; then ulimit -n 8192; else ulimit -n "$hard"; fi
 
-make -s -C src/relay presence-relay
+make -s -C src/relay presence-relay event-check
 files=${*:-test/relay/*.test.js}
 status=0
 
@@ -45,7 +45,9 @@ if [ "${RELAY_ASAN:-1}" != 0 ] && [ $# -eq 0 ]; then
 		node --test --test-concurrency=1 --test-timeout=300000 \
 			test/relay/auth.test.js test/relay/feed.test.js test/relay/resilience.test.js \
 			test/relay/failover.test.js test/relay/listen.test.js test/relay/pooler.test.js \
-			test/relay/docs.test.js test/relay/nginx.test.js || status=1
+			test/relay/docs.test.js test/relay/nginx.test.js \
+			test/relay/forged.test.js test/relay/abuse.test.js test/relay/tokens.test.js \
+			test/relay/http.test.js || status=1
 	if ls "$ARTIFACTS_DIR"/asan.* >/dev/null 2>&1; then
 		echo "AddressSanitizer reports:"; cat "$ARTIFACTS_DIR"/asan.*; status=1
 	fi

@@ -2,7 +2,7 @@
 // the relay's "state" and "presence" messages), an activity feed, a
 // switch to go invisible and a simulated crowd.
 
-import { PresenceConnection, watchActivity } from './presence.js';
+import { PresenceConnection, demoToken, watchActivity } from './presence.js';
 import { Crowd, SIM_PREFIX } from './crowd.js';
 
 const IDLE_AFTER_MS = 5000;   // no input for this long: tell the relay we are idle
@@ -255,7 +255,10 @@ function join(name) {
       renderActivity(active);
     });
   }
-  view.conn = new PresenceConnection(name, { onMessage, onLink, active: activity.active });
+  // the demo relay mints tokens for anyone; an application's backend signs its own
+  view.conn = new PresenceConnection(name, {
+    getToken: () => demoToken(name), onMessage, onLink, active: activity.active,
+  });
   view.conn.start();
   renderActivity(activity.active);
   renderUsers();

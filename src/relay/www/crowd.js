@@ -1,10 +1,10 @@
-// "Simulate a crowd": fifty simulated people, each a real WebSocket with a
-// demo token, as a real browser tab would be.  They arrive over a few
+// "Simulate a crowd": fifty simulated people, each a real WebSocket with
+// demo tokens (a PresenceConnection, as a real browser tab would have).  They arrive over a few
 // seconds, stay a while, sometimes stop "touching the keyboard" (so the
 // server shows them away after its idle timeout), come back, leave, and
 // return later, until the crowd is stopped.
 
-import { demoToken, socketUrl } from './presence.js';
+import { PresenceConnection, demoToken } from './presence.js';
 
 export const SIM_PREFIX = 'sim:';
 
@@ -25,13 +25,13 @@ export class Crowd {
     this.names = NAMES.slice(0, size);
     this.onChange = onChange;
     this.running = false;
-    this.sockets = new Map(); // name -> WebSocket
+    this.sockets = new Map(); // name -> PresenceConnection
     this.timers = new Set();
   }
 
   get connected() {
     let n = 0;
-    for (const ws of this.sockets.values()) if (ws.readyState === WebSocket.OPEN) n++;
+    for (const conn of this.sockets.values()) if (conn.ws && conn.ws.readyState === WebSocket.OPEN) n++;
     return n;
   }
 
@@ -47,7 +47,7 @@ export class Crowd {
     this.running = false;
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
-    for (const ws of this.sockets.values()) ws.close(1000);
+    for (const conn of this.sockets.values()) conn.stop();
     this.sockets.clear();
     this.onChange();
   }
@@ -60,45 +60,32 @@ export class Crowd {
     this.timers.add(t);
   }
 
-  async arrive(name) {
-    let token;
-    try {
-      token = await demoToken(SIM_PREFIX + name);
-    } catch {
-      this.later(rand(2000, 5000), () => this.arrive(name));
-      return;
-    }
-    if (!this.running) return;
-    const ws = new WebSocket(socketUrl(token));
-    this.sockets.set(name, ws);
-    ws.onopen = () => {
-      this.onChange();
-      const stay = rand(30000, 120000);
-      // about half of them wander off for a while (longer than the
-      // server's idle timeout, so they show as away)
-      if (Math.random() < 0.5) {
-        const idleAt = rand(3000, stay / 2);
-        this.later(idleAt, () => this.say(ws, false));
-        this.later(idleAt + rand(25000, 60000), () => this.say(ws, true));
-      }
-      this.later(stay, () => this.leave(name, ws));
-    };
-    ws.onclose = () => {
-      if (this.sockets.get(name) === ws) {
-        this.sockets.delete(name);
-        this.later(rand(5000, 30000), () => this.arrive(name));
-      }
-      this.onChange();
-    };
+  arrive(name) {
+    let opened = false;
+    const conn = new PresenceConnection(SIM_PREFIX + name, {
+      getToken: () => demoToken(SIM_PREFIX + name),
+      onLink: (state) => {
+        this.onChange();
+        if (state !== 'open' || opened) return;
+        opened = true;
+        const stay = rand(30000, 120000);
+        // about half of them wander off for a while (longer than the
+        // server's idle timeout, so they show as away)
+        if (Math.random() < 0.5) {
+          const idleAt = rand(3000, stay / 2);
+          this.later(idleAt, () => conn.setActive(false));
+          this.later(idleAt + rand(25000, 60000), () => conn.setActive(true));
+        }
+        this.later(stay, () => this.leave(name, conn));
+      },
+    });
+    this.sockets.set(name, conn);
+    conn.start();
   }
 
-  say(ws, active) {
-    if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: 'heartbeat', active }));
-  }
-
-  leave(name, ws) {
+  leave(name, conn) {
     this.sockets.delete(name);
-    ws.close(1000);
+    conn.stop();
     this.onChange();
     this.later(rand(5000, 30000), () => this.arrive(name));
   }

@@ -1,0 +1,170 @@
+/*
+ * origin.c - which notifications to believe.
+ *
+ * Any role may NOTIFY on the extension's channel, so the relay forwards
+ * only what the presence worker sent: a notification's sending pid must
+ * be presence.stats().worker_pid, and its payload must have the
+ * documented shape (event.c).  Everything else is dropped and counted.
+ *
+ * The worker's pid is read when the link comes up (notifications wait,
+ * held in dblink, until it is known) and again when a notification comes
+ * from another pid, since the worker may have been restarted.  A flood of
+ * forged notifications must not turn into a flood of queries, so a
+ * re-read happens at most once per REREAD_US: the first stranger in a
+ * while is held until the answer (no loss if it was a new worker); later
+ * ones are dropped, and one more read follows at the end of the period.
+ * If that read finds a new worker, what was dropped may have been real:
+ * every client gets a fresh state.
+ */
+#include "relay.h"
+
+#include <stdlib.h>
+
+#define REREAD_US	(1 * LWS_US_PER_SEC)
+
+static const char sql_worker_pid[] = "SELECT s.worker_pid FROM presence.stats() AS s";
+
+static int	link_up;
+static int	known;				/* worker_pid is current */
+static int	worker_pid;			/* 0: no worker running */
+static int	have_pid;			/* worker_pid was read on this link */
+static int	reading;			/* the query is out */
+static int	want_read;
+static int	dropped;			/* strangers dropped since the last read */
+static lws_usec_t next_read_ok;
+static lws_sorted_usec_list_t sul_reread;
+
+static void
+read_done(PGresult *res, void *arg)
+{
+	int			before = worker_pid;
+
+	reading = 0;
+	if (!res)
+		return;					/* the link is gone; link_up() starts over */
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+	{
+		/* without the worker's pid nothing can be forwarded: fail loudly */
+		lwsl_err("cannot read presence.stats(): %s", PQresultErrorMessage(res));
+		lwsl_err("the relay's role needs GRANT EXECUTE ON FUNCTION presence.stats()\n");
+		dblink_fail("cannot tell the presence worker's notifications from others");
+		return;
+	}
+	worker_pid = PQgetisnull(res, 0, 0) ? 0 : atoi(PQgetvalue(res, 0, 0));
+	known = 1;
+	relay_metrics.worker_pid_reads_total++;
+	if (have_pid && worker_pid != before)
+	{
+		lwsl_user("the presence worker is now pid %d (was %d)\n", worker_pid, before);
+		if (dropped)
+			feed_all_want_snapshot();
+	}
+	have_pid = 1;
+	dropped = 0;
+}
+
+/* Sends the read if one is due and the link is free; 1 if it did. */
+int
+origin_pump(void)
+{
+	if (!link_up || !want_read || reading || !dblink_is_idle())
+		return 0;
+	if (lws_now_usecs() < next_read_ok)
+		return 0;
+	if (dblink_send(sql_worker_pid, 0, NULL, read_done, NULL))
+		return 0;
+	want_read = 0;
+	reading = 1;
+	known = 0;					/* notifications wait for the answer */
+	next_read_ok = lws_now_usecs() + REREAD_US;
+	return 1;
+}
+
+static void
+reread(lws_sorted_usec_list_t *sul)
+{
+	sessions_pump();
+}
+
+/* Asks for a read: now if allowed, else at the end of the period. */
+static void
+want_reread(void)
+{
+	lws_usec_t	now = lws_now_usecs();
+
+	want_read = 1;
+	if (now >= next_read_ok)
+		sessions_pump();
+	else if (!sul_reread.list.owner)
+		lws_sul_schedule(relay_context, 0, &sul_reread, reread, next_read_ok - now);
+}
+
+/*
+ * dblink hands over one notification.  Returns -1 to keep it for later
+ * (dblink_resume_notifications(), or after the next query's results), 0
+ * once it is forwarded or dropped.
+ */
+int
+origin_notification(int be_pid, const char *payload)
+{
+	struct presence_event ev;
+
+	if (!known)
+	{
+		if (!reading)
+			want_reread();
+		return -1;
+	}
+	if (be_pid != worker_pid)
+	{
+		if (!reading && !want_read && lws_now_usecs() >= next_read_ok)
+		{
+			/* maybe a new worker: everything waits for the answer */
+			known = 0;
+			want_reread();
+			return -1;
+		}
+		relay_metrics.notifications_ignored_sender++;
+		if (!dropped++)
+			lwsl_notice("ignoring a notification from pid %d, not the presence worker (%d)\n",
+						be_pid, worker_pid);
+		if (!want_read && !reading)
+			want_reread();
+		return 0;
+	}
+	if (event_parse(payload, strlen(payload), &ev))
+	{
+		relay_metrics.notifications_ignored_malformed++;
+		lwsl_warn("ignoring a notification of the presence worker that is not as documented\n");
+		return 0;
+	}
+	return feed_event(&ev);
+}
+
+void
+origin_link_up(void)
+{
+	link_up = 1;
+	known = 0;
+	have_pid = 0;
+	reading = 0;
+	dropped = 0;
+	next_read_ok = 0;
+	want_read = 1;
+}
+
+void
+origin_link_down(void)
+{
+	link_up = 0;
+	known = 0;
+	reading = 0;
+	want_read = 0;
+	lws_sul_cancel(&sul_reread);
+}
+
+void
+origin_cleanup(void)
+{
+	origin_link_down();
+}

@@ -1,0 +1,104 @@
+/*
+ * state.c - the "state" message, built in C from the plain columns of
+ * presence.online_users(): nothing of it is JSON made by the database, so
+ * no operator or function another role planted can shape it (the query
+ * names every object by schema, and the link pins search_path too).
+ *
+ * {"type":"state","seq":N,"users":[{"user_id":...,"status":...,
+ *  "last_active":...,"sessions":N},...]}: seq is the seq of the last
+ * change the relay had queued when the snapshot arrived (null if none
+ * since the link came up); see docs/relay.md for the rule clients follow.
+ */
+#include "relay.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* last_active as PostgreSQL writes a timestamptz in JSON, without the quotes */
+const char	state_query[] =
+"SELECT u.user_id, u.status,"
+"       pg_catalog.to_json(u.last_active) OPERATOR(pg_catalog.#>>) '{}'::pg_catalog.text[],"
+"       u.sessions"
+"  FROM presence.online_users() AS u";
+
+static int
+known_status(const char *s)
+{
+	return !strcmp(s, "online") || !strcmp(s, "away") || !strcmp(s, "offline");
+}
+
+static int
+digits(const char *s)
+{
+	if (!*s)
+		return 0;
+	for (; *s; s++)
+		if (*s < '0' || *s > '9')
+			return 0;
+	return 1;
+}
+
+/* Appends one row as a user object; a row that is not as expected is skipped. */
+static void
+add_user(struct jbuf *b, const PGresult *res, int row, int *first)
+{
+	const char *user = PQgetvalue(res, row, 0),
+			   *status = PQgetvalue(res, row, 1),
+			   *last = PQgetvalue(res, row, 2),
+			   *sessions = PQgetvalue(res, row, 3);
+	size_t		ulen = (size_t) PQgetlength(res, row, 0);
+	int			has_last = !PQgetisnull(res, row, 2);
+
+	if (PQgetisnull(res, row, 0) || !ulen || ulen > RELAY_MAX_USER_ID ||
+		!json_utf8_ok(user, ulen) || !known_status(status) || !digits(sessions) ||
+		(has_last && !event_timestamp_ok(last, strlen(last))))
+	{
+		lwsl_warn("state: skipping a row of online_users() that is not as expected\n");
+		return;
+	}
+	jbuf_str(b, *first ? "{\"user_id\":" : ",{\"user_id\":");
+	*first = 0;
+	jbuf_quote(b, user, ulen);
+	jbuf_printf(b, ",\"status\":\"%s\",\"last_active\":", status);
+	if (has_last)
+		jbuf_quote(b, last, strlen(last));
+	else
+		jbuf_str(b, "null");
+	jbuf_printf(b, ",\"sessions\":%s}", sessions);
+}
+
+/*
+ * A snapshot (one reference, the caller's) from the result of
+ * state_query; seq < 0 is written as null.  NULL if out of memory or the
+ * result does not have state_query's columns.
+ */
+struct snapshot *
+state_build(const PGresult *res, int64_t seq)
+{
+	struct jbuf b = {0};
+	struct snapshot *s;
+	int			i,
+				first = 1;
+
+	if (PQnfields(res) != 4)
+		return NULL;
+	if (seq >= 0)
+		jbuf_printf(&b, "{\"type\":\"state\",\"seq\":%lld,\"users\":[", (long long) seq);
+	else
+		jbuf_str(&b, "{\"type\":\"state\",\"seq\":null,\"users\":[");
+	for (i = 0; i < PQntuples(res); i++)
+		add_user(&b, res, i, &first);
+	jbuf_str(&b, "]}");
+	s = malloc(sizeof(*s));
+	if (b.oom || !s)
+	{
+		free(s);
+		jbuf_free(&b);
+		return NULL;
+	}
+	s->refs = 1;
+	s->ring_head = 0;
+	s->len = b.len;
+	s->buf = b.p;
+	return s;
+}

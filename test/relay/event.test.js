@@ -1,0 +1,83 @@
+'use strict';
+// The shape check of notification payloads (src/relay/event.c), through
+// src/relay/event-check: only the worker's documented shape passes, and
+// the frame is built afresh.  (Through a database these payloads would be
+// dropped for their sender before their shape is looked at.)
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const path = require('node:path');
+const { execFileSync } = require('node:child_process');
+const { repoRoot } = require('../lib/relay');
+
+const BIN = path.join(repoRoot, 'src', 'relay', 'event-check');
+
+function check(payloads) {
+  const out = execFileSync(BIN, { input: payloads.join('\n') + '\n', encoding: 'utf8' });
+  return out.trimEnd().split('\n').map((l) => (l === 'refused' ? null : JSON.parse(l.slice(3))));
+}
+
+const good = {
+  seq: 1043, user_id: '42', status: 'away', previous: 'online', last_active: '2026-11-28T03:00:00.123+00:00',
+};
+const payload = (over = {}, drop = []) => {
+  const o = { ...good, ...over };
+  for (const k of drop) delete o[k];
+  return JSON.stringify(o);
+};
+
+test('the documented shape passes and becomes a presence frame', () => {
+  const [a, b, c] = check([
+    payload(),
+    payload({ last_active: null, status: 'offline', previous: 'away', user_id: 'é "quoted" \\ \u0001' }),
+    payload({ last_active: '2026-01-01T00:00:00-03:30', seq: 9007199254740991 }),
+  ]);
+  assert.deepEqual(a, { type: 'presence', ...good });
+  assert.equal(b.user_id, 'é "quoted" \\ \u0001');
+  assert.equal(b.last_active, null);
+  assert.equal(c.last_active, '2026-01-01T00:00:00-03:30');
+  assert.deepEqual(Object.keys(a), ['type', 'seq', 'user_id', 'status', 'previous', 'last_active']);
+});
+
+test('anything else is refused', () => {
+  const bad = {
+    'a duplicated member': payload().replace('{', '{"status":"online",'),
+    'a duplicated member, escaped': payload().replace('{', '{"st\\u0061tus":"online",'),
+    'a "type" member': payload().replace('{', '{"type":"state",'),
+    'another member': payload({ users: [] }),
+    'a missing member': payload({}, ['previous']),
+    'an empty object': '{}',
+    'unterminated JSON': payload().slice(0, -1),
+    'a bare array': `[${payload()}]`,
+    'a string': '"x"',
+    'trailing bytes': `${payload()} x`,
+    'two objects': payload() + payload(),
+    'seq as a string': payload({ seq: '1043' }),
+    'seq as a fraction': payload({ seq: 1.5 }),
+    'seq negative': payload({ seq: -1 }),
+    'seq zero': payload({ seq: 0 }),
+    'seq past int64': payload().replace('1043', '9223372036854775808'),
+    'seq with leading zero': payload().replace('1043', '01043'),
+    'an unknown status': payload({ status: 'busy' }),
+    'a status of another case': payload({ previous: 'Online' }),
+    'status null': payload({ status: null }),
+    'an empty user id': payload({ user_id: '' }),
+    'a user id over 256 bytes': payload({ user_id: 'u'.repeat(257) }),
+    'a user id of 129 two-byte characters': payload({ user_id: 'é'.repeat(129) }),
+    'a NUL in the user id': payload({ user_id: 'a\u0000b' }),
+    'a lone surrogate in the user id': payload().replace('"42"', '"\\ud800"'),
+    'a user id as a number': payload({ user_id: 42 }),
+    'a nested object': payload({ user_id: { id: '42' } }),
+    'last_active not a timestamp': payload({ last_active: 'yesterday' }),
+    'last_active with junk after': payload({ last_active: '2026-11-28T03:00:00+00:00 ' }),
+    'last_active as a number': payload({ last_active: 1700000000 }),
+    'true as a value': payload({ last_active: true }),
+    'an oversized payload': payload({ user_id: 'x'.repeat(9000) }),
+  };
+  const verdicts = check(Object.values(bad));
+  Object.keys(bad).forEach((what, i) => assert.equal(verdicts[i], null, what));
+  // and the limits themselves pass
+  const [u256, e128] = check([payload({ user_id: 'u'.repeat(256) }), payload({ user_id: 'é'.repeat(128) })]);
+  assert.equal(u256.user_id.length, 256);
+  assert.equal(e128.user_id, 'é'.repeat(128));
+});
