@@ -281,16 +281,15 @@ link_connect(lws_sorted_usec_list_t *sul)
 {
 	/*
 	 * conninfo may be a URI or "k=v ..."; NULL leaves it to PG* variables.
-	 * The keywords after it override it: search_path pinned (main.c merged
-	 * the user's options in) and UTF-8, which is what clients get.
+	 * The keywords after it override it: UTF-8, which is what clients get.
+	 * (search_path is pinned by the first query: link_connected().)
 	 */
-	const char *keys[8] = {"dbname", "fallback_application_name", "options",
+	const char *keys[8] = {"dbname", "fallback_application_name",
 	"client_encoding"};
-	const char *vals[8] = {conninfo, "presence-relay", relay_opts.db_options,
-	"UTF8"};
+	const char *vals[8] = {conninfo, "presence-relay", "UTF8"};
 
 	/* then the host lists again, rotated, if a host failed to answer */
-	conninfo_params(first_host, keys + 4, vals + 4);
+	conninfo_params(first_host, keys + 3, vals + 3);
 	conn = PQconnectStartParams(keys, vals, 1);
 	if (!conn || PQstatus(conn) == CONNECTION_BAD)
 	{
@@ -359,13 +358,18 @@ link_connected(void)
 		link_fail("cannot watch the connection's socket");
 		return;
 	}
-	/* the extension's own settings say where it notifies and how often */
+	/*
+	 * The extension's own settings say where it notifies and how often.
+	 * The same statement pins search_path for the session: set here rather
+	 * than as a startup option, which poolers such as pgbouncer refuse.
+	 */
 	dblink_send("SELECT (SELECT setting FROM pg_catalog.pg_settings"
 				"         WHERE name OPERATOR(pg_catalog.=) 'presence.channel'),"
 				"       (SELECT setting::pg_catalog.int4 FROM pg_catalog.pg_settings"
 				"         WHERE name OPERATOR(pg_catalog.=) 'presence.session_timeout'),"
 				"       (SELECT extversion FROM pg_catalog.pg_extension"
-				"         WHERE extname OPERATOR(pg_catalog.=) 'presence')",
+				"         WHERE extname OPERATOR(pg_catalog.=) 'presence'),"
+				"       pg_catalog.set_config('search_path', 'pg_catalog', false)",
 				0, NULL, setup_settings, NULL);
 }
 

@@ -306,43 +306,26 @@ default_max_connections(rlim_t *limit)
 }
 
 /*
- * libpq's "options" for the link: the user's (from --db, else PGOPTIONS)
- * and then search_path pinned to pg_catalog, which wins as the later -c.
- * Options from a pg_service.conf service are not seen here, and are
- * replaced.  NULL (and a message) if --db cannot be parsed.
+ * Whether --db parses as a conninfo (a URI or key=value pairs), so that a
+ * typo is reported at start rather than as a link that never comes up.
  */
-static char *
-pinned_options(const char *conninfo)
+static int
+conninfo_valid(const char *conninfo)
 {
-	static const char pin[] = "-csearch_path=pg_catalog";
-	PQconninfoOption *opts = NULL,
-			   *o;
-	const char *theirs = NULL;
-	char	   *err = NULL,
-			   *out;
-	size_t		n;
+	PQconninfoOption *opts;
+	char	   *err = NULL;
 
-	if (conninfo && *conninfo)
+	if (!conninfo || !*conninfo)
+		return 1;
+	opts = PQconninfoParse(conninfo, &err);
+	if (!opts)
 	{
-		opts = PQconninfoParse(conninfo, &err);
-		if (!opts)
-		{
-			fprintf(stderr, "bad --db: %s", err ? err : "out of memory\n");
-			PQfreemem(err);
-			return NULL;
-		}
-		for (o = opts; o->keyword; o++)
-			if (!strcmp(o->keyword, "options") && o->val && *o->val)
-				theirs = o->val;
+		fprintf(stderr, "bad --db: %s", err ? err : "out of memory\n");
+		PQfreemem(err);
+		return 0;
 	}
-	if (!theirs)
-		theirs = getenv("PGOPTIONS");
-	n = (theirs ? strlen(theirs) + 1 : 0) + sizeof(pin);
-	out = malloc(n);
-	if (out)
-		snprintf(out, n, "%s%s%s", theirs ? theirs : "", theirs ? " " : "", pin);
 	PQconninfoFree(opts);
-	return out;
+	return 1;
 }
 
 int
@@ -432,7 +415,6 @@ main(int argc, char **argv)
 	struct sigaction sa;
 	size_t		i;
 	rlim_t		fd_limit;
-	char	   *db_options;
 	int			max_default;
 	static const struct sessions_hook origin_hook = {
 		.link_up = origin_link_up,
@@ -444,9 +426,8 @@ main(int argc, char **argv)
 		return 2;
 	lws_set_log_level(LLL_ERR | LLL_WARN | LLL_USER |
 					  (relay_opts.verbose ? LLL_NOTICE : 0), NULL);
-	if (!(db_options = pinned_options(relay_opts.conninfo)))
+	if (!conninfo_valid(relay_opts.conninfo))
 		return 2;
-	relay_opts.db_options = db_options;
 	max_default = default_max_connections(&fd_limit);
 	if (relay_opts.max_connections < 0)
 		relay_opts.max_connections = max_default;
@@ -541,7 +522,6 @@ main(int argc, char **argv)
 	caps_cleanup();
 	clientaddr_cleanup();
 	auth_cleanup();
-	free(db_options);
 	lwsl_user("presence-relay stopped\n");
 	return 0;
 }

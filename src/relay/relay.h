@@ -64,7 +64,6 @@ struct relay_options
 	int			send_timeout;	/* seconds for a state or /online body */
 	double		message_rate;	/* client messages per second ... */
 	int			message_burst;	/* ... and how many at once */
-	const char *db_options;		/* libpq "options": the user's, search_path pinned */
 };
 
 extern struct relay_options relay_opts;

@@ -117,6 +117,8 @@ test('the browser client of relay.md works: state, away and back, and after a re
     document: { hidden: false, addEventListener: (type, fn) => { listeners[type] = fn; } },
     render: (online) => renders.push(new Map(online)),
     setTimeout: (fn, ms) => (stopped ? undefined : setTimeout(fn, ms)),
+    clearTimeout,
+    atob,
     encodeURIComponent,
   };
   const latest = () => renders[renders.length - 1];
