@@ -6,12 +6,15 @@
 //   const nginx = await startNginx((dir) => httpBlock, port);  // it listens on 127.0.0.1:port
 //   (dir: its prefix, for the logs the block names)  nginx.errorLog()  await nginx.stop();
 
+const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const { freePort, sleep } = require('./cluster');
 const { findProgram, spawnOwned, stopChild } = require('./programs');
+
+const repoRoot = path.resolve(__dirname, '..', '..');
 
 const listening = (port) => new Promise((resolve) => {
   const s = net.connect(port, '127.0.0.1');
@@ -107,4 +110,27 @@ async function startProxy({ upstreamPort }) {
   };
 }
 
-module.exports = { startNginx, startProxy };
+// The nginx block of docs/operations.md ("Several relays behind nginx") as
+// written, changed only where a test machine must differ: it listens on
+// 127.0.0.1:port without TLS, logs into dir, and its upstream servers are
+// the relays on relayPorts (the documented lines, parameters and all, with
+// the ports replaced; documented lines beyond the relays are dropped, so
+// they must all say the same but for the port).
+function operationsBlock(dir, port, relayPorts) {
+  const text = fs.readFileSync(path.join(repoRoot, 'docs', 'operations.md'), 'utf8');
+  const block = text.slice(text.indexOf('\n## Several relays behind nginx\n')).match(/```nginx\n([\s\S]*?)```/)[1];
+  const servers = [...block.matchAll(/^(\s*server 127\.0\.0\.1:)(\d+)([^;\n]*;.*)\n/gm)];
+  assert.ok(servers.length >= relayPorts.length, `the documented upstream has ${servers.length} servers`);
+  assert.equal(new Set(servers.map((m) => m[3])).size, 1, 'the documented servers differ by their port only');
+  let conf = block
+    .replace(/listen 443 ssl;/, `listen 127.0.0.1:${port};`)
+    .replace(/^\s*ssl_certificate.*\n/gm, '')
+    .replace('/var/log/nginx/presence.log', `${dir}/presence.log`);
+  servers.forEach((m, i) => {
+    conf = conf.replace(m[0], i < relayPorts.length ? `${m[1]}${relayPorts[i]}${m[3]}\n` : '');
+  });
+  assert.doesNotMatch(conf, /ssl|\/var\/log/);
+  return conf;
+}
+
+module.exports = { startNginx, startProxy, operationsBlock };

@@ -9,8 +9,8 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
 const { startCluster, freePort } = require('../lib/cluster');
-const { startRelay, repoRoot } = require('../lib/relay');
-const { startNginx } = require('../lib/nginx');
+const { startRelay } = require('../lib/relay');
+const { startNginx, operationsBlock } = require('../lib/nginx');
 const { Peer } = require('../lib/peer');
 const { SECRET, GUCS, token, getJson, eventually } = require('./common');
 
@@ -19,28 +19,13 @@ let relays = [];
 let nginx;
 let port;
 
-// The nginx block of operations.md, with our ports and paths.
-function configFor(dir) {
-  const text = fs.readFileSync(path.join(repoRoot, 'docs', 'operations.md'), 'utf8');
-  const block = text.slice(text.indexOf('\n## Several relays behind nginx\n')).match(/```nginx\n([\s\S]*?)```/)[1];
-  const ports = [...block.matchAll(/server 127\.0\.0\.1:(\d+);/g)].map((m) => m[1]);
-  assert.equal(ports.length, relays.length, 'one relay per upstream server');
-  let conf = block
-    .replace(/listen 443 ssl;/, `listen 127.0.0.1:${port};`)
-    .replace(/^\s*ssl_certificate.*\n/gm, '')
-    .replace('/var/log/nginx/presence.log', `${dir}/presence.log`);
-  ports.forEach((p, i) => { conf = conf.replace(`server 127.0.0.1:${p};`, `server 127.0.0.1:${relays[i].port};`); });
-  assert.doesNotMatch(conf, /ssl|\/var\/log/);
-  return conf;
-}
-
 test.before(async () => {
   pg = await startCluster({ gucs: GUCS, name: 'nginx' });
   for (const i of [1, 2, 3]) {
     relays.push(await startRelay({ cluster: pg, secret: SECRET, name: `nginx-relay-${i}` }));
   }
   port = await freePort();
-  nginx = await startNginx(configFor, port);
+  nginx = await startNginx((dir) => operationsBlock(dir, port, relays.map((r) => r.port)), port);
 });
 
 test.after(async () => {
