@@ -4,14 +4,14 @@
 # on throwaway clusters.
 #
 #   ./scripts/test.sh              all suites
-#   ./scripts/test.sh relay tap    only some: regress isolation tap relay netns browser systemd
+#   ./scripts/test.sh relay tap    only some: regress isolation tap relay deploy netns browser systemd
 #
 # Logs and artifacts (regression diffs, TAP logs, screenshots) end up in
 # ./artifacts/.
 set -eu
 cd "$(dirname "$0")/.."
 top=$(pwd)
-suites=${*:-"regress isolation tap relay netns browser systemd"}
+suites=${*:-"regress isolation tap relay deploy netns browser systemd"}
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -20,7 +20,7 @@ SUDO=""
 make -s
 $SUDO make -s install
 case " $suites " in
-*" relay "* | *" netns "* | *" browser "*)
+*" relay "* | *" deploy "* | *" netns "* | *" browser "*)
 	(cd test && npm ci --no-audit --no-fund --loglevel=error) ;;
 esac
 
@@ -49,7 +49,7 @@ for s in $suites; do
 	regress) (cd "$work" && run make -s installcheck ISOLATION= TAP_TESTS=) || status=1 ;;
 	isolation) (cd "$work" && run make -s installcheck REGRESS= TAP_TESTS=) || status=1 ;;
 	tap) (cd "$work" && run make -s installcheck REGRESS= ISOLATION=) || status=1 ;;
-	relay | netns | browser | systemd)
+	relay | deploy | netns | browser | systemd)
 		if [ -x "$work/test/$s/run.sh" ]; then
 			(cd "$work" && run "test/$s/run.sh") || status=1
 		else

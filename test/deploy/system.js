@@ -267,12 +267,18 @@ class System {
     await this.listener.query('LISTEN presence');
   }
 
-  // Opens a page per user (opts for Page), and waits until each has its
-  // state and is online in the database.
+  // A page for user, started (opts for Page).
+  newPage(user, opts) {
+    const p = new Page(this.PresenceConnection, user, opts);
+    this.pages.push(p);
+    p.conn.start();
+    return p;
+  }
+
+  // Opens a page per user, and waits until each has its state and is
+  // online in the database.
   async openPages(users, opts) {
-    const pages = users.map((u) => new Page(this.PresenceConnection, u, opts));
-    this.pages.push(...pages);
-    for (const p of pages) p.conn.start();
+    const pages = users.map((u) => this.newPage(u, opts));
     await eventually(() => pages.every((p) => p.view.states().length), 20000, 'every page\'s state');
     await eventually(async () => {
       const online = await this.onlineUsers();
