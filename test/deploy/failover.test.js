@@ -27,10 +27,11 @@ const OUTAGE_MS = 5000;
 
 const names = (prefix, n) => Array.from({ length: n }, (_, i) => `${prefix}-${String(i + 1).padStart(2, '0')}`);
 
-// The relays' connections to a server.
+// The relays' connections to a server, as the documented role.
 async function relaysOn(server) {
   const { rows } = await server.query(
-    "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'presence-relay'", [], 'postgres');
+    "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'presence-relay' AND usename = 'presence_relay'",
+    [], 'postgres');
   return rows[0].n;
 }
 

@@ -14,6 +14,7 @@
 //   await sys.stop();
 
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
 const path = require('node:path');
 const WebSocket = require('ws');
 const { Client } = require('pg');
@@ -191,6 +192,32 @@ class PageWebSocket extends WebSocket {
   }
 }
 
+// The relay command of operations.md ("Several relays behind nginx"), as
+// written but for what a test machine must change: the database servers
+// and database (the primary and the standby, on 127.0.0.1 over TCP; the
+// role is the documented one, made by start()), the secret file (startRelay writes one), the
+// ports.  Returns { db(primary, standby), args(metricsPort) }, the flags
+// but --db, --jwt-secret-file, --bind and --port (which startRelay gives).
+function documentedRelay() {
+  const text = fs.readFileSync(path.join(repoRoot, 'docs', 'operations.md'), 'utf8');
+  const block = text.slice(text.indexOf('\n## Several relays behind nginx\n')).match(/```\n(presence-relay [\s\S]*?)```/)[1];
+  const words = block.replace(/\\\n/g, ' ').match(/'[^']*'|\S+/g).map((w) => w.replace(/^'(.*)'$/, '$1'));
+  assert.equal(words.shift(), 'presence-relay');
+  const flags = new Map();
+  for (let i = 0; i < words.length; i += 2) flags.set(words[i], words[i + 1]);
+  assert.equal(flags.get('--bind'), '127.0.0.1');
+  assert.match(flags.get('--metrics-bind'), /^127\.0\.0\.1:\d+$/);
+  const keywords = new Map(flags.get('--db').split(/\s+/).map((kv) => kv.split('=')));
+  assert.equal(keywords.get('host').split(',').length, 2, 'two database servers in --db');
+  const db = (primary, standby) => [...keywords].map(([k, v]) => ({
+    host: `host=${primary.host},${standby.host} port=${primary.port},${standby.port}`,
+    dbname: `dbname=${primary.database}`,
+  })[k] || `${k}=${v}`).join(' ');
+  const args = (metricsPort) => [...flags].filter(([f]) => !['--db', '--jwt-secret-file', '--bind', '--port'].includes(f))
+    .flatMap(([f, v]) => [f, f === '--metrics-bind' ? `127.0.0.1:${metricsPort}` : v]);
+  return { db, args };
+}
+
 let presenceModule;
 // src/relay/www/presence.js, as the browser loads it, in a world with the
 // globals it uses: WebSocket, and location (the page served by nginx).
@@ -213,9 +240,8 @@ class System {
     this.statuses = {};       // relay name -> exit status
   }
 
-  // The relay command of operations.md: loopback, metrics on a port of
-  // their own, nginx trusted for the client's address.  Restarting relay i
-  // (once it exited) starts a new one on its ports.
+  // The relay command of operations.md, run by startRelay(i).  Restarting
+  // relay i (once it exited) starts a new one on its ports.
   async startRelay(i) {
     const old = this.relays[i];
     if (old) {
@@ -223,22 +249,25 @@ class System {
       this.statuses[old.name] = await old.stop();
       old.cleanup();
     }
+    const { db, args } = documentedRelay();
     this.relays[i] = await startRelay({
-      db: this.conninfo,
+      db: db(this.primary, this.standby),
       secret: SECRET,
+      bind: '127.0.0.1',
       port: old?.port,
       name: `deploy-relay-${i + 1}${old ? `-${++this.restarts}` : ''}`,
-      args: ['--metrics-bind', `127.0.0.1:${this.metricsPorts[i]}`, '--trusted-proxy', '127.0.0.1'],
+      args: args(this.metricsPorts[i]),
     });
     return this.relays[i];
   }
 
   async start() {
     this.primary = await startCluster({ gucs: GUCS, name: 'deploy-primary' });
+    // the relays' role, as relay.md makes it
+    const relayMd = fs.readFileSync(path.join(repoRoot, 'docs', 'relay.md'), 'utf8');
+    await this.primary.query(relayMd.slice(relayMd.indexOf('\n## Database role\n')).match(/```sql\n([\s\S]*?)```/)[1]);
     this.standby = await this.primary.startStandby({ name: 'deploy-standby' });
     this.current = this.primary;
-    this.conninfo = `host=127.0.0.1,127.0.0.1 port=${this.primary.port},${this.standby.port} ` +
-      'dbname=postgres user=postgres target_session_attrs=read-write';
     this.metricsPorts = [await freePort(), await freePort()];
     this.restarts = 0;
     await this.startRelay(0);
