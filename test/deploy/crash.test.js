@@ -7,23 +7,13 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { startSystem, eventually, spread, GRACE_MS } = require('./system');
-
-let sys;
-
-test.before(async () => {
-  sys = await startSystem();
-});
-
-test.after(async () => {
-  if (!sys) return;
-  const statuses = await sys.stop();
-  for (const [name, status] of Object.entries(statuses)) {
-    if (name !== 'deploy-relay-1') assert.deepEqual(status, { code: 0, signal: null }, name);
-  }
-});
+const { withSystem, eventually, spread, GRACE_MS } = require('./system');
 
 test('kill -9 of a relay: its pages move to the other, and only those away past the grace are seen to go', async (t) => {
+  await withSystem({ killed: ['deploy-relay-1'] }, (sys) => crash(t, sys));
+});
+
+async function crash(t, sys) {
   const users = Array.from({ length: 24 }, (_, i) => `page-${String(i + 1).padStart(2, '0')}`);
   const pages = await sys.openPages(users);
   await sys.converged();
@@ -74,4 +64,4 @@ test('kill -9 of a relay: its pages move to the other, and only those away past 
   await eventually(() => sys.watchers[0].open, 10000, 'the first watcher back');
   await sys.converged();
   sys.checkPages();
-});
+}

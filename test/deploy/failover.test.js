@@ -4,24 +4,16 @@
 // their sockets' sessions there again and send every client a fresh
 // state; nobody who stayed is seen to go, pages closed during the outage
 // go offline and pages opened during it come online, and seq goes on from
-// where the old primary left it.
+// where the old primary left it.  Then the same when the standby missed
+// the primary's last changes (asynchronous replication): what is lost,
+// and what is not.
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { startSystem, eventually, spread, GRACE_MS } = require('./system');
+const { withSystem, eventually, spread, GRACE_MS, GUCS } = require('./system');
 const { getJson } = require('../relay/common');
 
-let sys;
-
-test.before(async () => {
-  sys = await startSystem();
-});
-
-test.after(async () => {
-  if (!sys) return;
-  const statuses = await sys.stop();
-  for (const [name, status] of Object.entries(statuses)) assert.deepEqual(status, { code: 0, signal: null }, name);
-});
+const SESSION_TIMEOUT_MS = parseInt(GUCS['presence.session_timeout'], 10) * 1000;
 
 const OUTAGE_MS = 5000;
 
@@ -36,6 +28,10 @@ async function relaysOn(server) {
 }
 
 test('the primary stopped, the standby promoted: relays follow, nobody flaps, no ghost, seq goes on', async (t) => {
+  await withSystem({}, (sys) => failover(t, sys));
+});
+
+async function failover(t, sys) {
   const pages = await sys.openPages(names('page', 16));
   const leavers = pages.slice(0, 3);
   await sys.converged();
@@ -83,7 +79,7 @@ test('the primary stopped, the standby promoted: relays follow, nobody flaps, no
   // WORKAROUND (relay bug, see the todo test below): wait for them to time
   // out (session_timeout, 15 s here), instead of within the grace.
   const leftAt = await eventually(() => leavers.every((p) => sys.notified(p.user, t0).includes('offline')) && Date.now(),
-    15000 + GRACE_MS + 5000, 'the pages closed during the outage offline');
+    SESSION_TIMEOUT_MS + GRACE_MS + 5000, 'the pages closed during the outage offline');
   await t.test('pages closed during the outage go offline within the grace after the relays are back', {
     todo: 'relay bug: sessions_link_down()/sessions_link_up() in src/relay/sessions.c drop the disconnects of ' +
       'sockets closed while the link was down, but a server that recovered or was promoted loads those sessions ' +
@@ -120,4 +116,67 @@ test('the primary stopped, the standby promoted: relays follow, nobody flaps, no
   t.diagnostic(`promotion to a page's fresh state: ${spread(stayed.map((p) => p.stateAfter(tPromote) - tPromote))}`);
   const health = await getJson(sys.relays[0].url('/healthz'));
   assert.equal(health.body.database, 'up');
+}
+
+// The standby stops receiving WAL (as when it lags), the primary goes on
+// for a while, then dies: what it did meanwhile never reaches the new
+// primary.
+test('a failover that loses the primary\'s last changes: nobody open is lost, those who left come back for session_timeout', async (t) => {
+  await withSystem({}, (sys) => lossyFailover(t, sys));
 });
+
+async function lossyFailover(t, sys) {
+  const pages = await sys.openPages(names('page', 10));
+  await sys.converged();
+  await sys.standby.query("ALTER SYSTEM SET primary_conninfo = ''", [], 'postgres');
+  await sys.standby.query('SELECT pg_reload_conf()', [], 'postgres');
+  await eventually(async () => (await sys.primary.query('SELECT count(*)::int AS n FROM pg_stat_replication', [], 'postgres'))
+    .rows[0].n === 0, 10000, 'the standby disconnected');
+
+  // Only the primary sees these.
+  const leavers = pages.slice(0, 2);
+  for (const p of leavers) p.conn.stop();
+  const joiners = await sys.openPages(names('joiner', 2));
+  await sys.converged();
+  const maxBefore = Math.max(...sys.notifications.map((x) => x.n.seq));
+  const t0 = Date.now();
+  await sys.primary.stopServer('immediate');
+  const { rows: [carried] } = await sys.standby.query('SELECT last_value FROM presence.notification_seq');
+  assert.ok(Number(carried.last_value) < maxBefore, `the standby lacks the last changes (${carried.last_value} < ${maxBefore})`);
+
+  await sys.standby.promote();
+  sys.current = sys.standby;
+  await sys.listen(sys.standby);
+  for (const r of sys.relays) await r.waitHealthy([200], 20000);
+  const stayed = sys.pages.filter((p) => !leavers.includes(p));
+  await eventually(() => stayed.every((p) => p.stateAfter(t0)), 20000, 'a fresh state on every page');
+
+  // The relays register every open socket again: the joiners, unknown to
+  // the new primary, are online there, and nobody open was seen to go.
+  const { rows } = await sys.standby.query('SELECT user_id FROM presence.sessions()');
+  for (const p of stayed) assert.ok(rows.some((r) => r.user_id === p.user), `${p.user} registered on the new primary`);
+  for (const p of stayed) assert.deepEqual(sys.notified(p.user, t0), [], `${p.user} notified`);
+
+  // The leavers' sessions come back with the new primary's tables, and
+  // nobody ends them: they are online until session_timeout.
+  const back = await sys.onlineUsers();
+  for (const p of leavers) assert.ok(back.includes(p.user), `${p.user} online again on the new primary`);
+  const leftAt = await eventually(() => leavers.every((p) => sys.notified(p.user, t0).includes('offline')) && Date.now(),
+    SESSION_TIMEOUT_MS + GRACE_MS + 5000, 'the leavers offline again');
+  await sys.converged();
+  sys.checkPages({ backwards: false });   // the todo test below
+
+  // seq: the new primary numbers its changes from what it carried, again
+  // handing out numbers the old one used; clients are not misled, as the
+  // relays sent them a state (seq null) before any of these.
+  const after = sys.watchers.flatMap((w) => w.view.frames.filter((f) => f.t >= t0 && f.m.type === 'presence'))
+    .map((f) => f.m.seq);
+  t.diagnostic(`the standby carried seq ${carried.last_value}; the old primary had sent up to ${maxBefore}; ` +
+    `the watchers then got ${Math.min(...after)} to ${Math.max(...after)} from the new one`);
+  t.diagnostic(`the leavers offline ${leftAt - t0} ms after the primary stopped`);
+  await t.test('seq never goes back, even when the new primary missed the old one\'s last changes', {
+    todo: 'the extension numbers from the presence.notification_seq it replicated: the numbers of lost ticks are used again',
+  }, () => {
+    assert.ok(Math.min(...after) > maxBefore, `new changes from ${Math.min(...after)}, the old primary's up to ${maxBefore}`);
+  });
+}

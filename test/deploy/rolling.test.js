@@ -9,21 +9,9 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { startSystem, eventually, spread, GRACE_MS } = require('./system');
+const { withSystem, eventually, spread, GRACE_MS } = require('./system');
 
 const users = Array.from({ length: 20 }, (_, i) => `page-${String(i + 1).padStart(2, '0')}`);
-
-// Runs fn(sys) on a system of its own, stopped after; every relay must
-// have exited 0.
-async function withSystem(opts, fn) {
-  const sys = await startSystem(opts);
-  try {
-    await fn(sys);
-  } finally {
-    const statuses = await sys.stop();
-    for (const [name, status] of Object.entries(statuses)) assert.deepEqual(status, { code: 0, signal: null }, name);
-  }
-}
 
 // SIGTERM to relay i; resolves once it has exited 0, with the pages that
 // were on it.

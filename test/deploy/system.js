@@ -368,17 +368,15 @@ class System {
     return this.notifications.filter((x) => x.t >= since && x.n.user_id === user).map((x) => x.n.status);
   }
 
-  // Checks what every open page went through: no socket closed for an
-  // expired token (4001), no gap, no seq going back but after a state.
-  checkPages() {
-    for (const p of this.pages) {
-      assert.ok(!p.closeCodes().includes(4001), `${p.user}: a token expired (${p.closeCodes()})`);
-      assert.deepEqual(p.view.gaps, [], `${p.user}: gaps`);
-      assert.deepEqual(p.view.backwards, [], `${p.user}: seq went back`);
-    }
-    for (const w of this.watchers) {
-      assert.deepEqual(w.view.gaps, [], `${w.name}: gaps`);
-      assert.deepEqual(w.view.backwards, [], `${w.name}: seq went back`);
+  // Checks what every page and watcher went through: no socket closed for
+  // an expired token (4001), no gap, and (unless opts.backwards is false)
+  // no seq on one socket at or below one it had before.
+  checkPages(opts = {}) {
+    const views = [...this.pages.map((p) => [p.user, p.view]), ...this.watchers.map((w) => [w.name, w.view])];
+    for (const p of this.pages) assert.ok(!p.closeCodes().includes(4001), `${p.user}: a token expired (${p.closeCodes()})`);
+    for (const [name, v] of views) {
+      assert.deepEqual(v.gaps, [], `${name}: gaps`);
+      if (opts.backwards !== false) assert.deepEqual(v.backwards, [], `${name}: seq went back`);
     }
   }
 
@@ -422,6 +420,21 @@ async function startSystem(opts) {
   return sys;
 }
 
+// Runs fn(sys) on a system of its own (opts for startSystem), stopped
+// after; every relay must have exited 0 unless allowed to have been killed
+// (opts.killed: their names).
+async function withSystem(opts, fn) {
+  const sys = await startSystem(opts);
+  try {
+    await fn(sys);
+  } finally {
+    const statuses = await sys.stop();
+    for (const [name, status] of Object.entries(statuses)) {
+      if (!(opts.killed || []).includes(name)) assert.deepEqual(status, { code: 0, signal: null }, name);
+    }
+  }
+}
+
 // Quantiles of a list of durations, for the figures the tests print.
 function spread(ms) {
   const s = [...ms].sort((a, b) => a - b);
@@ -429,4 +442,4 @@ function spread(ms) {
   return s.length ? `min ${s[0]} ms, median ${q(0.5)} ms, max ${s[s.length - 1]} ms (${s.length})` : 'none';
 }
 
-module.exports = { startSystem, eventually, spread, sleep, GRACE_MS, GUCS, SECRET };
+module.exports = { startSystem, withSystem, eventually, spread, sleep, GRACE_MS, GUCS, SECRET };
