@@ -230,9 +230,10 @@ async function loadClient(nginxPort) {
 
 class System {
   // opts.block: a change to the documented nginx block (only to show what
-  // goes wrong without a part of it).
+  // goes wrong without a part of it); opts.version: the extension's.
   constructor(opts = {}) {
     this.block = opts.block || ((conf) => conf);
+    this.version = opts.version;
     this.relays = [];
     this.watchers = [];
     this.pages = [];
@@ -262,7 +263,8 @@ class System {
   }
 
   async start() {
-    this.primary = await startCluster({ gucs: GUCS, name: 'deploy-primary' });
+    this.primary = await startCluster({ gucs: GUCS, name: 'deploy-primary', extension: !this.version });
+    if (this.version) await this.primary.query(`CREATE EXTENSION presence VERSION '${this.version}'`);
     // the relays' role, as relay.md makes it
     const relayMd = fs.readFileSync(path.join(repoRoot, 'docs', 'relay.md'), 'utf8');
     await this.primary.query(relayMd.slice(relayMd.indexOf('\n## Database role\n')).match(/```sql\n([\s\S]*?)```/)[1]);
