@@ -17,6 +17,13 @@
  * floor.  Each watcher process measures its CPU time during the rounds: the
  * client's cost per received frame.
  *
+ * With --soak S it makes no changes: it holds its watchers for S seconds
+ * (on the relays of --ports, in turn, each with its token from --tokens),
+ * counts the frames and the connections lost, and times the changes of
+ * users named "probe-<ms since the epoch when made>" (the soak driver,
+ * bench/soak.js, makes one a second): per minute, the delay from that time
+ * to each watcher's receipt.
+ *
  * With --trivial the server is not the relay but a built-in fan-out (a
  * child process that writes one ready-made frame to every socket in a
  * loop, one send() each, when the driver asks): the floor of this client
@@ -26,6 +33,7 @@
  *   watchers --port P --db CONNINFO [--count W] [--rounds R] [--procs P]
  *            [--idle S]
  *   watchers --trivial [--split] [--count W] [--rounds R] [--procs P]
+ *   watchers --soak S --ports P1,P2,... [--tokens FILE] [--count W] [--procs P]
  * prints "ready" once every watcher has its state (and "idle done" after
  * --idle S seconds of doing nothing), then one JSON line.
  */
@@ -55,6 +63,8 @@
 #define CONN_BUF		1024	/* a presence frame is ~200 bytes */
 #define MAX_HANDSHAKES	256		/* upgrades in flight per process */
 #define ROUND_GAP_US	20000	/* between the last receipt and the next change */
+#define MAX_PORTS		16
+#define PROBE_MAX_MS	10000	/* --soak: delays kept per ms up to this */
 
 static int	port,
 			count = 1000,
@@ -62,8 +72,12 @@ static int	port,
 			procs = 1,
 			idle,				/* seconds to stay idle before the rounds */
 			trivial,
-			split;				/* trivial server: two processes, half each */
+			split,				/* trivial server: two processes, half each */
+			soak,				/* seconds */
+			ports[MAX_PORTS],	/* --ports: watcher i on ports[i % nports] */
+			nports;
 static const char *conninfo;
+static char **tokens;			/* --tokens: watcher i's in tokens[i] */
 
 /* Shared by the driver and the watcher processes (MAP_SHARED). */
 struct shared
@@ -75,9 +89,11 @@ struct shared
 	int64_t		frames;			/* frames they received during the rounds */
 	volatile int go,			/* rounds started: CPU clock starts */
 				done;			/* rounds over: watchers exit */
+	int64_t		soak_start_ms;	/* --soak: when the minutes start */
 	int			arrivals[];		/* per round: watchers that received it */
 };
 static struct shared *sh;
+static int64_t *probe_hist;		/* --soak: [minute][delay ms], shared */
 static int64_t *t0_ns,			/* per round, shared */
 		   *sent_ns,			/* per round: trivial server's send loop, shared */
 		   *listen_ns,			/* per round, driver only */
@@ -105,6 +121,21 @@ now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int64_t
+realtime_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int
+soak_minutes(void)
+{
+	return soak / 60 + 1;
 }
 
 static int64_t
@@ -137,6 +168,28 @@ round_of(const char *p, size_t len)
 	return atoi(k + sizeof(key) - 1);
 }
 
+/* --soak: files the delay of a probe's "online" change, by minute. */
+static void
+probe(const char *p, size_t len)
+{
+	static const char key[] = "\"user_id\":\"probe-";
+	const char *k;
+	int64_t		now = realtime_ms(),
+				delay;
+	int			minute;
+
+	if (len < 20 || memcmp(p, "{\"type\":\"presence\"", 18) ||
+		!memmem(p, len, "\"status\":\"online\"", 17) ||
+		!(k = memmem(p, len, key, sizeof(key) - 1)))
+		return;
+	delay = now - atoll(k + sizeof(key) - 1);
+	minute = (int) ((now - sh->soak_start_ms) / 60000);
+	if (minute < 0 || minute >= soak_minutes())
+		return;
+	delay = delay < 0 ? 0 : delay > PROBE_MAX_MS ? PROBE_MAX_MS : delay;
+	__atomic_add_fetch(&probe_hist[(int64_t) minute * (PROBE_MAX_MS + 1) + delay], 1, __ATOMIC_RELAXED);
+}
+
 static void
 received(struct conn *c, const char *payload, size_t len)
 {
@@ -153,6 +206,12 @@ received(struct conn *c, const char *payload, size_t len)
 	}
 	if (sh->go)
 		__atomic_add_fetch(&sh->frames, 1, __ATOMIC_RELAXED);
+	if (soak)
+	{
+		if (sh->go)
+			probe(payload, len);
+		return;
+	}
 	r = round_of(payload, len);
 	if (r < 0 || r >= rounds)
 		return;
@@ -267,7 +326,8 @@ parse_frames(struct conn *c)
 static int
 open_one(int epfd, struct conn *c, int id)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t) port)};
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+	.sin_port = htons((uint16_t) (nports ? ports[id % nports] : port))};
 	struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = c};
 	int			one = 1;
 
@@ -290,20 +350,24 @@ open_one(int epfd, struct conn *c, int id)
 static int
 send_upgrade(int epfd, struct conn *c)
 {
-	static const char req[] =
-		"GET /ws HTTP/1.1\r\n"
-		"Host: 127.0.0.1\r\n"
-		"Upgrade: websocket\r\n"
-		"Connection: Upgrade\r\n"
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-		"Sec-WebSocket-Version: 13\r\n\r\n";
+	char		req[2048];
+	int			len = snprintf(req, sizeof(req),
+							   "GET /ws HTTP/1.1\r\n"
+							   "Host: 127.0.0.1\r\n"
+							   "%s%s%s"
+							   "Upgrade: websocket\r\n"
+							   "Connection: Upgrade\r\n"
+							   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+							   "Sec-WebSocket-Version: 13\r\n\r\n",
+							   tokens ? "Authorization: Bearer " : "",
+							   tokens ? tokens[c->id] : "", tokens ? "\r\n" : "");
 	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
 	int			err = 0;
 	socklen_t	l = sizeof(err);
 
 	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l) || err)
 		return -1;
-	if (send(c->fd, req, sizeof(req) - 1, MSG_NOSIGNAL) != (ssize_t) sizeof(req) - 1)
+	if (len >= (int) sizeof(req) || send(c->fd, req, (size_t) len, MSG_NOSIGNAL) != len)
 		return -1;
 	c->upgraded = -1;			/* request sent */
 	return epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
@@ -552,7 +616,7 @@ drive(void)
 	int64_t		deadline = now_ns() + 300000000000LL;
 	int			r;
 
-	if (!trivial)
+	if (!trivial && !soak)
 	{
 		conn = PQconnectdb(conninfo);
 		listen = PQconnectdb(conninfo);
@@ -573,13 +637,21 @@ drive(void)
 		}
 		usleep(10000);
 	}
-	if (sh->failed)
+	if (sh->failed && !soak)
 	{
 		fprintf(stderr, "watchers: %d connection(s) failed\n", (int) sh->failed);
 		exit(1);
 	}
 	printf("ready\n");
 	fflush(stdout);
+	if (soak)
+	{
+		sh->soak_start_ms = realtime_ms();
+		sh->go = 1;
+		sleep((unsigned) soak);
+		sh->done = 1;
+		return;
+	}
 	if (idle)
 	{
 		sleep((unsigned) idle);
@@ -697,6 +769,92 @@ report(void)
 	free(lis);
 }
 
+/*
+ * --soak: per minute, how many probe receipts and their delay's p50, p99
+ * and maximum (delays of PROBE_MAX_MS and more count as that).
+ */
+static void
+report_soak(void)
+{
+	int			m;
+
+	printf("{\"server\":\"relay\",\"watchers\":%d,\"procs\":%d,\"seconds\":%d,"
+		   "\"states\":%lld,\"failed\":%lld,\"frames\":%lld,\"minutes\":[",
+		   count, procs, soak, (long long) sh->states, (long long) sh->failed,
+		   (long long) sh->frames);
+	for (m = 0; m < soak_minutes(); m++)
+	{
+		const int64_t *h = probe_hist + (int64_t) m * (PROBE_MAX_MS + 1);
+		int64_t		n = 0,
+					seen = 0;
+		int			d,
+					p50 = -1,
+					p99 = -1,
+					max = -1;
+
+		for (d = 0; d <= PROBE_MAX_MS; d++)
+			n += h[d];
+		for (d = 0; d <= PROBE_MAX_MS; d++)
+		{
+			if (!h[d])
+				continue;
+			seen += h[d];
+			if (p50 < 0 && seen * 2 >= n)
+				p50 = d;
+			if (p99 < 0 && seen * 100 >= n * 99)
+				p99 = d;
+			max = d;
+		}
+		printf("%s{\"receipts\":%lld,\"p50_ms\":%d,\"p99_ms\":%d,\"max_ms\":%d}",
+			   m ? "," : "", (long long) n, p50, p99, max);
+	}
+	printf("]}\n");
+}
+
+/* Reads --tokens: one a line, at least one per watcher. */
+static void
+read_tokens(const char *file)
+{
+	FILE	   *f = fopen(file, "r");
+	char		line[1024];
+	int			n = 0;
+
+	if (!f)
+		die(file);
+	tokens = calloc((size_t) count, sizeof(*tokens));
+	while (n < count && fgets(line, sizeof(line), f))
+	{
+		line[strcspn(line, "\r\n")] = '\0';
+		if (!(tokens[n++] = strdup(line)))
+			die("strdup");
+	}
+	fclose(f);
+	if (n < count)
+	{
+		fprintf(stderr, "watchers: %s has %d tokens for %d watchers\n", file, n, count);
+		exit(2);
+	}
+}
+
+/* Reads --ports: P1,P2,... */
+static int
+parse_ports(const char *list)
+{
+	const char *p = list;
+
+	for (nports = 0; *p && nports < MAX_PORTS; nports++)
+	{
+		ports[nports] = atoi(p);
+		if (ports[nports] <= 0)
+			return -1;
+		p += strcspn(p, ",");
+		if (*p)
+			p++;
+	}
+	port = nports ? ports[0] : 0;
+	return *p ? -1 : 0;
+}
+
 static void *
 shared_alloc(size_t size)
 {
@@ -736,8 +894,12 @@ main(int argc, char **argv)
 		{"trivial", no_argument, NULL, 't'},
 		{"split", no_argument, NULL, 's'},
 		{"idle", required_argument, NULL, 'i'},
+		{"soak", required_argument, NULL, 'S'},
+		{"ports", required_argument, NULL, 'o'},
+		{"tokens", required_argument, NULL, 'k'},
 		{NULL, 0, NULL, 0}
 	};
+	const char *token_file = NULL;
 	int			c,
 				p,
 				status,
@@ -761,21 +923,37 @@ main(int argc, char **argv)
 			split = 1;
 		else if (c == 'i')
 			idle = atoi(optarg);
+		else if (c == 'S')
+			soak = atoi(optarg);
+		else if (c == 'o')
+		{
+			if (parse_ports(optarg))
+				return 2;
+		}
+		else if (c == 'k')
+			token_file = optarg;
 		else
 			return 2;
 	}
-	if (count < 1 || rounds < 1 || procs < 1 || procs > count ||
-		(!trivial && (!port || !conninfo)))
+	if (soak)
+		rounds = 1;				/* no rounds: nothing to keep per round */
+	if (count < 1 || rounds < 1 || procs < 1 || procs > count || soak < 0 ||
+		(!trivial && !port) || (!trivial && !soak && !conninfo))
 	{
 		fprintf(stderr, "usage: watchers --port P --db CONNINFO | --trivial "
-				"[--split] [--count W] [--rounds R] [--procs P] [--idle S]\n");
+				"[--split] [--count W] [--rounds R] [--procs P] [--idle S]\n"
+				"       watchers --soak S --ports P1,P2,... [--tokens FILE] [--count W] [--procs P]\n");
 		return 2;
 	}
+	if (token_file)
+		read_tokens(token_file);
 	signal(SIGPIPE, SIG_IGN);
 	sh = shared_alloc(sizeof(*sh) + sizeof(int) * (size_t) rounds);
 	t0_ns = shared_alloc(sizeof(int64_t) * (size_t) rounds);
 	sent_ns = shared_alloc(sizeof(int64_t) * (size_t) rounds);
 	recv_ns = shared_alloc(sizeof(int64_t) * (size_t) rounds * (size_t) count);
+	if (soak)
+		probe_hist = shared_alloc(sizeof(int64_t) * (size_t) soak_minutes() * (PROBE_MAX_MS + 1));
 	listen_ns = calloc((size_t) rounds, sizeof(int64_t));
 	if (pipe(round_pipe))
 		die("pipe");
@@ -813,6 +991,11 @@ main(int argc, char **argv)
 	while (wait(&status) > 0)
 		if (!WIFEXITED(status) || WEXITSTATUS(status))
 			bad = 1;
+	if (soak)
+	{
+		report_soak();
+		return bad;
+	}
 	report();
 	return bad || sh->failed;
 }
