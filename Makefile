@@ -16,6 +16,10 @@ OBJS = \
 	src/sync.o \
 	src/bound.o \
 	src/sql_api.o \
+	src/channels.o \
+	src/membership.o \
+	src/channel_api.o \
+	src/channel_sync.o \
 	src/persist.o \
 	src/notify.o \
 	src/worker.o \
@@ -29,11 +33,11 @@ PG_CPPFLAGS = -I$(srcdir)/src
 # every fmgr entry point and callback would trip.
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Werror
 
-REGRESS = setup api validation visibility limits privileges
+REGRESS = setup api validation visibility limits channels privileges
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/presence.conf \
 	--use-existing
 
-ISOLATION = concurrent-connect notify-order user-limit
+ISOLATION = concurrent-connect notify-order user-limit concurrent-channels channel-notify
 ISOLATION_OPTS = --inputdir=$(srcdir)/test/isolation \
 	--temp-instance=./tmp_check_iso --temp-config=$(srcdir)/test/isolation/presence.conf \
 	--use-existing

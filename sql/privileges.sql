@@ -26,6 +26,15 @@ SELECT try($$SELECT * FROM presence.users$$);
 SELECT try($$SELECT * FROM presence.sessions$$);
 SELECT try($$SELECT * FROM presence.journal$$);
 SELECT try($$SELECT nextval('presence.notification_seq')$$);
+-- Channels: none of their functions is for PUBLIC, reads included (who is
+-- in a private room is private).
+SELECT try($$SELECT presence.join('room:1', 'mallory')$$);
+SELECT try($$SELECT presence.leave('room:1', 'lena')$$);
+SELECT try($$SELECT presence.update('room:1', 'lena', NULL, '{}')$$);
+SELECT try($$SELECT * FROM presence.members('room:1')$$);
+SELECT try($$SELECT * FROM presence.channels('lena')$$);
+SELECT try($$SELECT presence.occupancy('room:1')$$);
+SELECT try($$SELECT * FROM presence.memberships$$);
 RESET ROLE;
 
 -- The GRANTs docs/sql.md shows for an application role.
@@ -43,6 +52,26 @@ SELECT try($$SELECT * FROM presence.sessions()$$);
 SELECT try($$SELECT * FROM presence.stats()$$);
 SELECT wait_until($$SELECT presence.status('mallory') = 'offline'$$);
 SELECT try($$SELECT * FROM presence.users$$);
+SELECT try($$SELECT presence.join('room:1', 'mallory')$$);
+RESET ROLE;
+-- For channels, the writes and the reads.
+GRANT EXECUTE ON FUNCTION
+  presence.join(text, text, text, jsonb),
+  presence.leave(text, text, text),
+  presence.update(text, text, text, jsonb),
+  presence.members(text),
+  presence.channels(text),
+  presence.occupancy(text)
+  TO presence_app;
+SET ROLE presence_app;
+SELECT presence.join('room:1', 'mallory', 'tab', '{"page": "/"}');
+SELECT presence.update('room:1', 'mallory', 'tab', '{"page": "/a"}');
+SELECT user_id, sessions, metas FROM presence.members('room:1');
+SELECT channel, sessions FROM presence.channels('mallory');
+SELECT presence.occupancy('room:1');
+SELECT presence.leave('room:1', 'mallory', 'tab');
+SELECT presence.disconnect('mallory', 'tab');
+SELECT try($$SELECT * FROM presence.memberships$$);
 RESET ROLE;
 -- ... and, if it needs them, sessions(), which lists visible users' only.
 GRANT EXECUTE ON FUNCTION presence.sessions(text) TO presence_app;
@@ -59,13 +88,30 @@ GRANT EXECUTE ON FUNCTION
   presence.set_visible(text, boolean),
   presence.stats()
   TO presence_relay;
+-- For channels: join, leave and update for its sockets' channels,
+-- members() for the per-channel state it sends, occupancy() for counts;
+-- not channels().
+GRANT EXECUTE ON FUNCTION
+  presence.join(text, text, text, jsonb),
+  presence.leave(text, text, text),
+  presence.update(text, text, text, jsonb),
+  presence.members(text),
+  presence.occupancy(text)
+  TO presence_relay;
 SET ROLE presence_relay;
 SELECT presence.connect('relayed', 'ws-1', NULL, true);
 SELECT user_id, status FROM presence.online_users() ORDER BY user_id;
 SELECT users, sessions, ready FROM presence.stats();
+SELECT presence.join('room:1', 'relayed', 'ws-1', '{"typing": false}');
+SELECT presence.update('room:1', 'relayed', 'ws-1', '{"typing": true}');
+SELECT user_id, metas FROM presence.members('room:1') WHERE user_id = 'relayed';
+SELECT presence.occupancy('room:1') >= 1 AS counted;
+SELECT try($$SELECT * FROM presence.channels('relayed')$$);
+SELECT presence.leave('room:1', 'relayed', 'ws-1');
 SELECT presence.disconnect('relayed', 'ws-1');
 SELECT try($$SELECT * FROM presence.sessions()$$);
 SELECT try($$SELECT * FROM presence.users$$);
+SELECT try($$SELECT * FROM presence.memberships$$);
 RESET ROLE;
 
 -- The tables' owner reads the rows, invisible users' too: visible = false,
@@ -90,7 +136,13 @@ REVOKE EXECUTE ON FUNCTION
   presence.heartbeat(text, text, boolean),
   presence.disconnect(text, text),
   presence.set_visible(text, boolean),
-  presence.sessions(text)
+  presence.sessions(text),
+  presence.join(text, text, text, jsonb),
+  presence.leave(text, text, text),
+  presence.update(text, text, text, jsonb),
+  presence.members(text),
+  presence.channels(text),
+  presence.occupancy(text)
   FROM presence_app;
 DROP ROLE presence_app;
 REVOKE EXECUTE ON FUNCTION
@@ -98,6 +150,11 @@ REVOKE EXECUTE ON FUNCTION
   presence.heartbeat(text, text, boolean),
   presence.disconnect(text, text),
   presence.set_visible(text, boolean),
-  presence.stats()
+  presence.stats(),
+  presence.join(text, text, text, jsonb),
+  presence.leave(text, text, text),
+  presence.update(text, text, text, jsonb),
+  presence.members(text),
+  presence.occupancy(text)
   FROM presence_relay;
 DROP ROLE presence_relay;

@@ -29,6 +29,7 @@ SELECT c.relname, c.relkind,
  ORDER BY c.relname;
 \d presence.users
 \d presence.sessions
+\d presence.memberships
 
 -- Used by the other tests: waits until a query returns true (at most 10 s).
 CREATE FUNCTION wait_until(query text) RETURNS boolean LANGUAGE plpgsql AS $$

@@ -48,7 +48,7 @@ static const EventKind kinds[PRESENCE_EVENTS] = {
 	},
 	[EVENT_LOAD_INCOMPLETE] = {
 		"presence worker: loaded only part of the tables into the registry", NULL,
-		"Raise presence.max_sessions and restart the server."
+		"Raise presence.max_sessions or presence.max_memberships and restart the server."
 	},
 	[EVENT_REGISTRY_FULL] = {
 		"presence: refused calls",
@@ -65,6 +65,16 @@ static const EventKind kinds[PRESENCE_EVENTS] = {
 		"a user had presence.max_sessions_per_user live sessions",
 		"Raise presence.max_sessions_per_user if users need more sessions."
 	},
+	[EVENT_MEMBERSHIPS_FULL] = {
+		"presence: refused calls",
+		"presence registry has no room for more channel memberships (presence.max_memberships)",
+		"Raise presence.max_memberships and restart the server."
+	},
+	[EVENT_CHANNEL_LIMIT] = {
+		"presence: refused calls",
+		"a session was in presence.max_channels_per_session channels",
+		"Raise presence.max_channels_per_session if sessions need more channels."
+	},
 };
 
 /* Empties the counts, in new shared memory. */
@@ -77,7 +87,8 @@ event_init(void)
 
 		pg_atomic_init_u64(&log->count, 0);
 		log->last_line = 0;
-		log->sqlerrcode = ERRCODE_CONFIGURATION_LIMIT_EXCEEDED;
+		log->sqlerrcode = i == EVENT_CHANNEL_LIMIT ? ERRCODE_PROGRAM_LIMIT_EXCEEDED :
+			ERRCODE_CONFIGURATION_LIMIT_EXCEEDED;
 		strlcpy(log->message, kinds[i].message ? kinds[i].message : "",
 				sizeof(log->message));
 	}

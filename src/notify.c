@@ -1,11 +1,20 @@
 /*-------------------------------------------------------------------------
  *
  * notify.c
- *	  The worker's notifications: one compact JSON object per status change,
- *	  in the order the changes happened, numbered by seq.
+ *	  The worker's notifications: one compact JSON object per change, in the
+ *	  order the changes happened, numbered by seq.
  *
- * The payload is at most a few hundred bytes plus the escaped user id (at
- * most 6 x 256 bytes), always under NOTIFY's 8000-byte limit.
+ * A user's status change:
+ *	{"seq":1,"user_id":"42","status":"away","previous":"online","last_active":"..."}
+ * and a channel event (version 1.1), "meta" being the session's meta object
+ * or null:
+ *	{"seq":2,"channel":"room:42","event":"join","user_id":"42","status":"online","meta":{...}}
+ *	{"seq":3,"channel":"room:42","event":"update","user_id":"42","meta":{...}}
+ *	{"seq":4,"channel":"room:42","event":"leave","user_id":"42"}
+ *
+ * Ids escaped as JSON take at most 6 x 256 bytes each and meta at most 1 kB
+ * (the limit is on its JSON text, which is what goes out), so the largest
+ * payload, a join, is under 4.2 kB: always under NOTIFY's 8000 bytes.
  *
  *-------------------------------------------------------------------------
  */
@@ -19,7 +28,11 @@
 
 #include "persist.h"
 
-/* In the order the changes took effect; ties in the order they were made. */
+/*
+ * In the order the changes took effect; ties in the order they were made,
+ * then in the order of one entry's events (a status before the joins it
+ * brings, a join before updates).
+ */
 static int
 compare_order(const void *a, const void *b)
 {
@@ -28,13 +41,46 @@ compare_order(const void *a, const void *b)
 
 	if (ca->changed_at != cb->changed_at)
 		return (ca->changed_at > cb->changed_at) - (ca->changed_at < cb->changed_at);
-	return (ca->order > cb->order) - (ca->order < cb->order);
+	if (ca->order != cb->order)
+		return (ca->order > cb->order) - (ca->order < cb->order);
+	return (ca->sub > cb->sub) - (ca->sub < cb->sub);
+}
+
+static const char *const kind_names[] = {
+	[CHANGE_JOIN] = "join",
+	[CHANGE_UPDATE] = "update",
+	[CHANGE_LEAVE] = "leave",
+};
+
+/* Appends the JSON payload of a channel event to buf. */
+static void
+channel_payload(StringInfo buf, const PresenceChange *change)
+{
+	appendStringInfo(buf, "{\"seq\":" INT64_FORMAT ",\"channel\":", change->seq);
+	escape_json(buf, change->channel);
+	appendStringInfo(buf, ",\"event\":\"%s\",\"user_id\":",
+					 kind_names[change->kind]);
+	escape_json(buf, change->user_id);
+	if (change->kind == CHANGE_JOIN)
+		appendStringInfo(buf, ",\"status\":\"%s\"",
+						 presence_status_name(change->status));
+	if (change->kind != CHANGE_LEAVE)
+	{
+		appendStringInfoString(buf, ",\"meta\":");
+		appendStringInfoString(buf, change->meta ? change->meta : "null");
+	}
+	appendStringInfoChar(buf, '}');
 }
 
 /* Appends the JSON payload of one change to buf. */
 void
 notify_payload(StringInfo buf, const PresenceChange *change)
 {
+	if (change->kind != CHANGE_STATUS)
+	{
+		channel_payload(buf, change);
+		return;
+	}
 	appendStringInfo(buf, "{\"seq\":" INT64_FORMAT ",\"user_id\":", change->seq);
 	escape_json(buf, change->user_id);
 	appendStringInfo(buf, ",\"status\":\"%s\",\"previous\":\"%s\",\"last_active\":",

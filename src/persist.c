@@ -28,6 +28,7 @@
 #include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 
@@ -83,6 +84,32 @@ typedef struct Columns
 	Datum	   *values[6];
 	bool	   *nulls[6];
 } Columns;
+
+/*
+ * Whether the extension's tables are version 1.1's, with memberships.  A
+ * database may still be at 1.0 until ALTER EXTENSION presence UPDATE; the
+ * worker and the flusher then write what 1.0 has.  Read with a snapshot of
+ * its own, after whatever the caller read before: a journal row with
+ * members seen then was written after the update committed.
+ */
+bool
+persist_has_memberships(void)
+{
+	static SPIPlanPtr plan = NULL;
+	bool		isnull;
+	Datum		version;
+
+	run(prepare(&plan,
+				"SELECT e.extversion OPERATOR(pg_catalog.<>) '1.0'"
+				" FROM pg_catalog.pg_extension e"
+				" WHERE e.extname OPERATOR(pg_catalog.=) 'presence'", 0, NULL),
+		NULL, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		return false;
+	version = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+							&isnull);
+	return !isnull && DatumGetBool(version);
+}
 
 static void
 columns_init(Columns *cols, int ncols, int n)
@@ -159,30 +186,82 @@ session_columns(PresenceBatch *batch, Datum *args)
 }
 
 /*
+ * The memberships of a batch's members as 5 arrays: channel, user id,
+ * session id (NULL: the member has none left), meta, joined_at.
+ */
+static void
+member_columns(PresenceBatch *batch, Datum *args)
+{
+	Columns		cols;
+
+	columns_init(&cols, 5, batch->nmembers);
+	for (int i = 0; i < batch->nmembers; i++)
+	{
+		PresenceMemberRow *row = &batch->members[i];
+
+		cols.values[0][i] = CStringGetTextDatum(row->channel);
+		cols.values[1][i] = CStringGetTextDatum(row->user_id);
+		cols.nulls[2][i] = row->session_id == NULL;
+		cols.values[2][i] = row->session_id ?
+			CStringGetTextDatum(row->session_id) : (Datum) 0;
+		cols.nulls[3][i] = row->meta == (Datum) 0;
+		cols.values[3][i] = row->meta;
+		cols.nulls[4][i] = row->joined_at == 0;
+		cols.values[4][i] = TimestampTzGetDatum(row->joined_at);
+	}
+	args[0] = column(&cols, 0, TEXTOID);
+	args[1] = column(&cols, 1, TEXTOID);
+	args[2] = column(&cols, 2, TEXTOID);
+	args[3] = column(&cols, 3, JSONBOID);
+	args[4] = column(&cols, 4, TIMESTAMPTZOID);
+}
+
+/*
  * Appends one tick's rows to presence.journal: one row, whatever the number
- * of users and sessions, so the tick costs one insert however many users
- * came or went.  Ticks are numbered by time, so rows a restore brings from
- * another server sort before this server's own.
+ * of users, sessions and members, so the tick costs one insert however many
+ * users came or went.  Ticks are numbered by time, so rows a restore brings
+ * from another server sort before this server's own.
  */
 static void
 journal_append(PresenceBatch *batch)
 {
+	static SPIPlanPtr plan_1_0 = NULL;
 	static SPIPlanPtr plan = NULL;
 	static int64 last_tick = 0;
-	Oid			types[11] = {INT8OID,
+	Oid			types[16] = {INT8OID,
 		TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, BOOLARRAYOID,
 		TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, TEXTARRAYOID,
-	BOOLARRAYOID, BOOLARRAYOID};
-	Datum		args[11];
+		BOOLARRAYOID, BOOLARRAYOID,
+		TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, JSONBARRAYOID,
+	TIMESTAMPTZARRAYOID};
+	Datum		args[16];
 
 	last_tick = Max(last_tick + 1, GetCurrentTimestamp());
 	args[0] = Int64GetDatum(last_tick);
 	user_columns(batch, &args[1]);
 	session_columns(batch, &args[5]);
+	if (!batch->with_members)
+	{
+		run(prepare(&plan_1_0,
+					"INSERT INTO presence.journal (tick, user_ids,"
+					" user_statuses, user_last_active, user_visible,"
+					" session_users, session_ids, session_connected_at,"
+					" session_meta, session_bound, session_ended) VALUES"
+					" ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+					11, types),
+			args, SPI_OK_INSERT);
+		return;
+	}
+	member_columns(batch, &args[11]);
 	run(prepare(&plan,
-				"INSERT INTO presence.journal VALUES"
-				" ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-				11, types),
+				"INSERT INTO presence.journal (tick, user_ids, user_statuses,"
+				" user_last_active, user_visible, session_users, session_ids,"
+				" session_connected_at, session_meta, session_bound,"
+				" session_ended, member_channels, member_users,"
+				" member_sessions, member_metas, member_joined_at) VALUES"
+				" ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
+				" $14, $15, $16)",
+				16, types),
 		args, SPI_OK_INSERT);
 }
 
@@ -213,16 +292,65 @@ lock_tables(void)
  * entries are found in byte order (COLLATE "C"): it groups ids exactly as
  * the database's deterministic collation does, and sorts them twice as fast.
  */
+/*
+ * Folds the members' entries of the journal into presence.memberships: the
+ * latest entry of each (channel, user) holds all of its memberships then,
+ * so its rows become those (none, for an entry without a session).  Runs
+ * before the sessions' fold, which deletes the memberships of sessions
+ * that ended.
+ */
+static void
+fold_memberships(Datum *last)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			type = INT8OID;
+
+	run(prepare(&plan,
+				"WITH e AS ("
+				" SELECT j.tick, e.channel, e.user_id, e.session_id, e.meta,"
+				" e.joined_at, pg_catalog.max(j.tick) OVER"
+				" (PARTITION BY e.channel COLLATE pg_catalog.\"C\", e.user_id COLLATE pg_catalog.\"C\")"
+				" AS last"
+				" FROM presence.journal j,"
+				" ROWS FROM (pg_catalog.unnest(j.member_channels),"
+				" pg_catalog.unnest(j.member_users),"
+				" pg_catalog.unnest(j.member_sessions),"
+				" pg_catalog.unnest(j.member_metas),"
+				" pg_catalog.unnest(j.member_joined_at))"
+				" AS e(channel, user_id, session_id, meta, joined_at)"
+				" WHERE j.tick OPERATOR(pg_catalog.<=) $1),"
+				" latest AS (SELECT * FROM e"
+				" WHERE e.tick OPERATOR(pg_catalog.=) e.last),"
+				" gone AS (DELETE FROM presence.memberships m"
+				" USING (SELECT DISTINCT l.user_id, l.channel FROM latest l) k"
+				" WHERE m.user_id OPERATOR(pg_catalog.=) k.user_id"
+				" AND m.channel OPERATOR(pg_catalog.=) k.channel"
+				" AND NOT EXISTS (SELECT FROM latest n"
+				" WHERE n.user_id OPERATOR(pg_catalog.=) m.user_id"
+				" AND n.channel OPERATOR(pg_catalog.=) m.channel"
+				" AND n.session_id OPERATOR(pg_catalog.=) m.session_id))"
+				" INSERT INTO presence.memberships"
+				" (channel, user_id, session_id, meta, joined_at)"
+				" SELECT l.channel, l.user_id, l.session_id, l.meta, l.joined_at"
+				" FROM latest l WHERE l.session_id IS NOT NULL"
+				" ON CONFLICT (user_id, session_id, channel) DO UPDATE SET"
+				" meta = excluded.meta, joined_at = excluded.joined_at",
+				1, &type),
+		last, SPI_OK_INSERT);
+}
+
 bool
 persist_flush(void)
 {
 	static SPIPlanPtr last_plan = NULL;
 	static SPIPlanPtr users_plan = NULL;
 	static SPIPlanPtr sessions_plan = NULL;
+	static SPIPlanPtr ended_plan = NULL;
 	static SPIPlanPtr clear_plan = NULL;
 	Oid			type = INT8OID;
 	Datum		last;
 	bool		isnull;
+	bool		with_members;
 
 	lock_tables();
 	run(prepare(&last_plan, "SELECT pg_catalog.max(tick) FROM presence.journal",
@@ -231,6 +359,28 @@ persist_flush(void)
 	last = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (isnull)
 		return false;
+	with_members = persist_has_memberships();
+	if (with_members)
+	{
+		fold_memberships(&last);
+		run(prepare(&ended_plan,
+					"WITH latest AS ("
+					" SELECT DISTINCT ON (e.user_id COLLATE pg_catalog.\"C\","
+					" e.session_id COLLATE pg_catalog.\"C\") e.*"
+					" FROM presence.journal j,"
+					" ROWS FROM (pg_catalog.unnest(j.session_users),"
+					" pg_catalog.unnest(j.session_ids),"
+					" pg_catalog.unnest(j.session_ended))"
+					" AS e(user_id, session_id, ended)"
+					" WHERE j.tick OPERATOR(pg_catalog.<=) $1"
+					" ORDER BY e.user_id COLLATE pg_catalog.\"C\", e.session_id COLLATE pg_catalog.\"C\","
+					" j.tick DESC)"
+					" DELETE FROM presence.memberships m USING latest l"
+					" WHERE l.ended AND m.user_id OPERATOR(pg_catalog.=) l.user_id"
+					" AND m.session_id OPERATOR(pg_catalog.=) l.session_id",
+					1, &type),
+			&last, SPI_OK_DELETE);
+	}
 
 	run(prepare(&users_plan,
 				"INSERT INTO presence.users AS u"
@@ -297,6 +447,7 @@ static void
 replace_all(PresenceBatch *batch)
 {
 	static SPIPlanPtr clear_plan = NULL;
+	static SPIPlanPtr clear_members_plan = NULL;
 	static SPIPlanPtr offline_plan = NULL;
 	Oid			type = TEXTARRAYOID;
 	Datum	   *ids;
@@ -307,6 +458,10 @@ replace_all(PresenceBatch *batch)
 				"WITH j AS (DELETE FROM presence.journal)"
 				" DELETE FROM presence.sessions", 0, NULL),
 		NULL, SPI_OK_DELETE);
+	if (batch->with_members)
+		run(prepare(&clear_members_plan,
+					"DELETE FROM presence.memberships", 0, NULL),
+			NULL, SPI_OK_DELETE);
 	ids = palloc_extended(sizeof(Datum) * Max(batch->nusers, 1), MCXT_ALLOC_HUGE);
 	for (int i = 0; i < batch->nusers; i++)
 		ids[i] = CStringGetTextDatum(batch->users[i].user_id);
@@ -329,7 +484,8 @@ persist_batch(PresenceBatch *batch)
 {
 	if (batch->full)
 		replace_all(batch);
-	if (batch->nusers == 0 && batch->nupserts == 0 && batch->ndeletes == 0)
+	if (batch->nusers == 0 && batch->nupserts == 0 && batch->ndeletes == 0 &&
+		batch->nmembers == 0)
 		return batch->full;
 	journal_append(batch);
 	return true;
@@ -414,6 +570,19 @@ load_session_row(HeapTuple t, TupleDesc d, TimestampTz now)
 								 get_bool(t, d, 5), now);
 }
 
+/* Loads one row of presence.memberships; false when the registry is full. */
+static bool
+load_membership_row(HeapTuple t, TupleDesc d, TimestampTz now)
+{
+	bool		isnull;
+	Datum		meta = SPI_getbinval(t, d, 4, &isnull);
+
+	return registry_load_membership(SPI_getvalue(t, d, 1), SPI_getvalue(t, d, 2),
+									SPI_getvalue(t, d, 3),
+									isnull ? NULL : DatumGetJsonbP(meta),
+									get_timestamp(t, d, 5));
+}
+
 /*
  * Runs a query through a cursor, LOAD_BATCH rows at a time, and hands each
  * row to load_row until it says the registry is full.  Read-only: it uses
@@ -441,7 +610,7 @@ load_rows(const char *query, bool (*load_row) (HeapTuple, TupleDesc, TimestampTz
 }
 
 void
-persist_load(TimestampTz now)
+persist_load(TimestampTz now, bool with_members)
 {
 	bool		room;
 
@@ -463,10 +632,17 @@ persist_load(TimestampTz now)
 				  " (SELECT FROM presence.users u"
 				  " WHERE u.user_id OPERATOR(pg_catalog.=) s.user_id)",
 				  load_session_row, now);
+	/* In join order; those of sessions not loaded are left out. */
+	if (room && with_members)
+		room = load_rows("SELECT m.channel, m.user_id, m.session_id, m.meta,"
+						 " m.joined_at FROM presence.memberships m"
+						 " ORDER BY m.joined_at, m.channel COLLATE pg_catalog.\"C\","
+						 " m.user_id COLLATE pg_catalog.\"C\", m.session_id COLLATE pg_catalog.\"C\"",
+						 load_membership_row, now);
 	PopActiveSnapshot();
 
 	if (!room)
 		event_record(EVENT_LOAD_INCOMPLETE, ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
-					 "presence registry is too small for the users and sessions in the tables");
+					 "presence registry is too small for the users, sessions and memberships in the tables");
 	registry_load_finish(now);
 }

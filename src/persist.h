@@ -22,7 +22,8 @@
 extern bool persist_batch(PresenceBatch *batch);
 extern bool persist_flush(void);
 extern int64 persist_reserve_seq(int64 last_used, int n);
-extern void persist_load(TimestampTz now);
+extern void persist_load(TimestampTz now, bool with_members);
+extern bool persist_has_memberships(void);
 
 extern void notify_payload(StringInfo buf, const PresenceChange *change);
 extern void notify_changes(PresenceChange *changes, int n, int64 *last_seq);

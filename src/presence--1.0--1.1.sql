@@ -2,6 +2,102 @@
 
 \echo Use "ALTER EXTENSION presence UPDATE TO '1.1'" to load this file. \quit
 
--- stats() counts users and sessions, invisible ones too: not for PUBLIC,
--- like sessions().
+-- The journal carries each tick's channel members too.  The defaults let a
+-- worker that has not yet seen this version (it checks at each tick) go on
+-- appending 1.0's rows meanwhile.
+ALTER TABLE presence.journal
+	ADD COLUMN member_channels text[] NOT NULL DEFAULT '{}',
+	ADD COLUMN member_users text[] NOT NULL DEFAULT '{}',
+	ADD COLUMN member_sessions text[] NOT NULL DEFAULT '{}',
+	ADD COLUMN member_metas jsonb[] NOT NULL DEFAULT '{}',
+	ADD COLUMN member_joined_at timestamptz[] NOT NULL DEFAULT '{}';
+ALTER TABLE presence.journal
+	ALTER member_channels SET STORAGE EXTERNAL,
+	ALTER member_users SET STORAGE EXTERNAL,
+	ALTER member_sessions SET STORAGE EXTERNAL,
+	ALTER member_metas SET STORAGE EXTERNAL,
+	ALTER member_joined_at SET STORAGE EXTERNAL;
+
+-- The durable mirror of channel memberships: a session in a channel, with
+-- its meta, written only by the presence worker's flusher.  Keyed by user
+-- first: the flusher deletes the memberships of a session that ended.
+CREATE TABLE presence.memberships (
+	channel text NOT NULL,
+	user_id text NOT NULL,
+	session_id text NOT NULL,
+	meta jsonb,
+	joined_at timestamptz NOT NULL,
+	PRIMARY KEY (user_id, session_id, channel)
+);
+SELECT pg_catalog.pg_extension_config_dump('presence.memberships', '');
+REVOKE ALL ON presence.memberships FROM PUBLIC;
+CREATE TRIGGER rows_added AFTER INSERT ON presence.memberships
+	FOR EACH STATEMENT EXECUTE FUNCTION presence.rows_added();
+
+-- Channels: write functions, and reads, none executable by PUBLIC (who is in
+-- a private room is private).
+
+CREATE FUNCTION presence.join(channel text, user_id text,
+							  session_id text DEFAULT NULL,
+							  meta jsonb DEFAULT NULL)
+	RETURNS void
+	AS 'MODULE_PATHNAME', 'presence_join'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION presence.leave(channel text, user_id text,
+							   session_id text DEFAULT NULL)
+	RETURNS boolean
+	AS 'MODULE_PATHNAME', 'presence_leave'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION presence.update(channel text, user_id text, session_id text,
+								meta jsonb)
+	RETURNS boolean
+	AS 'MODULE_PATHNAME', 'presence_update'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION presence.members(channel text)
+	RETURNS TABLE (user_id text, status text, last_active timestamptz,
+				   sessions int, metas jsonb)
+	AS 'MODULE_PATHNAME', 'presence_members'
+	LANGUAGE C VOLATILE PARALLEL RESTRICTED ROWS 100;
+
+CREATE FUNCTION presence.channels(user_id text)
+	RETURNS TABLE (channel text, sessions int)
+	AS 'MODULE_PATHNAME', 'presence_channels'
+	LANGUAGE C VOLATILE PARALLEL RESTRICTED ROWS 10;
+
+CREATE FUNCTION presence.occupancy(channel text)
+	RETURNS int
+	AS 'MODULE_PATHNAME', 'presence_occupancy'
+	LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
+REVOKE EXECUTE ON FUNCTION
+	presence.join(text, text, text, jsonb),
+	presence.leave(text, text, text),
+	presence.update(text, text, text, jsonb),
+	presence.members(text),
+	presence.channels(text),
+	presence.occupancy(text)
+	FROM PUBLIC;
+
+-- stats() counts memberships and channels too.  It counts users and
+-- sessions, invisible ones too: not for PUBLIC, like sessions().
+DROP FUNCTION presence.stats();
+CREATE FUNCTION presence.stats(
+	OUT users bigint,
+	OUT sessions bigint,
+	OUT max_sessions bigint,
+	OUT sweeps bigint,
+	OUT last_sweep_ms double precision,
+	OUT notifications bigint,
+	OUT flushes bigint,
+	OUT last_flush_ms double precision,
+	OUT worker_pid int,
+	OUT ready boolean,
+	OUT memberships bigint,
+	OUT max_memberships bigint,
+	OUT channels bigint)
+	AS 'MODULE_PATHNAME', 'presence_stats'
+	LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 REVOKE EXECUTE ON FUNCTION presence.stats() FROM PUBLIC;

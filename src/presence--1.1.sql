@@ -1,4 +1,4 @@
-/* presence 1.1: who is online, tracked in shared memory */
+/* presence 1.1: who is online, and in which channel, tracked in shared memory */
 
 \echo Use "CREATE EXTENSION presence" to load this file. \quit
 
@@ -43,7 +43,12 @@ CREATE TABLE presence.journal (
 	session_connected_at timestamptz[] NOT NULL,
 	session_meta text[] NOT NULL,
 	session_bound boolean[] NOT NULL,
-	session_ended boolean[] NOT NULL
+	session_ended boolean[] NOT NULL,
+	member_channels text[] NOT NULL DEFAULT '{}',
+	member_users text[] NOT NULL DEFAULT '{}',
+	member_sessions text[] NOT NULL DEFAULT '{}',
+	member_metas jsonb[] NOT NULL DEFAULT '{}',
+	member_joined_at timestamptz[] NOT NULL DEFAULT '{}'
 );
 ALTER TABLE presence.journal
 	ALTER user_ids SET STORAGE EXTERNAL,
@@ -55,19 +60,37 @@ ALTER TABLE presence.journal
 	ALTER session_connected_at SET STORAGE EXTERNAL,
 	ALTER session_meta SET STORAGE EXTERNAL,
 	ALTER session_bound SET STORAGE EXTERNAL,
-	ALTER session_ended SET STORAGE EXTERNAL;
+	ALTER session_ended SET STORAGE EXTERNAL,
+	ALTER member_channels SET STORAGE EXTERNAL,
+	ALTER member_users SET STORAGE EXTERNAL,
+	ALTER member_sessions SET STORAGE EXTERNAL,
+	ALTER member_metas SET STORAGE EXTERNAL,
+	ALTER member_joined_at SET STORAGE EXTERNAL;
+
+-- The durable mirror of channel memberships: a session in a channel, with
+-- its meta, written only by the presence worker's flusher.  Keyed by user
+-- first: the flusher deletes the memberships of a session that ended.
+CREATE TABLE presence.memberships (
+	channel text NOT NULL,
+	user_id text NOT NULL,
+	session_id text NOT NULL,
+	meta jsonb,
+	joined_at timestamptz NOT NULL,
+	PRIMARY KEY (user_id, session_id, channel)
+);
 
 -- Holds the seq of the last notification sent, so seq never repeats.
 CREATE SEQUENCE presence.notification_seq;
 
--- pg_dump keeps the rows of these three; the journal is the worker's own
+-- pg_dump keeps the rows of these four; the journal is the worker's own
 -- and is not dumped (the tables hold everything but its last few seconds).
 SELECT pg_catalog.pg_extension_config_dump('presence.users', '');
 SELECT pg_catalog.pg_extension_config_dump('presence.sessions', '');
 SELECT pg_catalog.pg_extension_config_dump('presence.notification_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('presence.memberships', '');
 
 REVOKE ALL ON presence.users, presence.sessions, presence.journal,
-	presence.notification_seq FROM PUBLIC;
+	presence.notification_seq, presence.memberships FROM PUBLIC;
 
 -- Rows that someone other than the worker adds (a restore) are merged into
 -- the registry at the worker's next tick.
@@ -77,6 +100,8 @@ REVOKE EXECUTE ON FUNCTION presence.rows_added() FROM PUBLIC;
 CREATE TRIGGER rows_added AFTER INSERT ON presence.users
 	FOR EACH STATEMENT EXECUTE FUNCTION presence.rows_added();
 CREATE TRIGGER rows_added AFTER INSERT ON presence.sessions
+	FOR EACH STATEMENT EXECUTE FUNCTION presence.rows_added();
+CREATE TRIGGER rows_added AFTER INSERT ON presence.memberships
 	FOR EACH STATEMENT EXECUTE FUNCTION presence.rows_added();
 
 -- Write functions: not executable by PUBLIC.
@@ -155,13 +180,63 @@ CREATE FUNCTION presence.stats(
 	OUT flushes bigint,
 	OUT last_flush_ms double precision,
 	OUT worker_pid int,
-	OUT ready boolean)
+	OUT ready boolean,
+	OUT memberships bigint,
+	OUT max_memberships bigint,
+	OUT channels bigint)
 	AS 'MODULE_PATHNAME', 'presence_stats'
 	LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 
 -- Its counts of users and sessions change when an invisible user comes or
 -- goes: not for PUBLIC, like sessions().
 REVOKE EXECUTE ON FUNCTION presence.stats() FROM PUBLIC;
+
+-- Channels: write functions, and reads, none executable by PUBLIC (who is in
+-- a private room is private).
+
+CREATE FUNCTION presence.join(channel text, user_id text,
+							  session_id text DEFAULT NULL,
+							  meta jsonb DEFAULT NULL)
+	RETURNS void
+	AS 'MODULE_PATHNAME', 'presence_join'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION presence.leave(channel text, user_id text,
+							   session_id text DEFAULT NULL)
+	RETURNS boolean
+	AS 'MODULE_PATHNAME', 'presence_leave'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION presence.update(channel text, user_id text, session_id text,
+								meta jsonb)
+	RETURNS boolean
+	AS 'MODULE_PATHNAME', 'presence_update'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION presence.members(channel text)
+	RETURNS TABLE (user_id text, status text, last_active timestamptz,
+				   sessions int, metas jsonb)
+	AS 'MODULE_PATHNAME', 'presence_members'
+	LANGUAGE C VOLATILE PARALLEL RESTRICTED ROWS 100;
+
+CREATE FUNCTION presence.channels(user_id text)
+	RETURNS TABLE (channel text, sessions int)
+	AS 'MODULE_PATHNAME', 'presence_channels'
+	LANGUAGE C VOLATILE PARALLEL RESTRICTED ROWS 10;
+
+CREATE FUNCTION presence.occupancy(channel text)
+	RETURNS int
+	AS 'MODULE_PATHNAME', 'presence_occupancy'
+	LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
+REVOKE EXECUTE ON FUNCTION
+	presence.join(text, text, text, jsonb),
+	presence.leave(text, text, text),
+	presence.update(text, text, text, jsonb),
+	presence.members(text),
+	presence.channels(text),
+	presence.occupancy(text)
+	FROM PUBLIC;
 
 -- A new extension starts from empty tables: the registry starts empty too,
 -- and the worker loads it from the tables.

@@ -25,6 +25,8 @@ PG_MODULE_MAGIC;
 
 char	   *presence_database = NULL;
 int			presence_max_sessions = 100000;
+int			presence_max_memberships = 100000;
+int			presence_max_channels_per_session = 100;
 int			presence_max_sessions_per_user = 50;
 int			presence_session_timeout_ms = 60 * 1000;
 int			presence_idle_timeout_ms = 5 * 60 * 1000;
@@ -61,6 +63,16 @@ define_settings(void)
 							"Sizes the shared-memory registry.",
 							&presence_max_sessions, 100000, 10, 100 * 1000 * 1000,
 							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("presence.max_memberships",
+							"Maximum number of channel memberships (a session in a channel).",
+							"Sizes the shared-memory registry's channel tables.",
+							&presence_max_memberships, 100000, 10, 100 * 1000 * 1000,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("presence.max_channels_per_session",
+							"Maximum number of channels one session may be in.",
+							NULL,
+							&presence_max_channels_per_session, 100, 1, 1000 * 1000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("presence.max_sessions_per_user",
 							"Maximum number of live sessions of one user.",
 							"Opening one more fails; refreshing a live session always works.",

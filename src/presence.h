@@ -15,6 +15,7 @@
 #define PRESENCE_H
 
 #include "datatype/timestamp.h"
+#include "fmgr.h"
 #include "utils/timestamp.h"
 
 /* Limits of the contract (DESIGN.md section 3). */
@@ -25,6 +26,8 @@
 /* Settings (presence.c) */
 extern char *presence_database;
 extern int	presence_max_sessions;
+extern int	presence_max_memberships;
+extern int	presence_max_channels_per_session;
 extern int	presence_max_sessions_per_user;
 extern int	presence_session_timeout_ms;
 extern int	presence_idle_timeout_ms;
@@ -89,11 +92,39 @@ extern void registry_foreach_visible_session(PresenceId *user,
 											 PresenceSessionCallback cb,
 											 void *arg);
 
+/* Channels (membership.c) */
+extern void registry_join(PresenceId channel, PresenceId user,
+						  PresenceId session, const void *meta);
+extern bool registry_leave(PresenceId channel, PresenceId user,
+						   PresenceId session);
+extern bool registry_update(PresenceId channel, PresenceId user,
+							PresenceId session, const void *meta);
+extern int	registry_occupancy(PresenceId channel);
+
+typedef void (*PresenceMemberCallback) (const char *user_id,
+										const PresenceUserView *view,
+										const void *const *metas, int nmetas,
+										void *arg);
+typedef void (*PresenceChannelCallback) (const char *channel, int sessions,
+										 void *arg);
+extern void registry_foreach_member(PresenceId channel,
+									PresenceMemberCallback cb, void *arg);
+extern void registry_foreach_channel_of(PresenceId user,
+										PresenceChannelCallback cb, void *arg);
+
+/* Argument checks shared by the SQL functions (sql_api.c) */
+extern PresenceId arg_id(FunctionCallInfo fcinfo, int argno, const char *name,
+						 const char *default_value);
+extern void *arg_meta_jsonb(FunctionCallInfo fcinfo, int argno, bool required);
+
 typedef struct PresenceStats
 {
 	int64		users;
 	int64		sessions;
 	int64		max_sessions;
+	int64		memberships;
+	int64		max_memberships;
+	int64		channels;
 	int64		memory_used;
 	int64		memory_limit;
 	int64		sweeps;
@@ -119,6 +150,8 @@ typedef enum PresenceEvent
 	EVENT_REGISTRY_FULL,		/* sessions refused: presence.max_sessions */
 	EVENT_OUT_OF_MEMORY,		/* sessions refused: no room for ids, meta */
 	EVENT_USER_LIMIT,			/* presence.max_sessions_per_user */
+	EVENT_MEMBERSHIPS_FULL,		/* joins refused: presence.max_memberships */
+	EVENT_CHANNEL_LIMIT,		/* presence.max_channels_per_session */
 	PRESENCE_EVENTS
 } PresenceEvent;
 

@@ -26,8 +26,12 @@
 
 #include "registry.h"
 
-/* Ids and meta of one session take this much of the string area on average. */
+/*
+ * Ids and meta of one session take this much of the string area on average;
+ * a membership, its meta and a share of its channel's entry and name.
+ */
 #define STRING_BYTES_PER_SESSION	256
+#define STRING_BYTES_PER_MEMBERSHIP	64
 #define STRING_BYTES_BASE			(4 * 1024 * 1024)
 
 /* How long a call waits for the worker to load the registry. */
@@ -51,27 +55,39 @@ StaticAssertDecl(ELEMENT_OFFSET(PresenceUser, in_active) < 128 &&
 StaticAssertDecl(MAXALIGN(sizeof(HASHELEMENT)) + sizeof(PresenceUser) <= 256 &&
 				 MAXALIGN(sizeof(HASHELEMENT)) + sizeof(PresenceSession) <= 256,
 				 "registry elements must fit in 256 bytes");
+StaticAssertDecl(offsetof(PresenceUser, key) == 0 &&
+				 offsetof(PresenceSession, key) == 0,
+				 "hash keys come first");
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
+static uint32 user_key_hash(const void *key, Size keysize);
+static int	user_key_match(const void *key1, const void *key2, Size keysize);
 static uint32 key_hash(const void *key, Size keysize);
 static int	key_match(const void *key1, const void *key2, Size keysize);
 
+/*
+ * Ids and meta of the sessions, and channel names and members' meta: one
+ * area for all, sized for both.
+ */
 static Size
 string_area_size(void)
 {
-	return STRING_BYTES_BASE + (Size) presence_max_sessions * STRING_BYTES_PER_SESSION;
+	return STRING_BYTES_BASE +
+		(Size) presence_max_sessions * STRING_BYTES_PER_SESSION +
+		(Size) presence_max_memberships * STRING_BYTES_PER_MEMBERSHIP;
 }
 
 static void
-table_info(HASHCTL *info, Size entrysize)
+table_info(HASHCTL *info, Size keysize, Size entrysize,
+		   HashValueFunc hash, HashCompareFunc match)
 {
 	memset(info, 0, sizeof(*info));
-	info->keysize = sizeof(PresenceKey);
+	info->keysize = keysize;
 	info->entrysize = entrysize;
-	info->hash = key_hash;
-	info->match = key_match;
+	info->hash = hash;
+	info->match = match;
 	info->num_partitions = PRESENCE_PARTITIONS;
 }
 
@@ -84,6 +100,7 @@ registry_shmem_size(void)
 											 REGISTRY_ENTRY_SIZE(PresenceUser)));
 	size = add_size(size, hash_estimate_size(presence_max_sessions,
 											 REGISTRY_ENTRY_SIZE(PresenceSession)));
+	size = add_size(size, channels_shmem_size());
 	size = add_size(size, string_area_size());
 	return size;
 }
@@ -95,6 +112,7 @@ registry_shmem_request_hook(void)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(registry_shmem_size());
 	RequestNamedLWLockTranche("presence", PRESENCE_PARTITIONS);
+	RequestNamedLWLockTranche("presence_channels", CHANNEL_LOCKS);
 }
 
 /*
@@ -126,6 +144,7 @@ registry_shmem_startup_hook(void)
 	{
 		memset(presence_shared, 0, sizeof(PresenceShared));
 		presence_shared->locks = GetNamedLWLockTranche("presence");
+		presence_shared->channel_locks = GetNamedLWLockTranche("presence_channels");
 		presence_shared->dsa_tranche = LWLockNewTrancheId();
 		presence_shared->dsa_size = string_area_size();
 		presence_shared->string_place = place;
@@ -154,18 +173,21 @@ registry_shmem_startup_hook(void)
 		dsa_detach(area);
 	}
 
-	table_info(&info, REGISTRY_ENTRY_SIZE(PresenceUser));
+	table_info(&info, sizeof(PresenceUserKey), REGISTRY_ENTRY_SIZE(PresenceUser),
+			   user_key_hash, user_key_match);
 	user_table = ShmemInitHash("presence users",
 							   presence_max_sessions, presence_max_sessions,
 							   &info,
 							   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE |
 							   HASH_PARTITION | HASH_FIXED_SIZE);
-	table_info(&info, REGISTRY_ENTRY_SIZE(PresenceSession));
+	table_info(&info, sizeof(PresenceKey), REGISTRY_ENTRY_SIZE(PresenceSession),
+			   key_hash, key_match);
 	session_table = ShmemInitHash("presence sessions",
 								  presence_max_sessions, presence_max_sessions,
 								  &info,
 								  HASH_ELEM | HASH_FUNCTION | HASH_COMPARE |
 								  HASH_PARTITION | HASH_FIXED_SIZE);
+	channels_shmem_init(found);
 
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -192,8 +214,11 @@ registry_partition_init(PresencePartition *part)
 	dlist_init(&part->user_changes);
 	dlist_init(&part->session_changes);
 	dlist_init(&part->active);
+	dlist_init(&part->member_changes);
+	dlist_init(&part->member_grace);
 	part->nusers = 0;
 	part->nsessions = 0;
+	part->nmembers = 0;
 }
 
 /*
@@ -362,12 +387,38 @@ registry_wake_flusher(void)
 	wake_latch(&presence_shared->flusher_latch);
 }
 
-/* Hashing: both tables are partitioned by the hash of the user id. */
+/*
+ * Hashing: the tables of users, sessions and members are partitioned by the
+ * hash of the user id.
+ */
 
 static inline uint32
 user_hash(const char *user, int len)
 {
 	return hash_bytes((const unsigned char *) user, len);
+}
+
+uint32
+registry_user_hash(const char *user, int len)
+{
+	return user_hash(user, len);
+}
+
+static uint32
+user_key_hash(const void *key, Size keysize)
+{
+	const PresenceUserKey *k = key;
+
+	return user_hash(k->user, k->user_len);
+}
+
+static int
+user_key_match(const void *key1, const void *key2, Size keysize)
+{
+	const PresenceUserKey *a = key1;
+	const PresenceUserKey *b = key2;
+
+	return a->user_len != b->user_len || memcmp(a->user, b->user, a->user_len) != 0;
 }
 
 /* A session's hash, with the low bits (the partition) of its user's. */
@@ -412,10 +463,9 @@ registry_lookup_init(RegistryLookup *l, const char *user, int user_len,
 {
 	l->ukey.user = user;
 	l->ukey.user_len = user_len;
-	l->ukey.session = NULL;
-	l->ukey.session_len = 0;
 	l->uhash = user_hash(user, user_len);
-	l->skey = l->ukey;
+	l->skey.user = user;
+	l->skey.user_len = user_len;
 	l->skey.session = session;
 	l->skey.session_len = session_len;
 	l->shash = session ? session_hash(l->uhash, session, session_len) : 0;
@@ -468,6 +518,39 @@ registry_free_string(dsa_pointer dp)
 		dsa_free(string_area, dp);
 }
 
+/* Copies a varlena (a Jsonb datum) into the string area. */
+dsa_pointer
+registry_store_jsonb(const void *jsonb, const void **copy)
+{
+	Size		len = VARSIZE(jsonb);
+	dsa_pointer dp;
+	void	   *p;
+
+	dp = dsa_allocate_extended(string_area, len, DSA_ALLOC_NO_OOM);
+	if (!DsaPointerIsValid(dp))
+		return InvalidDsaPointer;
+	p = dsa_get_address(string_area, dp);
+	memcpy(p, jsonb, len);
+	*copy = p;
+	return dp;
+}
+
+/* Storage for n bytes in the string area, or InvalidDsaPointer. */
+dsa_pointer
+registry_allocate(Size n, void **address)
+{
+	dsa_pointer dp = dsa_allocate_extended(string_area, n, DSA_ALLOC_NO_OOM);
+
+	*address = DsaPointerIsValid(dp) ? dsa_get_address(string_area, dp) : NULL;
+	return dp;
+}
+
+void *
+registry_address(dsa_pointer dp)
+{
+	return dsa_get_address(string_area, dp);
+}
+
 const char *
 registry_string(dsa_pointer dp)
 {
@@ -481,7 +564,7 @@ registry_string(dsa_pointer dp)
 PresenceUser *
 registry_create_user(RegistryLookup *l, RegistryFull *full)
 {
-	PresenceKey key = l->ukey;
+	PresenceUserKey key = l->ukey;
 	PresenceUser *user;
 	dsa_pointer dp = InvalidDsaPointer;
 	bool		inline_id = l->ukey.user_len < USER_INLINE_BYTES;
@@ -505,8 +588,8 @@ registry_create_user(RegistryLookup *l, RegistryFull *full)
 		return NULL;
 	}
 	Assert(!found);
-	memset((char *) user + sizeof(PresenceKey), 0,
-		   sizeof(PresenceUser) - sizeof(PresenceKey));
+	memset((char *) user + sizeof(PresenceUserKey), 0,
+		   sizeof(PresenceUser) - sizeof(PresenceUserKey));
 	if (inline_id)
 	{
 		/* Nobody else sees the entry before the caller's lock goes. */
@@ -518,6 +601,7 @@ registry_create_user(RegistryLookup *l, RegistryFull *full)
 	user->notified = PRESENCE_OFFLINE;
 	user->visible = true;
 	dlist_init(&user->sessions);
+	slist_init(&user->members);
 	dlist_push_tail(&l->part->users, &user->member_node);
 	l->part->nusers++;
 	return user;
@@ -527,7 +611,7 @@ registry_create_user(RegistryLookup *l, RegistryFull *full)
 void
 registry_remove_user(PresencePartition *part, PresenceUser *user)
 {
-	PresenceKey key = user->key;
+	PresenceUserKey key = user->key;
 	dsa_pointer dp = user->user_dp;
 
 	Assert(user->nrefs == 0 && !wheel_filed(&user->idle_timer) &&
@@ -604,6 +688,7 @@ registry_create_session(RegistryLookup *l, PresenceUser *user,
 	session->session_dp = session_dp;
 	session->meta_dp = meta_dp;
 	session->user = user;
+	slist_init(&session->memberships);
 	session->ended = true;		/* registry_start_session makes it live */
 	user->nrefs++;
 	return session;
@@ -690,10 +775,17 @@ registry_free_session(PresencePartition *part, PresenceSession *session)
 		elog(ERROR, "presence session entry vanished from its table");
 	registry_free_string(session_dp);
 	registry_free_string(meta_dp);
-	/*
-	 * The user entry may now go: let the worker look at it, without making
-	 * a pending change of its status look newer than it is.
-	 */
+	registry_user_unref(part, user);
+}
+
+/*
+ * Drops one reference to a user entry (a session's or a member's).  The
+ * entry may then go: the worker looks at it, without making a pending change
+ * of its status look newer than it is.
+ */
+void
+registry_user_unref(PresencePartition *part, PresenceUser *user)
+{
 	if (--user->nrefs == 0 && !user->in_changes)
 		registry_mark_user_changed(part, user, 0);
 }
@@ -708,8 +800,11 @@ registry_end_session(PresencePartition *part, PresenceSession *session,
 					 TimestampTz now)
 {
 	PresenceUser *user = session->user;
+	bool		wake;
 
 	Assert(!session->ended);
+	/* Its channels first: their leaves go out before the user's offline. */
+	wake = memberships_end_session(part, session, now);
 	wheel_cancel(&session->timeout_timer);
 	user->last_active = Max(user->last_active, session->last_active);
 	dlist_delete(&session->user_node);
@@ -723,8 +818,8 @@ registry_end_session(PresencePartition *part, PresenceSession *session,
 	else
 		registry_free_session(part, session);
 	if (user->nsessions == 0)
-		return status_last_session_ended(part, user, now);
-	return false;
+		wake |= status_last_session_ended(part, user, now);
+	return wake;
 }
 
 /*
@@ -776,14 +871,23 @@ void
 registry_report_full(RegistryFull full)
 {
 	event_count(full == REGISTRY_FULL_MEMORY ? EVENT_OUT_OF_MEMORY :
+				full == REGISTRY_FULL_MEMBERSHIPS ? EVENT_MEMBERSHIPS_FULL :
 				EVENT_REGISTRY_FULL);
+	if (full == REGISTRY_FULL_MEMBERSHIPS)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("presence registry has no room for more channel memberships"),
+				 errdetail("It holds presence.max_memberships = %d memberships.",
+						   presence_max_memberships),
+				 errhint("Raise presence.max_memberships and restart the server.")));
 	if (full == REGISTRY_FULL_MEMORY)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("presence registry is out of memory for ids and meta"),
-				 errdetail("presence.max_sessions = %d sizes it at %zu bytes.",
-						   presence_max_sessions, presence_shared->dsa_size),
-				 errhint("Store less in meta, or raise presence.max_sessions and restart the server.")));
+				 errdetail("presence.max_sessions = %d and presence.max_memberships = %d size it at %zu bytes.",
+						   presence_max_sessions, presence_max_memberships,
+						   presence_shared->dsa_size),
+				 errhint("Store less in meta, or raise presence.max_sessions or presence.max_memberships and restart the server.")));
 	ereport(ERROR,
 			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 			 errmsg("presence registry is full"),
@@ -806,6 +910,9 @@ registry_get_stats(PresenceStats *stats)
 		LWLockRelease(registry_partition_lock(i));
 	}
 	stats->max_sessions = presence_max_sessions;
+	stats->memberships = pg_atomic_read_u32(&presence_shared->live_memberships);
+	stats->max_memberships = presence_max_memberships;
+	stats->channels = pg_atomic_read_u32(&presence_shared->nchannels);
 	SpinLockAcquire(&presence_shared->mutex);
 	stats->sweeps = pg_atomic_read_u64(&presence_shared->sweeps);
 	stats->notifications = presence_shared->notifications;

@@ -17,8 +17,18 @@
  *	timeouts	live sessions, by session timeout deadline
  *	idle		online users, by idle timeout deadline
  *	grace		users whose last session ended, earliest first
- *	changes		users and sessions the worker still has to write or announce
+ *	changes		users, sessions and channel members the worker still has to
+ *				write or announce
  *	active		users active since the last flush
+ *	member grace	channel members whose last session there left
+ *
+ * Channels (version 1.1) add three structures.  A channel entry per channel
+ * name, found through a small table with locks of its own; a member entry
+ * per (channel, user), in a table partitioned like the others by the user,
+ * so that joining, leaving and a session's end take only the user's
+ * partition lock (and, to add or drop a member, the channel's lock after
+ * it, never the other way round); and a membership per (channel, session),
+ * from a fixed pool, on its member's and its session's lists.
  *
  *-------------------------------------------------------------------------
  */
@@ -46,10 +56,15 @@
 #define SESSION_INLINE_BYTES	64
 
 /*
- * Hash key of both tables.  Lookups point it at the caller's bytes; stored
- * entries point it at their copies in the DSA area.  session is NULL for
- * user entries.
+ * Hash keys.  Lookups point them at the caller's bytes; stored entries point
+ * them at their copies (in the entry, or in the DSA area).
  */
+typedef struct PresenceUserKey
+{
+	const char *user;
+	uint32		user_len;
+} PresenceUserKey;
+
 typedef struct PresenceKey
 {
 	const char *user;
@@ -58,13 +73,16 @@ typedef struct PresenceKey
 	uint16		session_len;
 } PresenceKey;
 
+struct PresenceMember;
+struct PresenceMembership;
+
 /*
  * The fields a heartbeat reads and writes follow the id, within the first
  * 128 bytes of the element (REGISTRY_ENTRY_SIZE), which is 256 bytes.
  */
 typedef struct PresenceUser
 {
-	PresenceKey key;			/* must be first */
+	PresenceUserKey key;		/* must be first */
 	char		id_inline[USER_INLINE_BYTES];
 	TimestampTz last_active;
 	WheelTimer	idle_timer;		/* while online */
@@ -93,6 +111,7 @@ typedef struct PresenceUser
 	dlist_node	grace_node;
 	dlist_node	change_node;
 	dlist_node	active_node;
+	slist_head	members;		/* its PresenceMembers, oldest first */
 } PresenceUser;
 
 /*
@@ -122,7 +141,84 @@ typedef struct PresenceSession
 	dlist_node	user_node;		/* user's sessions */
 	WheelTimer	timeout_timer;	/* while live */
 	dlist_node	change_node;
+	slist_head	memberships;	/* its channels, in join order */
+	int			nmemberships;
 } PresenceSession;
+
+/*
+ * A channel: found by name in the channel table, whose element holds only
+ * the key; the entry itself, with the name, is allocated in the string area
+ * when the first member joins and freed by the worker with the last member,
+ * so the table costs little per slot.  members and nmembers are guarded by
+ * the channel's lock; occupancy and pins are atomics: occupancy() reads the
+ * one, and members() holds the other while it visits the partitions, so
+ * that neither the channel nor its members are freed meanwhile.
+ */
+typedef struct PresenceChannel
+{
+	dlist_head	members;		/* PresenceMember.channel_node */
+	dsa_pointer dp;				/* this entry's own storage */
+	int32		nmembers;
+	pg_atomic_uint32 occupancy; /* members others can see */
+	pg_atomic_uint32 pins;		/* members() calls walking it */
+	uint32		hash;			/* of the name */
+	uint32		name_len;
+	char		name[FLEXIBLE_ARRAY_MEMBER];	/* NUL-terminated */
+} PresenceChannel;
+
+/* The channel table's element: the key, pointing into the entry. */
+typedef struct PresenceChannelKey
+{
+	const char *name;
+	uint32		name_len;
+} PresenceChannelKey;
+
+/*
+ * A user in a channel.  It lives in the user's partition, under its lock,
+ * while the user has memberships there, during the channel's reconnect
+ * grace after the last one ended, and until the worker has announced and
+ * written what changed.  'notified' is what listeners were last told: that
+ * the member is in the channel (a join with no leave since, and no offline
+ * of its user since).  'counted' is whether it counts in the channel's
+ * occupancy: the rule members() applies.
+ */
+typedef struct PresenceMember
+{
+	PresenceChannel *channel;	/* key, with user */
+	PresenceUser *user;
+	slist_head	memberships;	/* live ones, in join order */
+	dlist_node	channel_node;	/* channel's members */
+	slist_node	user_node;		/* user's members */
+	dlist_node	list_node;		/* partition's member changes or grace */
+	TimestampTz grace_since;	/* when the last membership ended */
+	TimestampTz changed_at;		/* first change the worker has not taken */
+	uint64		change_order;	/* when it was recorded, as a counter */
+	uint16		nlive;			/* live memberships */
+	uint8		partition;
+	uint8		list;			/* MEMBER_ON_* */
+	bool		in_grace;
+	bool		notified;
+	bool		counted;
+	bool		dirty;			/* memberships changed since last written */
+	bool		persisted;		/* may have rows in presence.memberships */
+} PresenceMember;
+
+#define MEMBER_ON_NONE		0
+#define MEMBER_ON_CHANGES	1
+#define MEMBER_ON_GRACE		2
+
+/* A session in a channel, from the pool; freed when it ends. */
+typedef struct PresenceMembership
+{
+	PresenceMember *member;
+	PresenceSession *session;
+	slist_node	member_node;	/* member's, in join order; the pool's free list */
+	slist_node	session_node;	/* session's */
+	dsa_pointer meta_dp;		/* a Jsonb datum, or invalid */
+	TimestampTz joined_at;
+	bool		update_pending; /* meta changed since announced */
+} PresenceMembership;
+
 
 /*
  * What a hash table entry of the type takes: padded so that the element
@@ -145,8 +241,11 @@ typedef struct PresencePartition
 	dlist_head	user_changes;
 	dlist_head	session_changes;
 	dlist_head	active;
+	dlist_head	member_changes; /* PresenceMember.list_node */
+	dlist_head	member_grace;	/* PresenceMember.list_node, by grace_since */
 	int			nusers;
 	int			nsessions;		/* live ones */
+	int			nmembers;
 } PresencePartition;
 
 typedef enum PresenceRegistryState
@@ -155,6 +254,8 @@ typedef enum PresenceRegistryState
 								 * extension in presence.database */
 	REGISTRY_READY				/* loaded from the tables, being tracked */
 } PresenceRegistryState;
+
+#define CHANNEL_LOCKS			16	/* a power of two */
 
 /* One kind of event for the server log (events.c). */
 #define EVENT_MESSAGE_BYTES		256
@@ -169,6 +270,8 @@ typedef struct PresenceEventLog
 typedef struct PresenceShared
 {
 	LWLockPadded *locks;		/* PRESENCE_PARTITIONS of them */
+	LWLockPadded *channel_locks;	/* CHANNEL_LOCKS of them */
+	PresenceMembership *pool;	/* presence.max_memberships of them */
 	int			dsa_tranche;
 	Size		dsa_size;
 	void	   *string_place;	/* where the string area lives */
@@ -192,6 +295,10 @@ typedef struct PresenceShared
 	ConditionVariable tick_cv;	/* broadcast at the end of each tick */
 	pg_atomic_uint64 ticks_started;
 	pg_atomic_uint32 live_sessions;	/* counted against max_sessions */
+	slock_t		pool_mutex;		/* guards free_memberships */
+	slist_head	free_memberships;
+	pg_atomic_uint32 live_memberships;	/* taken from the pool */
+	pg_atomic_uint32 nchannels;
 	pg_atomic_uint64 change_counter;
 	pg_atomic_uint64 sweeps;	/* ticks finished */
 	PresenceEventLog events[PRESENCE_EVENTS];	/* last_line, sqlerrcode and
@@ -203,11 +310,13 @@ typedef struct PresenceShared
 extern PresenceShared *presence_shared;
 extern HTAB *presence_user_table;
 extern HTAB *presence_session_table;
+extern HTAB *presence_channel_table;
+extern HTAB *presence_member_table;
 
 /* A user (and maybe session) id, hashed, with the partition it maps to. */
 typedef struct RegistryLookup
 {
-	PresenceKey ukey;
+	PresenceUserKey ukey;
 	PresenceKey skey;
 	uint32		uhash;
 	uint32		shash;
@@ -218,7 +327,8 @@ typedef struct RegistryLookup
 typedef enum RegistryFull
 {
 	REGISTRY_FULL_ENTRIES,
-	REGISTRY_FULL_MEMORY
+	REGISTRY_FULL_MEMORY,
+	REGISTRY_FULL_MEMBERSHIPS
 } RegistryFull;
 
 /* registry.c: memory, hashing and entries, for track.c, status.c, sync.c */
@@ -261,6 +371,54 @@ extern void registry_mark_user_changed(PresencePartition *part,
 									   PresenceUser *user, TimestampTz when);
 extern bool registry_user_evictable(const PresenceUser *user);
 extern void registry_report_full(RegistryFull full) pg_attribute_noreturn();
+extern void registry_user_unref(PresencePartition *part, PresenceUser *user);
+extern void registry_report_user_full(PresenceId user) pg_attribute_noreturn();
+extern uint32 registry_user_hash(const char *user, int len);
+extern bool registry_session_alive(PresencePartition *part,
+								   PresenceSession *session, TimestampTz now,
+								   bool active);
+
+/* channels.c: the channel half of the registry, under the same locks */
+extern Size channels_shmem_size(void);
+extern void channels_shmem_init(bool found);
+extern void channels_clear(void);
+extern LWLock *channel_lock(uint32 hash);
+extern uint32 channel_hash(const char *name, int len);
+extern PresenceChannel *channel_find(const char *name, int len, uint32 hash);
+extern PresenceChannel *channel_create(const char *name, int len, uint32 hash,
+									   RegistryFull *full);
+extern void channel_drop_if_empty(PresenceChannel *channel);
+extern PresenceMember *member_find(PresenceChannel *channel,
+								   PresenceUser *user, uint32 uhash);
+extern PresenceMember *member_create(PresencePartition *part,
+									 PresenceChannel *channel,
+									 PresenceUser *user, uint32 uhash,
+									 RegistryFull *full);
+extern bool member_free(PresencePartition *part, PresenceMember *member);
+extern PresenceMembership *membership_of(PresenceMember *member,
+										 PresenceSession *session);
+extern PresenceMembership *membership_alloc(void);
+extern void membership_release(PresenceMembership *ms);
+extern void member_discard(PresencePartition *part, PresenceMember *member);
+extern void membership_link(PresencePartition *part, PresenceMembership *ms,
+							PresenceMember *member, PresenceSession *session,
+							dsa_pointer meta_dp, TimestampTz now);
+extern bool membership_end(PresencePartition *part, PresenceMembership *ms,
+						   TimestampTz now);
+extern bool memberships_end_session(PresencePartition *part,
+									PresenceSession *session, TimestampTz now);
+extern void member_mark_changed(PresencePartition *part, PresenceMember *member,
+								TimestampTz when);
+extern void member_recount(PresenceMember *member);
+extern void members_recount_user(PresenceUser *user);
+extern bool member_has_membership(const PresenceMember *member);
+extern bool member_shown(const PresenceMember *member);
+extern void member_grace_sweep(PresencePartition *part, TimestampTz now);
+extern void member_grace_file(PresencePartition *part, PresenceMember *member);
+extern bool member_evictable(const PresenceMember *member);
+extern dsa_pointer registry_store_jsonb(const void *jsonb, const void **copy);
+extern dsa_pointer registry_allocate(Size n, void **address);
+extern void *registry_address(dsa_pointer dp);
 
 /* status.c: the status rules, applied under the partition's lock */
 extern PresenceStatus status_as_seen(const PresenceUser *user);
@@ -297,16 +455,39 @@ typedef struct PresenceSessionRow
 	bool		bound;
 } PresenceSessionRow;
 
+/* What a notification announces. */
+typedef enum PresenceChangeKind
+{
+	CHANGE_STATUS,				/* a user's status, as others see it */
+	CHANGE_JOIN,				/* a member in a channel */
+	CHANGE_UPDATE,				/* a member's meta there */
+	CHANGE_LEAVE
+} PresenceChangeKind;
+
 typedef struct PresenceChange
 {
+	PresenceChangeKind kind;
 	char	   *user_id;
-	PresenceStatus status;
+	char	   *channel;		/* channel events */
+	char	   *meta;			/* join and update: JSON text, or NULL */
+	PresenceStatus status;		/* status and join */
 	PresenceStatus previous;
 	TimestampTz last_active;	/* 0 when hidden */
 	TimestampTz changed_at;
 	uint64		order;
+	int			sub;			/* events of one entry: in this order */
 	int64		seq;			/* assigned by the worker */
 } PresenceChange;
+
+/* The memberships of one member as the worker writes them. */
+typedef struct PresenceMemberRow
+{
+	char	   *channel;
+	char	   *user_id;
+	char	   *session_id;		/* NULL: the member has none left */
+	Datum		meta;			/* a Jsonb datum, or 0 */
+	TimestampTz joined_at;
+} PresenceMemberRow;
 
 typedef struct PresenceBatch
 {
@@ -322,6 +503,10 @@ typedef struct PresenceBatch
 	PresenceChange *changes;
 	int			nchanges;
 	int			maxchanges;
+	PresenceMemberRow *members;
+	int			nmembers;
+	int			maxmembers;
+	bool		with_members;	/* the tables have presence.memberships */
 	uint32		id;				/* tells users written once by this batch */
 	bool		full;			/* users and upserts hold everything */
 	bool		urgent;			/* a privacy choice: fold it at once */
@@ -338,6 +523,16 @@ extern bool registry_load_user(const char *user_id, PresenceStatus status,
 extern bool registry_load_session(const char *user_id, const char *session_id,
 								  TimestampTz connected_at, const char *meta,
 								  bool bound, TimestampTz now);
+/* channel_sync.c: the worker's side of channels */
+extern void members_status_announced(PresenceBatch *batch, PresenceUser *u,
+									 PresenceStatus previous);
+extern void member_take(PresencePartition *part, PresenceMember *m,
+						PresenceBatch *batch, TimestampTz now);
+extern void members_add_all(PresenceBatch *batch, PresenceUser *u);
+extern void members_loaded(PresenceUser *u);
+extern bool registry_load_membership(const char *channel, const char *user_id,
+									 const char *session_id, const void *meta,
+									 TimestampTz joined_at);
 extern void registry_load_finish(TimestampTz now);
 extern void registry_clear(void);
 extern void registry_refile_timers(void);

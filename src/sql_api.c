@@ -40,8 +40,11 @@ PG_FUNCTION_INFO_V1(presence_stats);
 PG_FUNCTION_INFO_V1(presence_rows_added);
 PG_FUNCTION_INFO_V1(presence_reset_registry);
 
-/* A user or session id: not NULL (unless it may default), not empty, short. */
-static PresenceId
+/*
+ * A user or session id, or a channel name: not NULL (unless it may
+ * default), not empty, short.
+ */
+PresenceId
 arg_id(FunctionCallInfo fcinfo, int argno, const char *name,
 	   const char *default_value)
 {
@@ -96,16 +99,25 @@ arg_bool(FunctionCallInfo fcinfo, int argno, const char *name)
 	return PG_GETARG_BOOL(argno);
 }
 
-/* meta: NULL, or a JSON object of at most 1 kB as text. */
-static char *
-arg_meta(FunctionCallInfo fcinfo, int argno)
+/*
+ * meta: a JSON object of at most 1 kB as text; NULL, returned as NULL,
+ * unless required.  *text gets the text when asked for.
+ */
+static Jsonb *
+check_meta(FunctionCallInfo fcinfo, int argno, bool required, char **text)
 {
 	Jsonb	   *jb;
-	char	   *text;
+	char	   *json;
 	size_t		len;
 
 	if (PG_ARGISNULL(argno))
+	{
+		if (required)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("meta must not be null")));
 		return NULL;
+	}
 	jb = PG_GETARG_JSONB_P(argno);
 	if (!JB_ROOT_IS_OBJECT(jb))
 		ereport(ERROR,
@@ -113,15 +125,34 @@ arg_meta(FunctionCallInfo fcinfo, int argno)
 				 errmsg("meta must be a JSON object"),
 				 errdetail("It is %s.",
 						   JB_ROOT_IS_SCALAR(jb) ? "a scalar" : "an array")));
-	text = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
-	len = strlen(text);
+	json = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+	len = strlen(json);
 	if (len > PRESENCE_MAX_META_BYTES)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("meta is too large"),
 				 errdetail("It is %zu bytes as JSON text; the limit is %d.",
 						   len, PRESENCE_MAX_META_BYTES)));
+	if (text)
+		*text = json;
+	return jb;
+}
+
+/* meta: NULL, or a JSON object of at most 1 kB, as text. */
+static char *
+arg_meta(FunctionCallInfo fcinfo, int argno)
+{
+	char	   *text = NULL;
+
+	check_meta(fcinfo, argno, false, &text);
 	return text;
+}
+
+/* meta as a Jsonb datum, for channel members, which keep it so. */
+void *
+arg_meta_jsonb(FunctionCallInfo fcinfo, int argno, bool required)
+{
+	return check_meta(fcinfo, argno, required, NULL);
 }
 
 /*
@@ -324,11 +355,15 @@ presence_stats(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
 	PresenceStats stats;
-	Datum		values[10];
-	bool		nulls[10] = {false};
+	Datum		values[13];
+	bool		nulls[13] = {false};
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
+	/* 1.0 has the first 10 columns; 1.1 adds the channels' 3. */
+	if (tupdesc->natts != 10 && tupdesc->natts != 13)
+		elog(ERROR, "presence.stats() has %d columns: the extension needs ALTER EXTENSION presence UPDATE",
+			 tupdesc->natts);
 	registry_check_preloaded();
 	registry_get_stats(&stats);
 	values[0] = Int64GetDatum(stats.users);
@@ -342,6 +377,9 @@ presence_stats(PG_FUNCTION_ARGS)
 	values[8] = Int32GetDatum(stats.worker_pid);
 	nulls[8] = stats.worker_pid == 0;
 	values[9] = BoolGetDatum(stats.ready);
+	values[10] = Int64GetDatum(stats.memberships);
+	values[11] = Int64GetDatum(stats.max_memberships);
+	values[12] = Int64GetDatum(stats.channels);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 

@@ -54,7 +54,8 @@ status_as_seen(const PresenceUser *user)
 
 /*
  * Records a status change for the worker; 'when' is the moment it took
- * effect (a deadline, for the sweep's changes), which orders notifications.  Returns whether others would now
+ * effect (a deadline, for the sweep's changes), which orders notifications.
+ * Returns whether others would now
  * see something other than what was last announced, so the caller wakes the
  * worker only when there is news.
  */
@@ -62,9 +63,14 @@ static bool
 status_set(PresencePartition *part, PresenceUser *user, PresenceStatus status,
 		   TimestampTz when)
 {
+	bool		was_offline = status_as_seen(user) == PRESENCE_OFFLINE;
+
 	status_unsteady(user);
 	user->status = status;
 	registry_mark_user_changed(part, user, when);
+	/* Shown in its channels or not: their occupancy follows. */
+	if (was_offline != (status_as_seen(user) == PRESENCE_OFFLINE))
+		members_recount_user(user);
 	return status_as_seen(user) != user->notified;
 }
 

@@ -83,14 +83,16 @@ batch_add_change(PresenceBatch *batch, PresenceUser *u)
 		return;
 	GROW(batch, changes, nchanges, maxchanges);
 	change = &batch->changes[batch->nchanges++];
+	memset(change, 0, sizeof(*change));
+	change->kind = CHANGE_STATUS;
 	change->user_id = pstrdup(u->key.user);
 	change->status = seen;
 	change->previous = u->notified;
 	change->last_active = u->visible ? status_sync_last_active(u) : 0;
 	change->changed_at = u->changed_at;
 	change->order = u->change_order;
-	change->seq = 0;
 	u->notified = seen;
+	members_status_announced(batch, u, change->previous);
 }
 
 /* A session's timeout timer came due: it ends, unless heartbeated since. */
@@ -108,12 +110,44 @@ timeout_due(WheelTimer *timer, TimestampTz now, void *arg)
 		registry_end_session(part, s, now);
 }
 
-/* Applies the timeouts of one partition. */
+/*
+ * Applies the timeouts of one partition.  Channel graces before users': a
+ * disconnect's leaves go out before its offline.
+ */
 static void
 sweep_partition(PresencePartition *part, TimestampTz now)
 {
 	wheel_expire(&part->timeouts, now, timeout_due, part);
+	member_grace_sweep(part, now);
 	status_sweep(part, now);
+}
+
+/* A user or a member with changes to take, in the order they were made. */
+typedef struct Pending
+{
+	uint64		order;
+	PresenceUser *user;
+	PresenceMember *member;
+} Pending;
+
+static int
+compare_pending(const void *a, const void *b)
+{
+	const Pending *pa = a;
+	const Pending *pb = b;
+
+	return (pa->order > pb->order) - (pa->order < pb->order);
+}
+
+static void
+take_user(PresencePartition *part, PresenceBatch *batch, PresenceUser *u)
+{
+	dlist_delete(&u->change_node);
+	u->in_changes = false;
+	batch_add_change(batch, u);
+	batch_add_user(batch, u);
+	if (registry_user_evictable(u))
+		registry_remove_user(part, u);
 }
 
 /*
@@ -124,10 +158,13 @@ sweep_partition(PresencePartition *part, TimestampTz now)
  */
 static void
 drain_partition(PresencePartition *part, PresenceBatch *batch, uint64 cutoff,
-				bool with_activity, bool full)
+				bool with_activity, bool full, TimestampTz now)
 {
 	dlist_mutable_iter miter;
 	dlist_iter	iter;
+	Pending    *pending;
+	int			npending = 0;
+	int			maxpending = 64;
 
 	/* Sessions first: freeing the last one may let its user go. */
 	dlist_foreach_modify(miter, &part->session_changes)
@@ -146,19 +183,45 @@ drain_partition(PresencePartition *part, PresenceBatch *batch, uint64 cutoff,
 		registry_session_written(part, s);
 	}
 
-	dlist_foreach_modify(miter, &part->user_changes)
+	/*
+	 * Users and members, in the order their changes were made: what a
+	 * member's events say depends on its user's announced status.  Members
+	 * only once the tables have presence.memberships (the extension may
+	 * still be at 1.0, being updated).
+	 */
+	pending = palloc(sizeof(Pending) * maxpending);
+	dlist_foreach(iter, &part->user_changes)
 	{
-		PresenceUser *u = dlist_container(PresenceUser, change_node, miter.cur);
+		PresenceUser *u = dlist_container(PresenceUser, change_node, iter.cur);
 
 		if (u->change_order >= cutoff)
 			continue;
-		dlist_delete(&u->change_node);
-		u->in_changes = false;
-		batch_add_change(batch, u);
-		batch_add_user(batch, u);
-		if (registry_user_evictable(u))
-			registry_remove_user(part, u);
+		if (npending == maxpending)
+			pending = repalloc_huge(pending, sizeof(Pending) * (maxpending *= 2));
+		pending[npending++] = (Pending) {u->change_order, u, NULL};
 	}
+	if (batch->with_members)
+	{
+		dlist_foreach(iter, &part->member_changes)
+		{
+			PresenceMember *m = dlist_container(PresenceMember, list_node, iter.cur);
+
+			if (m->change_order >= cutoff)
+				continue;
+			if (npending == maxpending)
+				pending = repalloc_huge(pending, sizeof(Pending) * (maxpending *= 2));
+			pending[npending++] = (Pending) {m->change_order, NULL, m};
+		}
+	}
+	qsort(pending, npending, sizeof(Pending), compare_pending);
+	for (int i = 0; i < npending; i++)
+	{
+		if (pending[i].user)
+			take_user(part, batch, pending[i].user);
+		else
+			member_take(part, pending[i].member, batch, now);
+	}
+	pfree(pending);
 
 	if (full)
 	{
@@ -176,6 +239,8 @@ drain_partition(PresencePartition *part, PresenceBatch *batch, uint64 cutoff,
 				batch_add_session(batch, s, false);
 				s->persisted = true;
 			}
+			if (batch->with_members)
+				members_add_all(batch, u);
 		}
 	}
 	if (with_activity)
@@ -229,7 +294,7 @@ registry_collect(PresenceBatch *batch, TimestampTz now, bool with_activity,
 	{
 		LWLockAcquire(registry_partition_lock(i), LW_EXCLUSIVE);
 		drain_partition(&presence_shared->partitions[i], batch, cutoff,
-						with_activity, full);
+						with_activity, full, now);
 		LWLockRelease(registry_partition_lock(i));
 	}
 }
@@ -270,6 +335,7 @@ registry_load_user(const char *user_id, PresenceStatus status,
 	{
 		u->visible = false;
 		registry_mark_user_changed(l.part, u, GetCurrentTimestamp());
+		members_recount_user(u);
 	}
 	LWLockRelease(l.lock);
 	return true;
@@ -375,6 +441,7 @@ registry_load_finish(TimestampTz now)
 			else
 				u->status = PRESENCE_OFFLINE;
 
+			members_loaded(u);
 			if (status_as_seen(u) != u->notified || !u->persisted ||
 				registry_user_evictable(u))
 				registry_mark_user_changed(part, u, now);
@@ -429,6 +496,8 @@ registry_clear(void)
 	for (int i = 0; i < PRESENCE_PARTITIONS; i++)
 		LWLockAcquire(registry_partition_lock(i), LW_EXCLUSIVE);
 
+	/* Members refer to users and sessions: they go first. */
+	channels_clear();
 	hash_seq_init(&seq, presence_session_table);
 	while ((s = hash_seq_search(&seq)) != NULL)
 	{
@@ -443,7 +512,7 @@ registry_clear(void)
 	hash_seq_init(&seq, presence_user_table);
 	while ((u = hash_seq_search(&seq)) != NULL)
 	{
-		PresenceKey key = u->key;
+		PresenceUserKey key = u->key;
 		dsa_pointer dp = u->user_dp;
 
 		hash_search(presence_user_table, &key, HASH_REMOVE, NULL);

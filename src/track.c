@@ -54,6 +54,14 @@ session_alive(PresencePartition *part, PresenceSession *session,
 	return status_session_activity(part, session, now);
 }
 
+/* session_alive, for the channel operations (membership.c). */
+bool
+registry_session_alive(PresencePartition *part, PresenceSession *session,
+					   TimestampTz now, bool active)
+{
+	return session_alive(part, session, now, active);
+}
+
 static void
 session_set_owner(PresencePartition *part, PresenceSession *session, bool bound)
 {
@@ -158,9 +166,12 @@ try_connect(PresenceId user, PresenceId session, const char *meta,
 	return CONNECT_OPENED;
 }
 
-/* Raises the ERROR for a user who has all the sessions one may have. */
-static void
-report_user_full(PresenceId user)
+/*
+ * Raises the ERROR for a user who has all the sessions one may have (a
+ * connect, or a join that would open one).
+ */
+void
+registry_report_user_full(PresenceId user)
 {
 	event_count(EVENT_USER_LIMIT);
 	ereport(ERROR,
@@ -191,7 +202,7 @@ registry_connect(PresenceId user, PresenceId session, const char *meta,
 		result = try_connect(user, session, meta, bound, active, &full);
 	}
 	if (result == CONNECT_USER_FULL)
-		report_user_full(user);
+		registry_report_user_full(user);
 	if (result == CONNECT_FULL)
 		registry_report_full(full);
 	return result == CONNECT_OPENED;
@@ -297,6 +308,7 @@ registry_set_visible(PresenceId user, bool visible)
 		if (visible)
 			status_shown(u);
 		registry_mark_user_changed(l.part, u, GetCurrentTimestamp());
+		members_recount_user(u);
 		wake = status_as_seen(u) != u->notified;
 	}
 	registry_release(l.lock, wake);

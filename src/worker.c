@@ -96,7 +96,7 @@ worker_detach(int code, Datum arg)
  * extension to work for.
  */
 static bool
-sync_with_extension(TimestampTz now)
+sync_with_extension(TimestampTz now, bool *with_members)
 {
 	Oid			ext = get_extension_oid("presence", true);
 	Oid			known;
@@ -118,17 +118,18 @@ sync_with_extension(TimestampTz now)
 	if (!OidIsValid(ext))
 		return false;
 
+	*with_members = persist_has_memberships();
 	if (presence_shared->state != REGISTRY_READY)
 	{
 		pgstat_report_activity(STATE_RUNNING, "loading the registry");
-		persist_load(now);
+		persist_load(now, *with_members);
 		last_activity = now;
 		registry_set_state(REGISTRY_READY);
 		ereport(LOG,
 				(errmsg("presence worker loaded the registry from the tables")));
 	}
 	else if (merge)
-		persist_load(now);
+		persist_load(now, *with_members);
 	return true;
 }
 
@@ -206,7 +207,7 @@ worker_tick(bool with_activity)
 
 	pg_atomic_fetch_add_u64(&presence_shared->ticks_started, 1);
 	worker_begin_work("sweeping");
-	tracking = sync_with_extension(start);
+	tracking = sync_with_extension(start, &batch.with_members);
 	if (tracking)
 	{
 		/* Should this tick fail, the next worker rewrites the tables. */

@@ -16,14 +16,17 @@ my $l = listen_start($source);
 sql($source, q{SELECT presence.connect('uma', 'web', '{"lang": "fr"}')});
 sql($source, q{SELECT presence.connect('vic'), presence.disconnect('vic')});
 sql($source, q{SELECT presence.set_visible('wes', false), presence.connect('wes', 'app')});
+sql($source, q{SELECT presence.join('room:1', 'uma', 'web', '{"typing": false}')});
+sql($source, q{SELECT presence.join('room:1', 'uma', 'tab'), presence.join('room:2', 'wes', 'app')});
 my $seq;
 while (my $n = listen_next($l, 2)) { $seq = $n->{seq}; }
 ok(defined $seq, "source announced up to seq $seq");
 listen_stop($l);
 ok( wait_for($source,
-		q{SELECT (SELECT count(*) = 2 FROM presence.sessions)
+		q{SELECT (SELECT count(*) = 3 FROM presence.sessions)
+		     AND (SELECT count(*) = 3 FROM presence.memberships)
 		     AND (SELECT NOT visible FROM presence.users WHERE user_id = 'wes')}),
-	'sessions and wes\'s choice written');
+	'sessions, memberships and wes\'s choice written');
 
 my $dump = $source->basedir . '/presence.dump';
 $source->command_ok([ 'pg_dump', '-Fc', '-f', $dump, '-d', $source->connstr('postgres') ],
@@ -39,8 +42,19 @@ is( sql($target, q{SELECT string_agg(user_id || ':' || status || ':' || visible,
 ok(wait_for($target, q{SELECT count(*) = 1 FROM presence.online_users()}),
 	'the worker took the restored rows into the registry');
 is( sql($target, q{SELECT user_id || ':' || sessions FROM presence.online_users()}),
-	'uma:1', 'uma online with her session');
-is(sql($target, q{SELECT meta->>'lang' FROM presence.sessions('uma')}), 'fr', 'with its meta');
+	'uma:2', 'uma online with her sessions');
+is(sql($target, q{SELECT meta->>'lang' FROM presence.sessions('uma') WHERE session_id = 'web'}), 'fr',
+	'with its meta');
+is( sql($target, q{SELECT string_agg(channel || ':' || user_id || ':' || session_id, ',' ORDER BY channel, session_id)
+                     FROM presence.memberships}),
+	'room:1:uma:tab,room:1:uma:web,room:2:wes:app', 'memberships restored');
+ok( wait_for($target,
+		q{SELECT sessions = 2 AND metas = '[{"typing": false}, null]' FROM presence.members('room:1')}),
+	'the worker took them into the registry, in join order, with their meta');
+is(sql($target, q{SELECT presence.occupancy('room:1') || ' ' || presence.occupancy('room:2')}), '1 0',
+	'invisible wes is in no channel for others');
+is(sql($target, q{SELECT string_agg(channel, ',') FROM presence.channels('wes')}), 'room:2',
+	'though still a member of room:2');
 sql($target, q{SELECT presence.connect('wes', 'other')});
 is(sql($target, q{SELECT presence.status('wes')}), 'offline', 'wes is still invisible');
 is(sql($target, q{SELECT presence.last_active('vic') IS NOT NULL}), 't',
