@@ -21,6 +21,9 @@ OBJS = \
 	src/channel_api.o \
 	src/channel_sync.o \
 	src/persist.o \
+	src/mirror_target.o \
+	src/mirror_api.o \
+	src/mirror.o \
 	src/notify.o \
 	src/worker.o \
 	src/flusher.o \

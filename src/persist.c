@@ -32,6 +32,7 @@
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 
+#include "mirror.h"
 #include "persist.h"
 
 /* Rows fetched at a time while loading. */
@@ -286,13 +287,6 @@ lock_tables(void)
 }
 
 /*
- * Folds the journal into presence.users and presence.sessions: the latest
- * entry of each user and of each session, in three statements, then empties
- * the journal.  Returns whether there was anything to fold.  The latest
- * entries are found in byte order (COLLATE "C"): it groups ids exactly as
- * the database's deterministic collation does, and sorts them twice as fast.
- */
-/*
  * Folds the members' entries of the journal into presence.memberships: the
  * latest entry of each (channel, user) holds all of its memberships then,
  * so its rows become those (none, for an entry without a session).  Runs
@@ -339,30 +333,61 @@ fold_memberships(Datum *last)
 		last, SPI_OK_INSERT);
 }
 
-bool
-persist_flush(void)
+/*
+ * The statement that folds the users' entries of the journal into
+ * presence.users: the latest entry of each user.  With returning, it
+ * returns the rows it wrote, for the mirrors.
+ */
+static SPIPlanPtr
+users_fold_plan(bool returning)
 {
-	static SPIPlanPtr last_plan = NULL;
-	static SPIPlanPtr users_plan = NULL;
+	static SPIPlanPtr plans[2] = {NULL, NULL};
+	Oid			type = INT8OID;
+	StringInfoData sql;
+
+	if (plans[returning])
+		return plans[returning];
+	initStringInfo(&sql);
+	appendStringInfoString(&sql,
+						   "INSERT INTO presence.users AS u"
+						   " (user_id, is_online, status, last_active, visible)"
+						   " SELECT DISTINCT ON (e.user_id COLLATE pg_catalog.\"C\")"
+						   " e.user_id, e.status OPERATOR(pg_catalog.<>) 'offline',"
+						   " e.status, e.last_active, e.visible"
+						   " FROM presence.journal j, ROWS FROM ("
+						   " pg_catalog.unnest(j.user_ids),"
+						   " pg_catalog.unnest(j.user_statuses),"
+						   " pg_catalog.unnest(j.user_last_active),"
+						   " pg_catalog.unnest(j.user_visible))"
+						   " AS e(user_id, status, last_active, visible)"
+						   " WHERE j.tick OPERATOR(pg_catalog.<=) $1"
+						   " ORDER BY e.user_id COLLATE pg_catalog.\"C\", j.tick DESC"
+						   " ON CONFLICT (user_id) DO UPDATE SET"
+						   " is_online = excluded.is_online, status = excluded.status,"
+						   " last_active = COALESCE(excluded.last_active, u.last_active),"
+						   " visible = excluded.visible");
+	if (returning)
+		appendStringInfoString(&sql,
+							   " RETURNING u.user_id, u.status, u.last_active, u.visible");
+	return prepare(&plans[returning], sql.data, 1, &type);
+}
+
+/*
+ * Folds the journal up to tick *last into the tables, then empties it.
+ * version_1_1: the tables have 1.1's columns.  changed: if not NULL, gets
+ * the users whose row was written, for the mirrors.
+ */
+static void
+fold(Datum *last, bool version_1_1, MirrorRows *changed)
+{
 	static SPIPlanPtr sessions_plan = NULL;
 	static SPIPlanPtr ended_plan = NULL;
 	static SPIPlanPtr clear_plan = NULL;
 	Oid			type = INT8OID;
-	Datum		last;
-	bool		isnull;
-	bool		with_members;
 
-	lock_tables();
-	run(prepare(&last_plan, "SELECT pg_catalog.max(tick) FROM presence.journal",
-				0, NULL),
-		NULL, SPI_OK_SELECT);
-	last = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (isnull)
-		return false;
-	with_members = persist_has_memberships();
-	if (with_members)
+	if (version_1_1)
 	{
-		fold_memberships(&last);
+		fold_memberships(last);
 		run(prepare(&ended_plan,
 					"WITH latest AS ("
 					" SELECT DISTINCT ON (e.user_id COLLATE pg_catalog.\"C\","
@@ -379,29 +404,17 @@ persist_flush(void)
 					" WHERE l.ended AND m.user_id OPERATOR(pg_catalog.=) l.user_id"
 					" AND m.session_id OPERATOR(pg_catalog.=) l.session_id",
 					1, &type),
-			&last, SPI_OK_DELETE);
+			last, SPI_OK_DELETE);
 	}
 
-	run(prepare(&users_plan,
-				"INSERT INTO presence.users AS u"
-				" (user_id, is_online, status, last_active, visible)"
-				" SELECT DISTINCT ON (e.user_id COLLATE pg_catalog.\"C\")"
-				" e.user_id, e.status OPERATOR(pg_catalog.<>) 'offline',"
-				" e.status, e.last_active, e.visible"
-				" FROM presence.journal j, ROWS FROM ("
-				" pg_catalog.unnest(j.user_ids),"
-				" pg_catalog.unnest(j.user_statuses),"
-				" pg_catalog.unnest(j.user_last_active),"
-				" pg_catalog.unnest(j.user_visible))"
-				" AS e(user_id, status, last_active, visible)"
-				" WHERE j.tick OPERATOR(pg_catalog.<=) $1"
-				" ORDER BY e.user_id COLLATE pg_catalog.\"C\", j.tick DESC"
-				" ON CONFLICT (user_id) DO UPDATE SET"
-				" is_online = excluded.is_online, status = excluded.status,"
-				" last_active = coalesce(excluded.last_active, u.last_active),"
-				" visible = excluded.visible",
-				1, &type),
-		&last, SPI_OK_INSERT);
+	if (changed)
+	{
+		run(users_fold_plan(true), last, SPI_OK_INSERT_RETURNING);
+		mirror_rows_from_spi(changed);
+		SPI_freetuptable(SPI_tuptable);
+	}
+	else
+		run(users_fold_plan(false), last, SPI_OK_INSERT);
 	run(prepare(&sessions_plan,
 				"WITH latest AS ("
 				" SELECT DISTINCT ON (e.user_id COLLATE pg_catalog.\"C\","
@@ -429,19 +442,56 @@ persist_flush(void)
 				" connected_at = excluded.connected_at, meta = excluded.meta,"
 				" bound = excluded.bound",
 				1, &type),
-		&last, SPI_OK_INSERT);
+		last, SPI_OK_INSERT);
 	run(prepare(&clear_plan,
 				"DELETE FROM presence.journal"
 				" WHERE tick OPERATOR(pg_catalog.<=) $1",
 				1, &type),
-		&last, SPI_OK_DELETE);
-	return true;
+		last, SPI_OK_DELETE);
+}
+
+/*
+ * Folds the journal into the tables: the latest entry of each user, of
+ * each session and of each member, in a few statements, then empties the
+ * journal.  Then the mirrors get the users whose row changed: written at
+ * once by the flusher (in_flusher), or left in presence.mirror_state for
+ * its next fold by the worker, which runs no application code.  Returns
+ * whether there was anything to fold.  The latest entries are found in
+ * byte order (COLLATE "C"): it groups ids exactly as the database's
+ * deterministic collation does, and sorts them twice as fast.
+ */
+bool
+persist_flush(bool in_flusher)
+{
+	static SPIPlanPtr last_plan = NULL;
+	MirrorRows	changed = {0};
+	Datum		last;
+	bool		isnull;
+	bool		version_1_1;
+	bool		mirrors;
+
+	lock_tables();
+	run(prepare(&last_plan, "SELECT pg_catalog.max(tick) FROM presence.journal",
+				0, NULL),
+		NULL, SPI_OK_SELECT);
+	last = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	/* Mirrors and memberships are 1.1's; a database may still be at 1.0. */
+	version_1_1 = persist_has_memberships();
+	mirrors = version_1_1 && mirror_configured();
+	if (!isnull)
+		fold(&last, version_1_1, mirrors ? &changed : NULL);
+	if (mirrors && in_flusher)
+		mirror_flush(&changed);
+	else if (mirrors)
+		mirror_defer(&changed);
+	return !isnull;
 }
 
 /*
  * Before a full batch, which holds every user and session of the registry:
  * the tables and the journal are emptied of sessions, and users the
- * registry no longer tracks are marked offline.
+ * registry no longer tracks are marked offline (and, for the mirrors,
+ * left in presence.mirror_state).
  */
 static void
 replace_all(PresenceBatch *batch)
@@ -470,9 +520,19 @@ replace_all(PresenceBatch *batch)
 				"UPDATE presence.users u SET status = 'offline', is_online = false"
 				" WHERE u.status OPERATOR(pg_catalog.<>) 'offline' AND NOT EXISTS"
 				" (SELECT FROM pg_catalog.unnest($1) AS k(user_id)"
-				" WHERE k.user_id OPERATOR(pg_catalog.=) u.user_id)",
+				" WHERE k.user_id OPERATOR(pg_catalog.=) u.user_id)"
+				" RETURNING u.user_id, u.status, u.last_active, u.visible",
 				1, &type),
-		&arg, SPI_OK_UPDATE);
+		&arg, SPI_OK_UPDATE_RETURNING);
+	/* Those users changed outside the journal: the mirrors need them. */
+	if (batch->with_members && SPI_processed > 0)
+	{
+		MirrorRows	offline = {0};
+
+		mirror_rows_from_spi(&offline);
+		if (mirror_configured())
+			mirror_defer(&offline);
+	}
 }
 
 /*
@@ -619,7 +679,7 @@ persist_load(TimestampTz now, bool with_members)
 	 * committing presence.users between them would otherwise bring sessions
 	 * of users whose rows (and visibility) were not loaded.
 	 */
-	persist_flush();
+	persist_flush(false);
 	CommandCounterIncrement();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	room = load_rows("SELECT user_id, status, last_active, visible"

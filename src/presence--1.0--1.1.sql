@@ -101,3 +101,57 @@ CREATE FUNCTION presence.stats(
 	AS 'MODULE_PATHNAME', 'presence_stats'
 	LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 REVOKE EXECUTE ON FUNCTION presence.stats() FROM PUBLIC;
+
+-- Mirrors: an application's own users table, whose online, last activity
+-- and status columns the flusher keeps in step (presence.mirror()).  The
+-- configuration is kept by pg_dump; presence.mirror_state, the flusher's
+-- own record of what it has written (and the users a failed write still
+-- owes), is not: a restored mirror is synced whole again.
+CREATE TABLE presence.mirrors (
+	target regclass PRIMARY KEY,
+	id_column name NOT NULL,
+	online_column name,
+	last_active_column name,
+	status_column name,
+	created_by name NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	CHECK (online_column IS NOT NULL OR last_active_column IS NOT NULL
+		   OR status_column IS NOT NULL)
+);
+CREATE TABLE presence.mirror_state (
+	target regclass PRIMARY KEY,
+	pending text[] NOT NULL DEFAULT '{}'
+);
+SELECT pg_catalog.pg_extension_config_dump('presence.mirrors', '');
+REVOKE ALL ON presence.mirrors, presence.mirror_state FROM PUBLIC;
+
+-- Not for PUBLIC either: grant them to the role that owns the table.  They
+-- check that the calling role owns the table (or is a superuser).
+CREATE FUNCTION presence.mirror(target regclass, id_column name,
+								online_column name DEFAULT NULL,
+								last_active_column name DEFAULT NULL,
+								status_column name DEFAULT NULL)
+	RETURNS void
+	AS 'MODULE_PATHNAME', 'presence_mirror'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION presence.unmirror(target regclass)
+	RETURNS boolean
+	AS 'MODULE_PATHNAME', 'presence_unmirror'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+REVOKE EXECUTE ON FUNCTION
+	presence.mirror(regclass, name, name, name, name),
+	presence.unmirror(regclass)
+	FROM PUBLIC;
+
+-- A dropped table's mirror goes with it.  SECURITY DEFINER: whoever drops a
+-- table may not write presence.mirrors.
+CREATE FUNCTION presence._mirrors_dropped()
+	RETURNS event_trigger
+	AS 'MODULE_PATHNAME', 'presence_mirrors_dropped'
+	LANGUAGE C SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+REVOKE EXECUTE ON FUNCTION presence._mirrors_dropped() FROM PUBLIC;
+CREATE EVENT TRIGGER presence_mirrors_dropped ON sql_drop
+	EXECUTE FUNCTION presence._mirrors_dropped();

@@ -152,6 +152,9 @@ typedef enum PresenceEvent
 	EVENT_USER_LIMIT,			/* presence.max_sessions_per_user */
 	EVENT_MEMBERSHIPS_FULL,		/* joins refused: presence.max_memberships */
 	EVENT_CHANNEL_LIMIT,		/* presence.max_channels_per_session */
+	EVENT_MIRROR_FAILED,		/* a mirror not written in a fold */
+	EVENT_MIRROR_SKIPPED,		/* users a mirror could not write */
+	EVENT_MIRROR_REMOVED,		/* the mirror of a table that is gone */
 	PRESENCE_EVENTS
 } PresenceEvent;
 
