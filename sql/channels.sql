@@ -19,6 +19,18 @@ SELECT presence.join(channel => 'room:1', user_id => 'bob', meta => '{"typing": 
 SELECT user_id, status, sessions, metas FROM presence.members('room:1') ORDER BY user_id;
 SELECT presence.occupancy('room:1');
 
+-- metas holds one entry per session however many: 40 sessions, every third
+-- without meta, make an array that reads back as written.
+SELECT count(presence.join('room:many', 'mo', 's' || i,
+                           CASE WHEN i % 3 <> 0 THEN jsonb_build_object('i', i, 'pad', repeat('x', i)) END))
+  FROM generate_series(1, 40) i;
+SELECT sessions, jsonb_array_length(metas) AS length, metas->0 AS first, metas->2 AS third,
+       metas->38 AS thirty_ninth, metas @> '[{"i": 40}]' AS has_40,
+       metas::text::jsonb = metas AS reparsed_equal,
+       (SELECT array_agg(coalesce(m->>'i', '-') ORDER BY n) FROM jsonb_array_elements(metas) WITH ORDINALITY AS e(m, n)) AS order_kept
+  FROM presence.members('room:many');
+SELECT count(presence.disconnect('mo', 's' || i)) FROM generate_series(1, 40) i;
+
 -- Joining again: meta is replaced when given, kept when not.
 SELECT presence.join('room:1', 'amy', 'phone');
 SELECT metas FROM presence.members('room:1') WHERE user_id = 'amy';

@@ -42,6 +42,8 @@ typedef struct MemberKey
 StaticAssertDecl(offsetof(PresenceMember, channel) == 0 &&
 				 offsetof(PresenceMember, user) == sizeof(void *),
 				 "a member's key comes first");
+StaticAssertDecl(sizeof(PresenceMember) <= 96 && sizeof(PresenceMembership) <= 56,
+				 "shared memory per membership is counted on these sizes");
 
 static uint32 channel_key_hash(const void *key, Size keysize);
 static int	channel_key_match(const void *key1, const void *key2, Size keysize);

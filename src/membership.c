@@ -47,13 +47,16 @@ same_jsonb(const void *a, const void *b)
 /*
  * Replaces a membership's meta.  Returns false when there is no memory for
  * it; *changed says whether it differs from the meta it had, in which case
- * the worker announces it as an update.
+ * the worker announces it as an update.  A meta no larger than the one it
+ * replaces (a flag flipped, say) is written over it: whoever reads it holds
+ * the partition's lock, and the string area's allocator, whose locks every
+ * backend shares, is left alone.
  */
 static bool
 membership_set_meta(PresencePartition *part, PresenceMembership *ms,
 					const void *meta, TimestampTz now, bool *changed)
 {
-	const void *old = DsaPointerIsValid(ms->meta_dp) ?
+	void	   *old = DsaPointerIsValid(ms->meta_dp) ?
 		registry_address(ms->meta_dp) : NULL;
 	const void *copy;
 	dsa_pointer dp;
@@ -61,11 +64,16 @@ membership_set_meta(PresencePartition *part, PresenceMembership *ms,
 	*changed = old == NULL || !same_jsonb(old, meta);
 	if (!*changed)
 		return true;
-	dp = registry_store_jsonb(meta, &copy);
-	if (!DsaPointerIsValid(dp))
-		return false;
-	registry_free_string(ms->meta_dp);
-	ms->meta_dp = dp;
+	if (old != NULL && VARSIZE(meta) <= VARSIZE(old))
+		memcpy(old, meta, VARSIZE(meta));
+	else
+	{
+		dp = registry_store_jsonb(meta, &copy);
+		if (!DsaPointerIsValid(dp))
+			return false;
+		registry_free_string(ms->meta_dp);
+		ms->meta_dp = dp;
+	}
 	ms->update_pending = true;
 	ms->member->dirty = true;
 	member_mark_changed(part, ms->member, now);

@@ -21,6 +21,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
@@ -87,29 +88,23 @@ typedef struct Columns
 } Columns;
 
 /*
- * Whether the extension's tables are version 1.1's, with memberships.  A
- * database may still be at 1.0 until ALTER EXTENSION presence UPDATE; the
- * worker and the flusher then write what 1.0 has.  Read with a snapshot of
- * its own, after whatever the caller read before: a journal row with
- * members seen then was written after the update committed.
+ * Whether the extension's tables are version 1.1's, with memberships: the
+ * journal has their columns.  A database may still be at 1.0 until ALTER
+ * EXTENSION presence UPDATE; the worker and the flusher then write what 1.0
+ * has.  Read from the catalog caches, which a transaction's start and each
+ * lock taken bring up to date: the update adds the columns under a lock on
+ * the journal that the worker's append and the flusher's read of it wait
+ * for, so a journal row with members is never read as 1.0's.
  */
 bool
 persist_has_memberships(void)
 {
-	static SPIPlanPtr plan = NULL;
-	bool		isnull;
-	Datum		version;
+	Oid			schema = get_namespace_oid("presence", true);
+	Oid			journal = OidIsValid(schema) ?
+		get_relname_relid("journal", schema) : InvalidOid;
 
-	run(prepare(&plan,
-				"SELECT e.extversion OPERATOR(pg_catalog.<>) '1.0'"
-				" FROM pg_catalog.pg_extension e"
-				" WHERE e.extname OPERATOR(pg_catalog.=) 'presence'", 0, NULL),
-		NULL, SPI_OK_SELECT);
-	if (SPI_processed != 1)
-		return false;
-	version = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-							&isnull);
-	return !isnull && DatumGetBool(version);
+	return OidIsValid(journal) &&
+		get_attnum(journal, "member_channels") != InvalidAttrNumber;
 }
 
 static void

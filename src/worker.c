@@ -41,6 +41,15 @@
 /* Seconds the postmaster waits before starting a worker that failed. */
 #define WORKER_RESTART_SECONDS	5
 
+/*
+ * A tick has a cost of its own (a transaction, its statements, the commit,
+ * signalling the listeners), whatever it announces.  Under a stream of
+ * calls, each waking the worker, a tick starts at least this long after the
+ * last one started, so that one transaction takes all that came meanwhile.
+ * A change made while the worker was idle still goes out at once.
+ */
+#define MIN_TICK_SPACING_USEC	2000
+
 /* Set in the worker and the flusher: the tables' own writers. */
 bool		presence_writer = false;
 
@@ -316,6 +325,8 @@ presence_writer_start(void)
 void
 presence_worker_main(Datum main_arg)
 {
+	TimestampTz last_tick_start = 0;
+
 	presence_writer_start();
 
 	SpinLockAcquire(&presence_shared->mutex);
@@ -345,7 +356,14 @@ presence_worker_main(Datum main_arg)
 		if (RecoveryInProgress())
 			pgstat_report_activity(STATE_IDLE, "waiting for promotion");
 		else
+		{
+			int64		since = GetCurrentTimestamp() - last_tick_start;
+
+			if (since >= 0 && since < MIN_TICK_SPACING_USEC)
+				pg_usleep(MIN_TICK_SPACING_USEC - since);
+			last_tick_start = GetCurrentTimestamp();
 			worker_work(false);
+		}
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 presence_sweep_interval_ms, PG_WAIT_EXTENSION);
