@@ -36,7 +36,7 @@ PG_CPPFLAGS = -I$(srcdir)/src
 # every fmgr entry point and callback would trip.
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Werror
 
-REGRESS = setup api validation visibility limits channels privileges
+REGRESS = setup api validation visibility limits channels mirror privileges
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/presence.conf \
 	--use-existing
 
