@@ -110,6 +110,46 @@ SELECT DISTINCT who, superuser,
        session_who = (SELECT rolname FROM pg_roles WHERE oid = 10) AS session_is_the_flusher
   FROM app.writes;
 
+-- What the table's owner's code cannot do in the flusher: the security
+-- restricted operation forbids changing role or leaving state behind, and
+-- the superuser's privileges are not there to use.
+SET ROLE mirror_owner;
+CREATE TABLE app.probe (id bigint PRIMARY KEY, online boolean);
+INSERT INTO app.probe VALUES (1, false);
+CREATE TABLE app.probe_log (attempt text, outcome text);
+CREATE FUNCTION app.probe() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  superuser text := quote_ident((SELECT rolname FROM pg_catalog.pg_roles WHERE oid = 10));
+  attempts text[][] := ARRAY[
+    ['SET ROLE to the superuser', 'SET ROLE ' || superuser],
+    ['SET SESSION AUTHORIZATION', 'SET SESSION AUTHORIZATION ' || superuser],
+    ['RESET ROLE', 'RESET ROLE'],
+    ['a temporary table', 'CREATE TEMP TABLE probe_temp ()'],
+    ['LISTEN', 'LISTEN probe'],
+    ['read presence.sessions', 'SELECT count(*) FROM presence.sessions'],
+    ['read a server file', 'SELECT pg_catalog.pg_read_file(''postgresql.conf'')'],
+    ['who am I', 'SELECT 1 WHERE current_user = ''mirror_owner'' AND NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)']];
+BEGIN
+  FOR i IN 1 .. array_length(attempts, 1) LOOP
+    BEGIN
+      EXECUTE attempts[i][2];
+      INSERT INTO app.probe_log VALUES (attempts[i][1], 'done');
+    EXCEPTION WHEN OTHERS THEN
+      INSERT INTO app.probe_log VALUES (attempts[i][1], SQLSTATE || ': ' || SQLERRM);
+    END;
+  END LOOP;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER probe BEFORE UPDATE ON app.probe
+  FOR EACH ROW EXECUTE FUNCTION app.probe();
+SELECT presence.mirror('app.probe', 'id', 'online');
+RESET ROLE;
+SELECT presence.connect('1');
+SELECT wait_until($$SELECT count(*) > 0 FROM app.probe_log$$);
+SELECT * FROM app.probe_log;
+SELECT online FROM app.probe;
+SELECT presence.unmirror('app.probe'), presence.disconnect('1');
+
 -- Invisible: offline, and the last activity stays what it was.
 SELECT "lastActive" AS before FROM app.users WHERE id = 7 \gset
 SELECT presence.heartbeat('7', 'phone');

@@ -594,8 +594,9 @@ get_bool(HeapTuple tuple, TupleDesc desc, int col)
 }
 
 /*
- * Loads the registry from the tables: invisible users and users not known
- * to be offline, then the sessions of users that have a row.  The worker
+ * Loads the registry from the tables: invisible users, users not known to
+ * be offline, and users with sessions (shown offline for
+ * presence.offline_after), then the sessions of users that have a row.  The worker
  * writes a user's row no later than the tick after its session's, and a
  * restore copies presence.sessions before presence.users: a session whose
  * user has no row yet waits for the next load, because its user may be
@@ -677,9 +678,11 @@ persist_load(TimestampTz now, bool with_members)
 	persist_flush(false);
 	CommandCounterIncrement();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	room = load_rows("SELECT user_id, status, last_active, visible"
-					 " FROM presence.users"
-					 " WHERE NOT visible OR status OPERATOR(pg_catalog.<>) 'offline'",
+	room = load_rows("SELECT u.user_id, u.status, u.last_active, u.visible"
+					 " FROM presence.users u"
+					 " WHERE NOT u.visible OR u.status OPERATOR(pg_catalog.<>) 'offline'"
+					 " OR EXISTS (SELECT FROM presence.sessions s"
+					 " WHERE s.user_id OPERATOR(pg_catalog.=) u.user_id)",
 					 load_user_row, now) &&
 		load_rows("SELECT s.user_id, s.session_id, s.connected_at,"
 				  " s.meta::pg_catalog.text, s.bound"

@@ -34,6 +34,7 @@ extern int	presence_idle_timeout_ms;
 extern int	presence_reconnect_grace_ms;
 extern int	presence_sweep_interval_ms;
 extern int	presence_flush_interval_ms;
+extern int	presence_offline_after_ms;
 extern char *presence_channel;
 
 /* Status model (status.c) */
@@ -41,7 +42,10 @@ typedef enum PresenceStatus
 {
 	PRESENCE_OFFLINE = 0,
 	PRESENCE_AWAY,
-	PRESENCE_ONLINE
+	PRESENCE_ONLINE,
+	PRESENCE_INACTIVE			/* live sessions but no activity for
+								 * presence.offline_after: others see
+								 * offline (never stored or announced) */
 } PresenceStatus;
 
 extern const char *presence_status_name(PresenceStatus status);

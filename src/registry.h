@@ -85,7 +85,8 @@ typedef struct PresenceUser
 	PresenceUserKey key;		/* must be first */
 	char		id_inline[USER_INLINE_BYTES];
 	TimestampTz last_active;
-	WheelTimer	idle_timer;		/* while online */
+	WheelTimer	idle_timer;		/* while online, or away with
+								 * presence.offline_after */
 	PresenceStatus status;		/* true status, frozen during grace */
 	int			nsessions;		/* live sessions */
 	bool		in_active;		/* on the partition's active list */
@@ -437,6 +438,10 @@ extern bool status_last_session_ended(PresencePartition *part,
 									  PresenceUser *user, TimestampTz now);
 extern void status_shown(PresenceUser *user);
 extern void status_sweep(PresencePartition *part, TimestampTz now);
+extern void status_file_timer(PresencePartition *part, PresenceUser *user,
+							  TimestampTz last_active);
+extern void status_timeouts_changed(PresencePartition *part,
+									PresenceUser *user, TimestampTz now);
 
 /* What one worker tick takes out of the registry, in worker memory. */
 typedef struct PresenceUserRow

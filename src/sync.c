@@ -396,8 +396,9 @@ registry_load_session(const char *user_id, const char *session_id,
 
 /*
  * Settles the status of every user loaded since the last call: with
- * sessions back, away if the table said so, else online; without, offline
- * after the reconnect grace if it was online or away.  Users whose status
+ * sessions back, away if the table said so, inactive if it said offline
+ * (presence.offline_after hid them), else online; without, offline after
+ * the reconnect grace if it was online or away.  Users whose status
  * as seen differs from what the table said go to the worker, to announce.
  */
 void
@@ -418,7 +419,15 @@ registry_load_finish(TimestampTz now)
 			u->loading = false;
 			status_unsteady(u);
 			if (u->nsessions > 0 && u->visible && u->notified == PRESENCE_AWAY)
+			{
+				/* Written when they went away: their last activity is exact. */
 				u->status = PRESENCE_AWAY;
+				status_file_timer(part, u, u->last_active);
+			}
+			else if (u->nsessions > 0 && u->visible &&
+					 u->notified == PRESENCE_OFFLINE &&
+					 presence_offline_after_ms > 0)
+				u->status = PRESENCE_INACTIVE;	/* for offline_after */
 			else if (u->nsessions > 0)
 			{
 				/*
@@ -428,8 +437,7 @@ registry_load_finish(TimestampTz now)
 				 * down.
 				 */
 				u->status = PRESENCE_ONLINE;
-				wheel_file(&part->idle, &u->idle_timer,
-						   now + (int64) presence_idle_timeout_ms * 1000);
+				status_file_timer(part, u, now);
 			}
 			else if (u->notified != PRESENCE_OFFLINE)
 			{
@@ -457,6 +465,8 @@ registry_load_finish(TimestampTz now)
 void
 registry_refile_timers(void)
 {
+	TimestampTz now = GetCurrentTimestamp();
+
 	for (int i = 0; i < PRESENCE_PARTITIONS; i++)
 	{
 		PresencePartition *part = &presence_shared->partitions[i];
@@ -468,10 +478,7 @@ registry_refile_timers(void)
 			PresenceUser *u = dlist_container(PresenceUser, member_node, uiter.cur);
 			dlist_iter	siter;
 
-			if (wheel_filed(&u->idle_timer))
-				wheel_file(&part->idle, &u->idle_timer,
-						   status_sync_last_active(u) +
-						   (int64) presence_idle_timeout_ms * 1000);
+			status_timeouts_changed(part, u, now);
 			dlist_foreach(siter, &u->sessions)
 			{
 				PresenceSession *s = dlist_container(PresenceSession, user_node,
