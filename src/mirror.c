@@ -390,9 +390,13 @@ write_rows(const MirrorTarget *t, MirrorRows *rows)
 		w.n++;
 	}
 	write_range(&w, 0, w.n);
-	if (w.skipped > 0)
+	if (w.skipped == 1)
 		event_record(EVENT_MIRROR_SKIPPED, w.skip_sqlerrcode,
-					 psprintf("%s: %d users not written, the latest: %s",
+					 psprintf("%s refused the row of user %s", t->table,
+							  w.skip_message));
+	else if (w.skipped > 1)
+		event_record(EVENT_MIRROR_SKIPPED, w.skip_sqlerrcode,
+					 psprintf("%s refused %d rows, the latest of user %s",
 							  t->table, w.skipped, w.skip_message));
 }
 
