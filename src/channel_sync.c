@@ -24,17 +24,6 @@
 
 #include "registry.h"
 
-#define GROW(batch, arr, n, max) \
-	do { \
-		if ((batch)->n >= (batch)->max) \
-		{ \
-			(batch)->max = Max(64, (batch)->max * 2); \
-			(batch)->arr = (batch)->arr ? \
-				repalloc_huge((batch)->arr, sizeof(*(batch)->arr) * (batch)->max) : \
-				palloc_extended(sizeof(*(batch)->arr) * (batch)->max, MCXT_ALLOC_HUGE); \
-		} \
-	} while (0)
-
 /* A membership's meta as JSON text, or NULL. */
 static char *
 meta_text(const PresenceMembership *ms)
@@ -64,7 +53,7 @@ add_change(PresenceBatch *batch, PresenceChangeKind kind, PresenceMember *m,
 {
 	PresenceChange *change;
 
-	GROW(batch, changes, nchanges, maxchanges);
+	BATCH_GROW(batch, changes, nchanges, maxchanges);
 	change = &batch->changes[batch->nchanges++];
 	memset(change, 0, sizeof(*change));
 	change->kind = kind;
@@ -173,7 +162,7 @@ add_rows(PresenceBatch *batch, PresenceMember *m)
 
 	if (m->nlive == 0)
 	{
-		GROW(batch, members, nmembers, maxmembers);
+		BATCH_GROW(batch, members, nmembers, maxmembers);
 		row = &batch->members[batch->nmembers++];
 		row->channel = pstrdup(m->channel->name);
 		row->user_id = pstrdup(m->user->key.user);
@@ -187,7 +176,7 @@ add_rows(PresenceBatch *batch, PresenceMember *m)
 		PresenceMembership *ms = slist_container(PresenceMembership,
 												 member_node, iter.cur);
 
-		GROW(batch, members, nmembers, maxmembers);
+		BATCH_GROW(batch, members, nmembers, maxmembers);
 		row = &batch->members[batch->nmembers++];
 		row->channel = pstrdup(m->channel->name);
 		row->user_id = pstrdup(m->user->key.user);

@@ -108,6 +108,39 @@ find_membership(RegistryLookup *l, PresenceSession *s, PresenceId channel,
 }
 
 /*
+ * Takes the user's partition lock, exclusively, and finds the session and
+ * its membership in the channel (NULL if none).
+ */
+static PresenceMembership *
+lock_membership(RegistryLookup *l, PresenceId channel, PresenceId user,
+				PresenceId session, PresenceSession **s, PresenceMember **m)
+{
+	registry_lookup_init(l, user.data, user.len, session.data, session.len);
+	LWLockAcquire(l->lock, LW_EXCLUSIVE);
+	*s = registry_find_session(l);
+	return find_membership(l, *s, channel, m);
+}
+
+/*
+ * A member session's meta replaced, if one is given, and activity on the
+ * session: a join again, or an update.  False when there is no memory for
+ * the meta; *wake says whether the worker has something to announce.
+ */
+static bool
+refresh_membership(RegistryLookup *l, PresenceSession *s,
+				   PresenceMembership *ms, const void *meta, bool *wake)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	bool		changed = false;
+
+	if (meta != NULL && !membership_set_meta(l->part, ms, meta, now, &changed))
+		return false;
+	*wake = registry_session_alive(l->part, s, now, true) ||
+		(changed && ms->member->notified);
+	return true;
+}
+
+/*
  * A join that adds a membership, and opens the session if it is not live.
  * The caller holds the user's partition lock exclusively.  Everything that
  * may not fit is taken first: a membership from the pool, storage for the
@@ -237,31 +270,18 @@ try_join(PresenceId channel, PresenceId user, PresenceId session,
 	PresenceSession *s;
 	PresenceMember *m;
 	PresenceMembership *ms;
-	TimestampTz now;
 	JoinResult	result = JOIN_DONE;
 	bool		wake = false;
 
-	registry_lookup_init(&l, user.data, user.len, session.data, session.len);
-	LWLockAcquire(l.lock, LW_EXCLUSIVE);
-	now = GetCurrentTimestamp();
-	s = registry_find_session(&l);
-	ms = find_membership(&l, s, channel, &m);
-	if (ms != NULL)
+	ms = lock_membership(&l, channel, user, session, &s, &m);
+	if (ms == NULL)
+		result = join_new(&l, s, channel, meta, GetCurrentTimestamp(), full,
+						  &wake);
+	else if (!refresh_membership(&l, s, ms, meta, &wake))
 	{
-		/* Already a member: new meta if given, and activity. */
-		bool		changed = false;
-
-		if (meta != NULL && !membership_set_meta(l.part, ms, meta, now, &changed))
-		{
-			*full = REGISTRY_FULL_MEMORY;
-			result = JOIN_FULL;
-		}
-		else
-			wake = registry_session_alive(l.part, s, now, true) ||
-				(changed && m->notified);
+		*full = REGISTRY_FULL_MEMORY;
+		result = JOIN_FULL;
 	}
-	else
-		result = join_new(&l, s, channel, meta, now, full, &wake);
 	registry_release(l.lock, wake);
 	return result;
 }
@@ -310,10 +330,7 @@ registry_leave(PresenceId channel, PresenceId user, PresenceId session)
 	PresenceMembership *ms;
 	bool		wake = false;
 
-	registry_lookup_init(&l, user.data, user.len, session.data, session.len);
-	LWLockAcquire(l.lock, LW_EXCLUSIVE);
-	s = registry_find_session(&l);
-	ms = find_membership(&l, s, channel, &m);
+	ms = lock_membership(&l, channel, user, session, &s, &m);
 	if (ms != NULL)
 		wake = membership_end(l.part, ms, GetCurrentTimestamp());
 	registry_release(l.lock, wake);
@@ -332,23 +349,12 @@ registry_update(PresenceId channel, PresenceId user, PresenceId session,
 	PresenceSession *s;
 	PresenceMember *m;
 	PresenceMembership *ms;
-	TimestampTz now;
-	bool		changed = false;
 	bool		wake = false;
 	bool		room = true;
 
-	registry_lookup_init(&l, user.data, user.len, session.data, session.len);
-	LWLockAcquire(l.lock, LW_EXCLUSIVE);
-	now = GetCurrentTimestamp();
-	s = registry_find_session(&l);
-	ms = find_membership(&l, s, channel, &m);
+	ms = lock_membership(&l, channel, user, session, &s, &m);
 	if (ms != NULL)
-	{
-		room = membership_set_meta(l.part, ms, meta, now, &changed);
-		if (room)
-			wake = registry_session_alive(l.part, s, now, true) ||
-				(changed && m->notified);
-	}
+		room = refresh_membership(&l, s, ms, meta, &wake);
 	registry_release(l.lock, wake);
 	if (!room)
 		registry_report_full(REGISTRY_FULL_MEMORY);

@@ -518,6 +518,18 @@ typedef struct PresenceBatch
 	bool		urgent;			/* a privacy choice: fold it at once */
 } PresenceBatch;
 
+/* Makes room for one more element of one of a batch's arrays. */
+#define BATCH_GROW(batch, arr, n, max) \
+	do { \
+		if ((batch)->n >= (batch)->max) \
+		{ \
+			(batch)->max = Max(64, (batch)->max * 2); \
+			(batch)->arr = (batch)->arr ? \
+				repalloc_huge((batch)->arr, sizeof(*(batch)->arr) * (batch)->max) : \
+				palloc_extended(sizeof(*(batch)->arr) * (batch)->max, MCXT_ALLOC_HUGE); \
+		} \
+	} while (0)
+
 /* registry.c */
 extern void registry_attach(void);
 

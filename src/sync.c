@@ -17,17 +17,6 @@
 
 #include "registry.h"
 
-#define GROW(batch, arr, n, max) \
-	do { \
-		if ((batch)->n >= (batch)->max) \
-		{ \
-			(batch)->max = Max(64, (batch)->max * 2); \
-			(batch)->arr = (batch)->arr ? \
-				repalloc_huge((batch)->arr, sizeof(*(batch)->arr) * (batch)->max) : \
-				palloc_extended(sizeof(*(batch)->arr) * (batch)->max, MCXT_ALLOC_HUGE); \
-		} \
-	} while (0)
-
 static void
 batch_add_user(PresenceBatch *batch, PresenceUser *u)
 {
@@ -41,7 +30,7 @@ batch_add_user(PresenceBatch *batch, PresenceUser *u)
 	if (u->visible_changed)
 		batch->urgent = true;
 	u->visible_changed = false;
-	GROW(batch, users, nusers, maxusers);
+	BATCH_GROW(batch, users, nusers, maxusers);
 	row = &batch->users[batch->nusers++];
 	row->user_id = pstrdup(u->key.user);
 	row->status = status_as_seen(u);
@@ -56,12 +45,12 @@ batch_add_session(PresenceBatch *batch, PresenceSession *s, bool delete)
 
 	if (delete)
 	{
-		GROW(batch, deletes, ndeletes, maxdeletes);
+		BATCH_GROW(batch, deletes, ndeletes, maxdeletes);
 		row = &batch->deletes[batch->ndeletes++];
 	}
 	else
 	{
-		GROW(batch, upserts, nupserts, maxupserts);
+		BATCH_GROW(batch, upserts, nupserts, maxupserts);
 		row = &batch->upserts[batch->nupserts++];
 	}
 	row->user_id = pstrdup(s->key.user);
@@ -81,7 +70,7 @@ batch_add_change(PresenceBatch *batch, PresenceUser *u)
 
 	if (seen == u->notified)
 		return;
-	GROW(batch, changes, nchanges, maxchanges);
+	BATCH_GROW(batch, changes, nchanges, maxchanges);
 	change = &batch->changes[batch->nchanges++];
 	memset(change, 0, sizeof(*change));
 	change->kind = CHANGE_STATUS;
