@@ -149,6 +149,29 @@ user_columns(PresenceBatch *batch, Datum *args)
 }
 
 /*
+ * The status messages of a batch's users (1.1), beside user_columns': the
+ * text or NULL, and when it expires or NULL.
+ */
+static void
+message_columns(PresenceBatch *batch, Datum *args)
+{
+	Columns		cols;
+
+	columns_init(&cols, 2, batch->nusers);
+	for (int i = 0; i < batch->nusers; i++)
+	{
+		PresenceUserRow *row = &batch->users[i];
+
+		cols.nulls[0][i] = row->message == NULL;
+		cols.values[0][i] = row->message ? CStringGetTextDatum(row->message) : (Datum) 0;
+		cols.nulls[1][i] = row->message_expires == 0;
+		cols.values[1][i] = TimestampTzGetDatum(row->message_expires);
+	}
+	args[0] = column(&cols, 0, TEXTOID);
+	args[1] = column(&cols, 1, TIMESTAMPTZOID);
+}
+
+/*
  * The sessions of a batch, written and ended, as 6 arrays: user id, session
  * id, connected_at, meta, bound, ended.
  */
@@ -224,13 +247,13 @@ journal_append(PresenceBatch *batch)
 	static SPIPlanPtr plan_1_0 = NULL;
 	static SPIPlanPtr plan = NULL;
 	static int64 last_tick = 0;
-	Oid			types[16] = {INT8OID,
+	Oid			types[18] = {INT8OID,
 		TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, BOOLARRAYOID,
 		TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, TEXTARRAYOID,
 		BOOLARRAYOID, BOOLARRAYOID,
 		TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, JSONBARRAYOID,
-	TIMESTAMPTZARRAYOID};
-	Datum		args[16];
+		TIMESTAMPTZARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID};
+	Datum		args[18];
 
 	last_tick = Max(last_tick + 1, GetCurrentTimestamp());
 	args[0] = Int64GetDatum(last_tick);
@@ -249,15 +272,17 @@ journal_append(PresenceBatch *batch)
 		return;
 	}
 	member_columns(batch, &args[11]);
+	message_columns(batch, &args[16]);
 	run(prepare(&plan,
 				"INSERT INTO presence.journal (tick, user_ids, user_statuses,"
 				" user_last_active, user_visible, session_users, session_ids,"
 				" session_connected_at, session_meta, session_bound,"
 				" session_ended, member_channels, member_users,"
-				" member_sessions, member_metas, member_joined_at) VALUES"
+				" member_sessions, member_metas, member_joined_at,"
+				" user_status_messages, user_message_expires) VALUES"
 				" ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
-				" $14, $15, $16)",
-				16, types),
+				" $14, $15, $16, $17, $18)",
+				18, types),
 		args, SPI_OK_INSERT);
 }
 
@@ -334,37 +359,44 @@ fold_memberships(Datum *last)
  * returns the rows it wrote, for the mirrors.
  */
 static SPIPlanPtr
-users_fold_plan(bool returning)
+users_fold_plan(bool version_1_1, bool returning)
 {
-	static SPIPlanPtr plans[2] = {NULL, NULL};
+	static SPIPlanPtr plans[2][2] = {{NULL, NULL}, {NULL, NULL}};
 	Oid			type = INT8OID;
 	StringInfoData sql;
 
-	if (plans[returning])
-		return plans[returning];
+	if (plans[version_1_1][returning])
+		return plans[version_1_1][returning];
 	initStringInfo(&sql);
-	appendStringInfoString(&sql,
-						   "INSERT INTO presence.users AS u"
-						   " (user_id, is_online, status, last_active, visible)"
-						   " SELECT DISTINCT ON (e.user_id COLLATE pg_catalog.\"C\")"
-						   " e.user_id, e.status OPERATOR(pg_catalog.<>) 'offline',"
-						   " e.status, e.last_active, e.visible"
-						   " FROM presence.journal j, ROWS FROM ("
-						   " pg_catalog.unnest(j.user_ids),"
-						   " pg_catalog.unnest(j.user_statuses),"
-						   " pg_catalog.unnest(j.user_last_active),"
-						   " pg_catalog.unnest(j.user_visible))"
-						   " AS e(user_id, status, last_active, visible)"
-						   " WHERE j.tick OPERATOR(pg_catalog.<=) $1"
-						   " ORDER BY e.user_id COLLATE pg_catalog.\"C\", j.tick DESC"
-						   " ON CONFLICT (user_id) DO UPDATE SET"
-						   " is_online = excluded.is_online, status = excluded.status,"
-						   " last_active = COALESCE(excluded.last_active, u.last_active),"
-						   " visible = excluded.visible");
+	appendStringInfo(&sql,
+					 "INSERT INTO presence.users AS u"
+					 " (user_id, is_online, status, last_active, visible%s)"
+					 " SELECT DISTINCT ON (e.user_id COLLATE pg_catalog.\"C\")"
+					 " e.user_id, e.status OPERATOR(pg_catalog.<>) 'offline',"
+					 " e.status, e.last_active, e.visible%s"
+					 " FROM presence.journal j, ROWS FROM ("
+					 " pg_catalog.unnest(j.user_ids),"
+					 " pg_catalog.unnest(j.user_statuses),"
+					 " pg_catalog.unnest(j.user_last_active),"
+					 " pg_catalog.unnest(j.user_visible)%s)"
+					 " AS e(user_id, status, last_active, visible%s)"
+					 " WHERE j.tick OPERATOR(pg_catalog.<=) $1"
+					 " ORDER BY e.user_id COLLATE pg_catalog.\"C\", j.tick DESC"
+					 " ON CONFLICT (user_id) DO UPDATE SET"
+					 " is_online = excluded.is_online, status = excluded.status,"
+					 " last_active = COALESCE(excluded.last_active, u.last_active),"
+					 " visible = excluded.visible%s",
+					 version_1_1 ? ", status_message, status_message_expires_at" : "",
+					 version_1_1 ? ", e.status_message, e.expires_at" : "",
+					 version_1_1 ? ", pg_catalog.unnest(j.user_status_messages),"
+					 " pg_catalog.unnest(j.user_message_expires)" : "",
+					 version_1_1 ? ", status_message, expires_at" : "",
+					 version_1_1 ? ", status_message = excluded.status_message,"
+					 " status_message_expires_at = excluded.status_message_expires_at" : "");
 	if (returning)
 		appendStringInfoString(&sql,
 							   " RETURNING u.user_id, u.status, u.last_active, u.visible");
-	return prepare(&plans[returning], sql.data, 1, &type);
+	return prepare(&plans[version_1_1][returning], sql.data, 1, &type);
 }
 
 /*
@@ -404,12 +436,12 @@ fold(Datum *last, bool version_1_1, MirrorRows *changed)
 
 	if (changed)
 	{
-		run(users_fold_plan(true), last, SPI_OK_INSERT_RETURNING);
+		run(users_fold_plan(version_1_1, true), last, SPI_OK_INSERT_RETURNING);
 		mirror_rows_from_spi(changed);
 		SPI_freetuptable(SPI_tuptable);
 	}
 	else
-		run(users_fold_plan(false), last, SPI_OK_INSERT);
+		run(users_fold_plan(version_1_1, false), last, SPI_OK_INSERT);
 	run(prepare(&sessions_plan,
 				"WITH latest AS ("
 				" SELECT DISTINCT ON (e.user_id COLLATE pg_catalog.\"C\","
@@ -595,8 +627,9 @@ get_bool(HeapTuple tuple, TupleDesc desc, int col)
 
 /*
  * Loads the registry from the tables: invisible users, users not known to
- * be offline, and users with sessions (shown offline for
- * presence.offline_after), then the sessions of users that have a row.  The worker
+ * be offline, users with sessions (shown offline for
+ * presence.offline_after) and users with a status message (1.1), then the
+ * sessions of users that have a row.  The worker
  * writes a user's row no later than the tick after its session's, and a
  * restore copies presence.sessions before presence.users: a session whose
  * user has no row yet waits for the next load, because its user may be
@@ -610,11 +643,14 @@ load_user_row(HeapTuple t, TupleDesc d, TimestampTz now)
 {
 	char	   *status_name = SPI_getvalue(t, d, 2);
 	PresenceStatus status = PRESENCE_OFFLINE;
+	bool		version_1_1 = d->natts > 4;
 
 	if (status_name)
 		presence_status_parse(status_name, &status);
 	return registry_load_user(SPI_getvalue(t, d, 1), status,
-							  get_timestamp(t, d, 3), get_bool(t, d, 4));
+							  get_timestamp(t, d, 3), get_bool(t, d, 4),
+							  version_1_1 ? SPI_getvalue(t, d, 5) : NULL,
+							  version_1_1 ? get_timestamp(t, d, 6) : 0, now);
 }
 
 /* Loads one row of presence.sessions; false when the registry is full. */
@@ -678,7 +714,15 @@ persist_load(TimestampTz now, bool with_members)
 	persist_flush(false);
 	CommandCounterIncrement();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	room = load_rows("SELECT u.user_id, u.status, u.last_active, u.visible"
+	room = load_rows(with_members ?
+					 "SELECT u.user_id, u.status, u.last_active, u.visible,"
+					 " u.status_message, u.status_message_expires_at"
+					 " FROM presence.users u"
+					 " WHERE NOT u.visible OR u.status OPERATOR(pg_catalog.<>) 'offline'"
+					 " OR u.status_message IS NOT NULL"
+					 " OR EXISTS (SELECT FROM presence.sessions s"
+					 " WHERE s.user_id OPERATOR(pg_catalog.=) u.user_id)" :
+					 "SELECT u.user_id, u.status, u.last_active, u.visible"
 					 " FROM presence.users u"
 					 " WHERE NOT u.visible OR u.status OPERATOR(pg_catalog.<>) 'offline'"
 					 " OR EXISTS (SELECT FROM presence.sessions s"

@@ -22,6 +22,7 @@
 #define PRESENCE_MAX_ID_BYTES		256
 #define PRESENCE_MAX_META_BYTES		1024
 #define PRESENCE_DEFAULT_SESSION	"default"
+#define PRESENCE_MAX_MESSAGE_CHARS	140		/* a status message */
 
 /* Settings (presence.c) */
 extern char *presence_database;
@@ -64,6 +65,8 @@ typedef struct PresenceUserView
 	PresenceStatus status;
 	TimestampTz last_active;	/* 0 when unknown or hidden */
 	int			sessions;
+	const char *status_message; /* NULL when none or hidden; valid during
+								 * the call it is passed to */
 } PresenceUserView;
 
 /* Registry: shared memory (registry.c) */
@@ -81,6 +84,9 @@ extern bool registry_heartbeat(PresenceId user, PresenceId session, bool active)
 extern bool registry_disconnect(PresenceId user, PresenceId session);
 extern void registry_end_owned_session(PresenceId user, PresenceId session);
 extern void registry_set_visible(PresenceId user, bool visible);
+extern void registry_set_message(PresenceId user, const char *text, int len,
+								 TimestampTz expires_at);
+extern char *registry_message(PresenceId user);
 extern bool registry_lookup_user(PresenceId user, PresenceUserView *view,
 								 bool *hidden);
 

@@ -36,6 +36,8 @@ batch_add_user(PresenceBatch *batch, PresenceUser *u)
 	row->status = status_as_seen(u);
 	row->last_active = u->last_active;
 	row->visible = u->visible;
+	row->message = u->message ? pstrdup(u->message->text) : NULL;
+	row->message_expires = u->message ? u->message->expires_at : 0;
 }
 
 static void
@@ -109,6 +111,7 @@ sweep_partition(PresencePartition *part, TimestampTz now)
 	wheel_expire(&part->timeouts, now, timeout_due, part);
 	member_grace_sweep(part, now);
 	status_sweep(part, now);
+	message_sweep(part, now);
 }
 
 /* A user or a member with changes to take, in the order they were made. */
@@ -134,6 +137,7 @@ take_user(PresencePartition *part, PresenceBatch *batch, PresenceUser *u)
 	dlist_delete(&u->change_node);
 	u->in_changes = false;
 	batch_add_change(batch, u);
+	message_take(batch, u);
 	batch_add_user(batch, u);
 	if (registry_user_evictable(u))
 		registry_remove_user(part, u);
@@ -292,12 +296,14 @@ registry_collect(PresenceBatch *batch, TimestampTz now, bool with_activity,
  * Loading from the tables.  Entries already in the registry win, except
  * that a row can make a user invisible: loading also merges rows that a
  * restore put in the tables into a live registry, and a privacy choice must
- * not be lost to the order the rows arrive in.  Returns false when the
- * registry has no room for the row.
+ * not be lost to the order the rows arrive in.  A user loaded gets their
+ * status message (1.1) too.  Returns false when the registry has no room
+ * for the row.
  */
 bool
 registry_load_user(const char *user_id, PresenceStatus status,
-				   TimestampTz last_active, bool visible)
+				   TimestampTz last_active, bool visible, const char *message,
+				   TimestampTz message_expires, TimestampTz now)
 {
 	RegistryLookup l;
 	PresenceUser *u;
@@ -319,6 +325,12 @@ registry_load_user(const char *user_id, PresenceStatus status,
 		u->last_active = last_active;
 		u->persisted = true;
 		u->loading = true;
+		if (!message_load(l.part, u, message, message_expires, now))
+		{
+			registry_remove_user(l.part, u);
+			LWLockRelease(l.lock);
+			return false;
+		}
 	}
 	else if (!visible && u->visible)
 	{
@@ -511,6 +523,8 @@ registry_clear(void)
 		PresenceUserKey key = u->key;
 		dsa_pointer dp = u->user_dp;
 
+		if (u->message)
+			registry_free_string(u->message->dp);
 		hash_search(presence_user_table, &key, HASH_REMOVE, NULL);
 		registry_free_string(dp);
 	}
