@@ -222,10 +222,11 @@ message_take(PresenceBatch *batch, PresenceUser *u)
 }
 
 /*
- * A message read from presence.users for a user just loaded: kept unless
- * it has expired meanwhile (then the row is written again without it).
- * Listeners were told of it if the table says others saw the user.
- * Returns false when the string area has no room for it.
+ * A message read from presence.users for a user just loaded.  Listeners
+ * were told of it if the table says others saw the user.  One that expired
+ * while the server was down is cleared as of now: announced so, and
+ * written again without it.  Returns false when the string area has no
+ * room for it.
  */
 bool
 message_load(PresencePartition *part, PresenceUser *u, const char *text,
@@ -233,14 +234,13 @@ message_load(PresencePartition *part, PresenceUser *u, const char *text,
 {
 	if (text == NULL)
 		return true;
+	u->message_notified = u->notified != PRESENCE_OFFLINE;
 	if (expires_at != 0 && expires_at <= now)
 	{
+		u->message_pending = true;
 		registry_mark_user_changed(part, u, now);
 		return true;
 	}
 	u->message = message_create(part, u, text, strlen(text), expires_at);
-	if (u->message == NULL)
-		return false;
-	u->message_notified = u->notified != PRESENCE_OFFLINE;
-	return true;
+	return u->message != NULL;
 }
