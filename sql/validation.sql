@@ -80,5 +80,11 @@ SELECT presence.connect('x');
 \set VERBOSITY default
 SELECT presence.status('x');
 SELECT ready FROM presence.stats();
+-- Channels too.
+\set VERBOSITY sqlstate
+SELECT presence.join('room:1', 'x');
+SELECT * FROM presence.members('room:1');
+SELECT presence.occupancy('room:1');
+\set VERBOSITY default
 \c postgres
 DROP DATABASE presence_other;
