@@ -26,6 +26,7 @@ PG_FUNCTION_INFO_V1(presence_members);
 PG_FUNCTION_INFO_V1(presence_channels);
 PG_FUNCTION_INFO_V1(presence_occupancy);
 
+/* The channel name, first argument of every channel function. */
 static PresenceId
 arg_channel(FunctionCallInfo fcinfo)
 {
@@ -180,6 +181,7 @@ presence_members(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
+/* One row of channels(). */
 static void
 put_channel(const char *channel, int sessions, void *arg)
 {

@@ -36,6 +36,7 @@ meta_text(const PresenceMembership *ms)
 	return JsonbToCString(NULL, &jb->root, VARSIZE(jb));
 }
 
+/* The member's first session there, in join order, or NULL. */
 static PresenceMembership *
 first_membership(PresenceMember *m)
 {

@@ -49,6 +49,7 @@ static uint32 channel_key_hash(const void *key, Size keysize);
 static int	channel_key_match(const void *key1, const void *key2, Size keysize);
 static uint32 member_key_hash(const void *key, Size keysize);
 
+/* What the channel tables and the pool of memberships take. */
 Size
 channels_shmem_size(void)
 {
@@ -117,18 +118,21 @@ channels_shmem_init(bool found)
 
 /* Hashing and locks. */
 
+/* A channel name's hash: which lock and which of the table's buckets. */
 uint32
 channel_hash(const char *name, int len)
 {
 	return hash_bytes((const unsigned char *) name, len);
 }
 
+/* The lock of a channel, from its hash. */
 LWLock *
 channel_lock(uint32 hash)
 {
 	return &presence_shared->channel_locks[hash & (CHANNEL_LOCKS - 1)].lock;
 }
 
+/* The channel table's hash and match functions: by name. */
 static uint32
 channel_key_hash(const void *key, Size keysize)
 {
@@ -169,6 +173,7 @@ member_key_hash(const void *key, Size keysize)
 													  k->user->key.user_len));
 }
 
+/* The channel entry a table element's key points into. */
 static inline PresenceChannel *
 channel_of_key(PresenceChannelKey *key)
 {
@@ -177,6 +182,7 @@ channel_of_key(PresenceChannelKey *key)
 
 /* Channels: the caller holds the channel's lock (exclusively to change). */
 
+/* The channel of that name, or NULL. */
 PresenceChannel *
 channel_find(const char *name, int len, uint32 hash)
 {
@@ -269,6 +275,7 @@ append_to_short_list(slist_head *head, slist_node *node)
 
 /* Members: the caller holds the user's partition lock. */
 
+/* The user's member entry in the channel, or NULL. */
 PresenceMember *
 member_find(PresenceChannel *channel, PresenceUser *user, uint32 uhash)
 {
@@ -497,6 +504,7 @@ member_grace_sweep(PresencePartition *part, TimestampTz now)
 
 /* Memberships. */
 
+/* The session's membership among the member's, or NULL. */
 PresenceMembership *
 membership_of(PresenceMember *member, PresenceSession *session)
 {
@@ -529,6 +537,7 @@ membership_alloc(void)
 	return slist_container(PresenceMembership, member_node, node);
 }
 
+/* Gives a membership back to the pool. */
 void
 membership_release(PresenceMembership *ms)
 {

@@ -38,6 +38,7 @@ member_news(const PresenceMember *member)
 			member->user->notified != PRESENCE_OFFLINE) != member->notified;
 }
 
+/* Whether two Jsonb datums are the same bytes. */
 static bool
 same_jsonb(const void *a, const void *b)
 {
@@ -262,6 +263,10 @@ undo_membership:
 	return JOIN_FULL;
 }
 
+/*
+ * One attempt at a join: refresh the membership the session has in the
+ * channel, or add one.
+ */
 static JoinResult
 try_join(PresenceId channel, PresenceId user, PresenceId session,
 		 const void *meta, RegistryFull *full)
@@ -378,6 +383,7 @@ registry_occupancy(PresenceId channel)
 	return n;
 }
 
+/* Lets the worker free the channel and its members again. */
 static void
 unpin_channel(int code, Datum arg)
 {
