@@ -56,7 +56,8 @@
 typedef struct Mirror
 {
 	MirrorConfig config;
-	bool		synced;			/* has a row in presence.mirror_state */
+	Datum		configured;		/* its created_at */
+	bool		synced;			/* this configuration has been synced */
 	Datum		pending;		/* its ids not yet written (text[]), or 0 */
 } Mirror;
 
@@ -76,6 +77,7 @@ typedef struct Write
 	char	   *skip_message;
 } Write;
 
+/* Runs a statement as the flusher, which expects its result code. */
 static void
 run_checked(const char *sql, int nargs, Oid *types, Datum *values, int expected)
 {
@@ -514,18 +516,23 @@ write_mirror(Mirror *m, MirrorTarget *target, MirrorRows *changed)
 	return true;
 }
 
-/* After a write: the mirror is synced, with nothing pending. */
+/*
+ * After a write: the mirror is synced, with nothing pending.  The state
+ * names the configuration synced, so that one made meanwhile by mirror(),
+ * whichever commits first, is synced at the next fold.
+ */
 static void
 mirror_written(Mirror *m)
 {
-	Oid			type = REGCLASSOID;
-	Datum		relid = ObjectIdGetDatum(m->config.relid);
+	Oid			types[2] = {REGCLASSOID, TIMESTAMPTZOID};
+	Datum		args[2] = {ObjectIdGetDatum(m->config.relid), m->configured};
 
 	if (m->synced && m->pending == (Datum) 0)
 		return;
-	run_checked("INSERT INTO presence.mirror_state AS s (target) VALUES ($1)"
-				" ON CONFLICT (target) DO UPDATE SET pending = '{}'",
-				1, &type, &relid, SPI_OK_INSERT);
+	run_checked("INSERT INTO presence.mirror_state AS s (target, synced)"
+				" VALUES ($1, $2) ON CONFLICT (target) DO UPDATE"
+				" SET synced = excluded.synced, pending = '{}'",
+				2, types, args, SPI_OK_INSERT);
 }
 
 /* A mirror whose table is gone: its configuration goes too. */
@@ -624,9 +631,10 @@ mirror_flush(MirrorRows *changed)
 
 	run_checked("SELECT m.target::pg_catalog.oid, m.id_column::pg_catalog.text,"
 				" m.online_column::pg_catalog.text, m.last_active_column::pg_catalog.text,"
-				" m.status_column::pg_catalog.text, s.target IS NOT NULL,"
+				" m.status_column::pg_catalog.text,"
+				" COALESCE(s.synced OPERATOR(pg_catalog.=) m.created_at, false),"
 				" CASE WHEN pg_catalog.cardinality(s.pending) OPERATOR(pg_catalog.>) 0"
-				" THEN s.pending END"
+				" THEN s.pending END, m.created_at"
 				" FROM presence.mirrors m LEFT JOIN presence.mirror_state s"
 				" ON s.target OPERATOR(pg_catalog.=) m.target"
 				" ORDER BY m.target::pg_catalog.oid",
@@ -649,6 +657,7 @@ mirror_flush(MirrorRows *changed)
 		pending = SPI_getbinval(t, d, 7, &isnull);
 		mirrors[i].pending = isnull ? (Datum) 0 :
 			PointerGetDatum(PG_DETOAST_DATUM_COPY(pending));
+		mirrors[i].configured = SPI_getbinval(t, d, 8, &isnull);
 	}
 	SPI_freetuptable(SPI_tuptable);
 
