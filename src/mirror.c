@@ -313,24 +313,22 @@ row_error(int sqlerrcode)
 }
 
 /*
- * Writes rows lo to hi - 1 in a subtransaction; a row error is narrowed
- * down by halves to the rows that cause it, which are skipped.  Any other
- * ERROR is raised again, for the mirror's own subtransaction.
+ * Runs work(arg) in a subtransaction of its own.  Returns NULL if it
+ * worked; else its ERROR, with the subtransaction rolled back (which also
+ * gives back the role and the settings it changed).
  */
-static void
-write_range(Write *w, int lo, int hi)
+static ErrorData *
+in_subtransaction(void (*work) (void *), void *arg)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
 	ErrorData  *volatile edata = NULL;
 
-	if (lo == hi)
-		return;
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcontext);
 	PG_TRY();
 	{
-		update_range(w, lo, hi);
+		work(arg);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcontext);
 		CurrentResourceOwner = oldowner;
@@ -345,7 +343,39 @@ write_range(Write *w, int lo, int hi)
 		CurrentResourceOwner = oldowner;
 	}
 	PG_END_TRY();
+	return edata;
+}
 
+/* A range of a write's rows, for in_subtransaction. */
+typedef struct Range
+{
+	Write	   *w;
+	int			lo;
+	int			hi;
+} Range;
+
+static void
+update_range_work(void *arg)
+{
+	Range	   *r = arg;
+
+	update_range(r->w, r->lo, r->hi);
+}
+
+/*
+ * Writes rows lo to hi - 1 in a subtransaction; a row error is narrowed
+ * down by halves to the rows that cause it, which are skipped.  Any other
+ * ERROR is raised again, for the mirror's own subtransaction.
+ */
+static void
+write_range(Write *w, int lo, int hi)
+{
+	Range		range = {w, lo, hi};
+	ErrorData  *edata;
+
+	if (lo == hi)
+		return;
+	edata = in_subtransaction(update_range_work, &range);
 	if (edata == NULL)
 		return;
 	if (!row_error(edata->sqlerrcode))
@@ -569,6 +599,23 @@ mirror_failed(Mirror *m, MirrorRows *changed, ErrorData *edata)
 				2, types, args, SPI_OK_UPDATE);
 }
 
+/* One mirror's write, for in_subtransaction. */
+typedef struct MirrorWork
+{
+	Mirror	   *m;
+	MirrorRows *rows;
+	bool		exists;
+} MirrorWork;
+
+static void
+write_mirror_work(void *arg)
+{
+	MirrorWork *work = arg;
+	MirrorTarget target;
+
+	work->exists = write_mirror(work->m, &target, work->rows);
+}
+
 /*
  * Writes one mirror in a subtransaction of its own: whatever goes wrong
  * with the application's table is rolled back and logged, and the fold
@@ -577,41 +624,19 @@ mirror_failed(Mirror *m, MirrorRows *changed, ErrorData *edata)
 static void
 mirror_one(Mirror *m, MirrorRows *changed)
 {
-	MemoryContext oldcontext = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
 	MirrorRows	rows = *changed;
-	MirrorTarget target;
-	volatile bool exists = true;
-	ErrorData  *volatile edata = NULL;
+	MirrorWork	work = {m, &rows, true};
+	ErrorData  *edata;
 
 	/* Its own copy of the list, which pending users are added to. */
 	rows.rows = palloc_extended(sizeof(MirrorRow) * Max(changed->n, 1), MCXT_ALLOC_HUGE);
 	memcpy(rows.rows, changed->rows, sizeof(MirrorRow) * changed->n);
 	rows.max = Max(changed->n, 1);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcontext);
-	PG_TRY();
-	{
-		exists = write_mirror(m, &target, &rows);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(oldcontext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_END_TRY();
-
+	edata = in_subtransaction(write_mirror_work, &work);
 	if (edata != NULL)
 		mirror_failed(m, changed, edata);
-	else if (!exists)
+	else if (!work.exists)
 		mirror_forget(m);
 	else
 		mirror_written(m);
