@@ -38,6 +38,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/resowner.h"
 
 #include "mirror.h"
@@ -485,6 +486,9 @@ static void
 sync_all(const MirrorTarget *t)
 {
 	Portal		portal;
+	MemoryContext batch = AllocSetContextCreate(CurrentMemoryContext,
+												"presence mirror sync",
+												ALLOCSET_DEFAULT_SIZES);
 
 	sync_offline(t);
 	portal = SPI_cursor_open_with_args(NULL,
@@ -493,16 +497,22 @@ sync_all(const MirrorTarget *t)
 									   0, NULL, NULL, NULL, false, 0);
 	for (;;)
 	{
-		MirrorRows rows = {0};
+		MirrorRows	rows = {0};
+		MemoryContext old;
 
 		SPI_cursor_fetch(portal, true, SYNC_BATCH);
 		if (SPI_processed == 0)
 			break;
+		/* A million users are synced in the memory of ten thousand. */
+		old = MemoryContextSwitchTo(batch);
 		mirror_rows_from_spi(&rows);
 		SPI_freetuptable(SPI_tuptable);
 		write_rows(t, &rows);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(batch);
 	}
 	SPI_cursor_close(portal);
+	MemoryContextDelete(batch);
 }
 
 /*
