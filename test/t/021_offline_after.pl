@@ -143,5 +143,20 @@ sql($node, q{SELECT presence.heartbeat('ola')});
 my $n = listen_next($l, 10);
 is($n && "$n->{user_id} $n->{status} $n->{previous}", 'ola online offline', 'activity brings her back');
 
+# --- A session opened without activity during the reconnect grace: the
+# user's timer goes on (it once stopped there, leaving them online for good).
+reload_with($node, 'presence.reconnect_grace' => '5s', 'presence.offline_after' => '0');
+undef $seq;
+sql($node, q{SELECT presence.connect('pia')});
+is(next_event(), 'status pia - online offline', 'pia online');
+sql($node, q{SELECT presence.disconnect('pia'), presence.heartbeat('pia', 'other', false)});
+my $event = 'none';
+for (1 .. 4)
+{
+	$event = next_event(4);
+	last if $event =~ /^status pia/ || $event eq 'none';    # ola's away may come first
+}
+is($event, 'status pia - away online', 'away after the idle timeout all the same');
+
 $node->stop;
 done_testing();
