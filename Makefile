@@ -20,7 +20,12 @@ OBJS = \
 	src/membership.o \
 	src/channel_api.o \
 	src/channel_sync.o \
+	src/message.o \
+	src/message_api.o \
 	src/persist.o \
+	src/mirror_target.o \
+	src/mirror_api.o \
+	src/mirror.o \
 	src/notify.o \
 	src/worker.o \
 	src/flusher.o \
@@ -33,7 +38,7 @@ PG_CPPFLAGS = -I$(srcdir)/src
 # every fmgr entry point and callback would trip.
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Werror
 
-REGRESS = setup api validation visibility limits channels privileges
+REGRESS = setup api validation visibility limits channels mirror status_message privileges
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/presence.conf \
 	--use-existing
 

@@ -35,6 +35,14 @@ SELECT try($$SELECT * FROM presence.members('room:1')$$);
 SELECT try($$SELECT * FROM presence.channels('lena')$$);
 SELECT try($$SELECT presence.occupancy('room:1')$$);
 SELECT try($$SELECT * FROM presence.memberships$$);
+-- Status messages: anyone reads them (of users anyone sees), nobody but
+-- the application sets them.  Mirrors are their tables' owners' business.
+SELECT try($$SELECT presence.set_status_message('lena', 'hacked')$$);
+SELECT presence.status_message('lena'), presence.status_message('hidden');
+SELECT try($$SELECT presence.mirror('pg_class', 'oid', 'relhasindex')$$);
+SELECT try($$SELECT presence.unmirror('pg_class')$$);
+SELECT try($$SELECT * FROM presence.mirrors$$);
+SELECT try($$SELECT * FROM presence.mirror_state$$);
 RESET ROLE;
 
 -- The GRANTs docs/sql.md shows for an application role.
@@ -75,6 +83,14 @@ SELECT try($$SELECT * FROM presence.memberships$$);
 RESET ROLE;
 -- (mallory gone at the worker's next tick)
 SELECT wait_until($$SELECT users = 2 FROM presence.stats()$$);
+-- For status messages, the write.
+GRANT EXECUTE ON FUNCTION presence.set_status_message(text, text, timestamptz)
+  TO presence_app;
+SET ROLE presence_app;
+SELECT presence.set_status_message('lena', 'In a meeting', now() + interval '1 hour');
+SELECT presence.status_message('lena');
+SELECT presence.set_status_message('lena', NULL);
+RESET ROLE;
 -- ... and, if it needs them, sessions(), which lists visible users' only.
 GRANT EXECUTE ON FUNCTION presence.sessions(text) TO presence_app;
 SET ROLE presence_app;
@@ -144,7 +160,8 @@ REVOKE EXECUTE ON FUNCTION
   presence.update(text, text, text, jsonb),
   presence.members(text),
   presence.channels(text),
-  presence.occupancy(text)
+  presence.occupancy(text),
+  presence.set_status_message(text, text, timestamptz)
   FROM presence_app;
 DROP ROLE presence_app;
 REVOKE EXECUTE ON FUNCTION

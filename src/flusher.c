@@ -40,7 +40,7 @@ flush(void)
 	{
 		worker_begin_work("flushing");
 		if (OidIsValid(get_extension_oid("presence", true)))
-			folded = persist_flush();
+			folded = persist_flush(true);
 		worker_end_work();
 	}
 	PG_CATCH();

@@ -422,6 +422,7 @@ visit_member(PresenceMember *m, PresenceMemberCallback cb, void *arg,
 	view.status = status_as_seen(u);
 	view.last_active = status_last_active(u);
 	view.sessions = m->nlive;
+	view.status_message = message_as_seen(u, GetCurrentTimestamp());
 	cb(u->key.user, &view, *metas, n, arg);
 }
 

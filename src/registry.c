@@ -32,6 +32,7 @@
  */
 #define STRING_BYTES_PER_SESSION	256
 #define STRING_BYTES_PER_MEMBERSHIP	64
+#define STRING_BYTES_PER_MESSAGE	64	/* a short status message per user */
 #define STRING_BYTES_BASE			(4 * 1024 * 1024)
 
 /* How long a call waits for the worker to load the registry. */
@@ -49,7 +50,8 @@ static dsa_area *string_area = NULL;
 /* What registry.h promises of the layout. */
 #define ELEMENT_OFFSET(type, field) \
 	(MAXALIGN(sizeof(HASHELEMENT)) + offsetof(type, field))
-StaticAssertDecl(ELEMENT_OFFSET(PresenceUser, in_active) < 128 &&
+/* The user's flags are the bits just before its message pointer. */
+StaticAssertDecl(ELEMENT_OFFSET(PresenceUser, message) < 128 &&
 				 ELEMENT_OFFSET(PresenceSession, ids_inline) < 128,
 				 "a heartbeat's fields must be in the first 128 bytes");
 StaticAssertDecl(MAXALIGN(sizeof(HASHELEMENT)) + sizeof(PresenceUser) <= 256 &&
@@ -68,14 +70,15 @@ static uint32 key_hash(const void *key, Size keysize);
 static int	key_match(const void *key1, const void *key2, Size keysize);
 
 /*
- * Ids and meta of the sessions, and channel names and members' meta: one
- * area for all, sized for both.
+ * Ids and meta of the sessions, channel names and members' meta, users'
+ * status messages: one area for all, sized for all.
  */
 static Size
 string_area_size(void)
 {
 	return STRING_BYTES_BASE +
 		(Size) presence_max_sessions * STRING_BYTES_PER_SESSION +
+		(Size) presence_max_sessions * STRING_BYTES_PER_MESSAGE +
 		(Size) presence_max_memberships * STRING_BYTES_PER_MEMBERSHIP;
 }
 
@@ -210,6 +213,7 @@ registry_partition_init(PresencePartition *part)
 	dlist_init(&part->users);
 	wheel_init(&part->timeouts, now);
 	wheel_init(&part->idle, now);
+	wheel_init(&part->expiries, now);
 	dlist_init(&part->grace);
 	dlist_init(&part->user_changes);
 	dlist_init(&part->session_changes);
@@ -615,7 +619,7 @@ registry_remove_user(PresencePartition *part, PresenceUser *user)
 	dsa_pointer dp = user->user_dp;
 
 	Assert(user->nrefs == 0 && !wheel_filed(&user->idle_timer) &&
-		   !user->in_grace);
+		   !user->in_grace && user->message == NULL);
 	if (user->in_changes)
 		dlist_delete(&user->change_node);
 	if (user->in_active)
@@ -863,7 +867,8 @@ bool
 registry_user_evictable(const PresenceUser *user)
 {
 	return user->nrefs == 0 && !user->in_grace && user->visible &&
-		user->status == PRESENCE_OFFLINE && user->notified == PRESENCE_OFFLINE;
+		user->status == PRESENCE_OFFLINE && user->notified == PRESENCE_OFFLINE &&
+		user->message == NULL;
 }
 
 /* Raises the ERROR for a registry that has no room left. */

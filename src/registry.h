@@ -85,19 +85,26 @@ typedef struct PresenceUser
 	PresenceUserKey key;		/* must be first */
 	char		id_inline[USER_INLINE_BYTES];
 	TimestampTz last_active;
-	WheelTimer	idle_timer;		/* while online */
-	PresenceStatus status;		/* true status, frozen during grace */
+	WheelTimer	idle_timer;		/* while online, or away with
+								 * presence.offline_after */
 	int			nsessions;		/* live sessions */
-	bool		in_active;		/* on the partition's active list */
-	bool		visible;
-	bool		in_grace;
-	bool		in_changes;
-	bool		persisted;		/* has a row in presence.users */
-	bool		loading;		/* read from the tables, not yet settled */
-	bool		visible_changed;	/* since its row was last written */
+	uint8		status;			/* PresenceStatus: the true status, frozen
+								 * during grace */
 	uint8		notified;		/* PresenceStatus last announced, as others
-								 * saw it; one byte, so the element stays
-								 * 256 bytes */
+								 * saw it */
+	/* One bit each, so that the element stays 256 bytes. */
+	bool		in_active:1;	/* on the partition's active list */
+	bool		visible:1;
+	bool		in_grace:1;
+	bool		in_changes:1;
+	bool		persisted:1;	/* has a row in presence.users */
+	bool		loading:1;		/* read from the tables, not yet settled */
+	bool		visible_changed:1;	/* since its row was last written */
+	bool		message_pending:1;	/* its status message changed since the
+									 * worker last took it */
+	bool		message_notified:1; /* listeners were told its message, and
+									 * not of an offline since */
+	struct PresenceMessage *message;	/* its status message, or NULL */
 	dsa_pointer user_dp;		/* key.user's storage, unless in id_inline */
 	uint32		batch_id;		/* last worker batch that wrote its row */
 	int			nrefs;			/* live sessions plus ended ones not yet
@@ -113,6 +120,21 @@ typedef struct PresenceUser
 	dlist_node	active_node;
 	slist_head	members;		/* its PresenceMembers, oldest first */
 } PresenceUser;
+
+/*
+ * A user's status message (version 1.1), in the string area: text of any
+ * length up to the limit, and its expiry timer, cost the user entry only a
+ * pointer.
+ */
+typedef struct PresenceMessage
+{
+	WheelTimer	timer;			/* on the partition's expiry wheel, if it
+								 * expires */
+	struct PresenceUser *user;
+	dsa_pointer dp;				/* this entry's own storage */
+	TimestampTz expires_at;		/* 0: never */
+	char		text[FLEXIBLE_ARRAY_MEMBER];	/* NUL-terminated */
+} PresenceMessage;
 
 /*
  * A heartbeat writes the fields that follow the key, reads the flags and
@@ -238,6 +260,7 @@ typedef struct PresencePartition
 	dlist_head	users;
 	PresenceWheel timeouts;
 	PresenceWheel idle;
+	PresenceWheel expiries;		/* users' status messages */
 	dlist_head	grace;
 	dlist_head	user_changes;
 	dlist_head	session_changes;
@@ -437,6 +460,18 @@ extern bool status_last_session_ended(PresencePartition *part,
 									  PresenceUser *user, TimestampTz now);
 extern void status_shown(PresenceUser *user);
 extern void status_sweep(PresencePartition *part, TimestampTz now);
+/* message.c: status messages, under the partition's lock */
+extern void message_free(PresenceUser *user);
+extern const char *message_as_seen(const PresenceUser *user, TimestampTz now);
+extern void message_sweep(PresencePartition *part, TimestampTz now);
+extern bool message_load(PresencePartition *part, PresenceUser *u,
+						 const char *text, TimestampTz expires_at,
+						 TimestampTz now);
+
+extern void status_file_timer(PresencePartition *part, PresenceUser *user,
+							  TimestampTz last_active);
+extern void status_timeouts_changed(PresencePartition *part,
+									PresenceUser *user, TimestampTz now);
 
 /* What one worker tick takes out of the registry, in worker memory. */
 typedef struct PresenceUserRow
@@ -445,6 +480,8 @@ typedef struct PresenceUserRow
 	PresenceStatus status;		/* as others see it */
 	TimestampTz last_active;
 	bool		visible;
+	char	   *message;		/* its status message, or NULL */
+	TimestampTz message_expires;	/* 0: never */
 } PresenceUserRow;
 
 typedef struct PresenceSessionRow
@@ -462,7 +499,8 @@ typedef enum PresenceChangeKind
 	CHANGE_STATUS,				/* a user's status, as others see it */
 	CHANGE_JOIN,				/* a member in a channel */
 	CHANGE_UPDATE,				/* a member's meta there */
-	CHANGE_LEAVE
+	CHANGE_LEAVE,
+	CHANGE_MESSAGE				/* a user's status message, as others see it */
 } PresenceChangeKind;
 
 typedef struct PresenceChange
@@ -474,6 +512,8 @@ typedef struct PresenceChange
 	PresenceStatus status;		/* status and join */
 	PresenceStatus previous;
 	TimestampTz last_active;	/* 0 when hidden */
+	char	   *message;		/* message: the text, or NULL when cleared */
+	TimestampTz expires_at;		/* message: 0 for never */
 	TimestampTz changed_at;
 	uint64		order;
 	int			sub;			/* events of one entry: in this order */
@@ -531,8 +571,12 @@ extern void registry_attach(void);
 /* sync.c: the worker's side of the registry */
 extern void registry_collect(PresenceBatch *batch, TimestampTz now,
 							 bool with_activity, bool full);
+/* message.c: what a tick announces of a user's status message */
+extern void message_take(PresenceBatch *batch, PresenceUser *u);
 extern bool registry_load_user(const char *user_id, PresenceStatus status,
-							   TimestampTz last_active, bool visible);
+							   TimestampTz last_active, bool visible,
+							   const char *message, TimestampTz message_expires,
+							   TimestampTz now);
 extern bool registry_load_session(const char *user_id, const char *session_id,
 								  TimestampTz connected_at, const char *meta,
 								  bool bound, TimestampTz now);

@@ -296,14 +296,18 @@ static void
 put_user(const char *user_id, const PresenceUserView *view, void *arg)
 {
 	ReturnSetInfo *rsinfo = arg;
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, false};
+	Datum		values[5];
+	bool		nulls[5] = {false, false, false, false, false};
 
+	/* 1.0's online_users() has the first four columns. */
 	values[0] = CStringGetTextDatum(user_id);
 	values[1] = CStringGetTextDatum(presence_status_name(view->status));
 	values[2] = TimestampTzGetDatum(view->last_active);
 	nulls[2] = view->last_active == 0;
 	values[3] = Int32GetDatum(view->sessions);
+	values[4] = view->status_message ?
+		CStringGetTextDatum(view->status_message) : (Datum) 0;
+	nulls[4] = view->status_message == NULL;
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 }
 

@@ -36,6 +36,8 @@ batch_add_user(PresenceBatch *batch, PresenceUser *u)
 	row->status = status_as_seen(u);
 	row->last_active = u->last_active;
 	row->visible = u->visible;
+	row->message = u->message ? pstrdup(u->message->text) : NULL;
+	row->message_expires = u->message ? u->message->expires_at : 0;
 }
 
 static void
@@ -109,6 +111,7 @@ sweep_partition(PresencePartition *part, TimestampTz now)
 	wheel_expire(&part->timeouts, now, timeout_due, part);
 	member_grace_sweep(part, now);
 	status_sweep(part, now);
+	message_sweep(part, now);
 }
 
 /* A user or a member with changes to take, in the order they were made. */
@@ -134,6 +137,7 @@ take_user(PresencePartition *part, PresenceBatch *batch, PresenceUser *u)
 	dlist_delete(&u->change_node);
 	u->in_changes = false;
 	batch_add_change(batch, u);
+	message_take(batch, u);
 	batch_add_user(batch, u);
 	if (registry_user_evictable(u))
 		registry_remove_user(part, u);
@@ -292,12 +296,14 @@ registry_collect(PresenceBatch *batch, TimestampTz now, bool with_activity,
  * Loading from the tables.  Entries already in the registry win, except
  * that a row can make a user invisible: loading also merges rows that a
  * restore put in the tables into a live registry, and a privacy choice must
- * not be lost to the order the rows arrive in.  Returns false when the
- * registry has no room for the row.
+ * not be lost to the order the rows arrive in.  A user loaded gets their
+ * status message (1.1) too.  Returns false when the registry has no room
+ * for the row.
  */
 bool
 registry_load_user(const char *user_id, PresenceStatus status,
-				   TimestampTz last_active, bool visible)
+				   TimestampTz last_active, bool visible, const char *message,
+				   TimestampTz message_expires, TimestampTz now)
 {
 	RegistryLookup l;
 	PresenceUser *u;
@@ -319,6 +325,12 @@ registry_load_user(const char *user_id, PresenceStatus status,
 		u->last_active = last_active;
 		u->persisted = true;
 		u->loading = true;
+		if (!message_load(l.part, u, message, message_expires, now))
+		{
+			registry_remove_user(l.part, u);
+			LWLockRelease(l.lock);
+			return false;
+		}
 	}
 	else if (!visible && u->visible)
 	{
@@ -385,8 +397,9 @@ registry_load_session(const char *user_id, const char *session_id,
 
 /*
  * Settles the status of every user loaded since the last call: with
- * sessions back, away if the table said so, else online; without, offline
- * after the reconnect grace if it was online or away.  Users whose status
+ * sessions back, away if the table said so, inactive if it said offline
+ * (presence.offline_after hid them), else online; without, offline after
+ * the reconnect grace if it was online or away.  Users whose status
  * as seen differs from what the table said go to the worker, to announce.
  */
 void
@@ -407,7 +420,15 @@ registry_load_finish(TimestampTz now)
 			u->loading = false;
 			status_unsteady(u);
 			if (u->nsessions > 0 && u->visible && u->notified == PRESENCE_AWAY)
+			{
+				/* Written when they went away: their last activity is exact. */
 				u->status = PRESENCE_AWAY;
+				status_file_timer(part, u, u->last_active);
+			}
+			else if (u->nsessions > 0 && u->visible &&
+					 u->notified == PRESENCE_OFFLINE &&
+					 presence_offline_after_ms > 0)
+				u->status = PRESENCE_INACTIVE;	/* for offline_after */
 			else if (u->nsessions > 0)
 			{
 				/*
@@ -417,8 +438,7 @@ registry_load_finish(TimestampTz now)
 				 * down.
 				 */
 				u->status = PRESENCE_ONLINE;
-				wheel_file(&part->idle, &u->idle_timer,
-						   now + (int64) presence_idle_timeout_ms * 1000);
+				status_file_timer(part, u, now);
 			}
 			else if (u->notified != PRESENCE_OFFLINE)
 			{
@@ -446,6 +466,8 @@ registry_load_finish(TimestampTz now)
 void
 registry_refile_timers(void)
 {
+	TimestampTz now = GetCurrentTimestamp();
+
 	for (int i = 0; i < PRESENCE_PARTITIONS; i++)
 	{
 		PresencePartition *part = &presence_shared->partitions[i];
@@ -457,10 +479,7 @@ registry_refile_timers(void)
 			PresenceUser *u = dlist_container(PresenceUser, member_node, uiter.cur);
 			dlist_iter	siter;
 
-			if (wheel_filed(&u->idle_timer))
-				wheel_file(&part->idle, &u->idle_timer,
-						   status_sync_last_active(u) +
-						   (int64) presence_idle_timeout_ms * 1000);
+			status_timeouts_changed(part, u, now);
 			dlist_foreach(siter, &u->sessions)
 			{
 				PresenceSession *s = dlist_container(PresenceSession, user_node,
@@ -504,6 +523,8 @@ registry_clear(void)
 		PresenceUserKey key = u->key;
 		dsa_pointer dp = u->user_dp;
 
+		if (u->message)
+			registry_free_string(u->message->dp);
 		hash_search(presence_user_table, &key, HASH_REMOVE, NULL);
 		registry_free_string(dp);
 	}

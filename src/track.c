@@ -315,11 +315,12 @@ registry_set_visible(PresenceId user, bool visible)
 }
 
 static void
-fill_view(const PresenceUser *u, PresenceUserView *view)
+fill_view(const PresenceUser *u, PresenceUserView *view, TimestampTz now)
 {
 	view->status = status_as_seen(u);
 	view->last_active = u->visible ? status_last_active(u) : 0;
 	view->sessions = u->visible ? u->nsessions : 0;
+	view->status_message = message_as_seen(u, now);
 }
 
 /*
@@ -338,7 +339,8 @@ registry_lookup_user(PresenceId user, PresenceUserView *view, bool *hidden)
 	u = registry_find_user(&l);
 	if (u != NULL)
 	{
-		fill_view(u, view);
+		fill_view(u, view, 0);
+		view->status_message = NULL;	/* not valid once the lock is gone */
 		*hidden = !u->visible;
 	}
 	LWLockRelease(l.lock);
@@ -349,6 +351,8 @@ registry_lookup_user(PresenceId user, PresenceUserView *view, bool *hidden)
 void
 registry_foreach_visible_user(PresenceUserCallback cb, void *arg)
 {
+	TimestampTz now = GetCurrentTimestamp();
+
 	for (int i = 0; i < PRESENCE_PARTITIONS; i++)
 	{
 		PresencePartition *part = &presence_shared->partitions[i];
@@ -362,7 +366,7 @@ registry_foreach_visible_user(PresenceUserCallback cb, void *arg)
 
 			if (status_as_seen(u) == PRESENCE_OFFLINE)
 				continue;
-			fill_view(u, &view);
+			fill_view(u, &view, now);
 			cb(u->key.user, &view, arg);
 		}
 		LWLockRelease(registry_partition_lock(i));

@@ -343,11 +343,13 @@ presence_worker_main(Datum main_arg)
 		{
 			int			session_timeout = presence_session_timeout_ms;
 			int			idle_timeout = presence_idle_timeout_ms;
+			int			offline_after = presence_offline_after_ms;
 
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 			if ((session_timeout != presence_session_timeout_ms ||
-				 idle_timeout != presence_idle_timeout_ms) &&
+				 idle_timeout != presence_idle_timeout_ms ||
+				 offline_after != presence_offline_after_ms) &&
 				presence_shared->state == REGISTRY_READY)
 				registry_refile_timers();
 		}
