@@ -11,6 +11,7 @@ OBJS = \
 	src/presence.o \
 	src/registry.o \
 	src/track.o \
+	src/batch.o \
 	src/status.o \
 	src/wheel.o \
 	src/sync.o \

@@ -193,3 +193,14 @@ CREATE FUNCTION presence._mirrors_dropped()
 REVOKE EXECUTE ON FUNCTION presence._mirrors_dropped() FROM PUBLIC;
 CREATE EVENT TRIGGER presence_mirrors_dropped ON sql_drop
 	EXECUTE FUNCTION presence._mirrors_dropped();
+
+-- Heartbeats of many sessions in one call (an app server's or a relay's
+-- batch): how many were live; the others are opened as heartbeat() opens
+-- them.  A write function, not for PUBLIC.
+CREATE FUNCTION presence.heartbeat_many(user_ids text[], session_ids text[],
+										active boolean DEFAULT true)
+	RETURNS int
+	AS 'MODULE_PATHNAME', 'presence_heartbeat_many'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+REVOKE EXECUTE ON FUNCTION
+	presence.heartbeat_many(text[], text[], boolean) FROM PUBLIC;

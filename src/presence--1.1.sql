@@ -143,6 +143,17 @@ REVOKE EXECUTE ON FUNCTION
 	presence.set_visible(text, boolean)
 	FROM PUBLIC;
 
+-- Heartbeats of many sessions in one call (an app server's or a relay's
+-- batch): how many were live; the others are opened as heartbeat() opens
+-- them.  A write function, not for PUBLIC.
+CREATE FUNCTION presence.heartbeat_many(user_ids text[], session_ids text[],
+										active boolean DEFAULT true)
+	RETURNS int
+	AS 'MODULE_PATHNAME', 'presence_heartbeat_many'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+REVOKE EXECUTE ON FUNCTION
+	presence.heartbeat_many(text[], text[], boolean) FROM PUBLIC;
+
 -- Read functions: PUBLIC, and never reveal an invisible user.
 
 CREATE FUNCTION presence.status(user_id text)

@@ -223,6 +223,8 @@ registry_partition_init(PresencePartition *part)
 	part->nusers = 0;
 	part->nsessions = 0;
 	part->nmembers = 0;
+	/* Never back to a value a batch may have seen. */
+	part->generation++;
 }
 
 /*
@@ -475,6 +477,22 @@ registry_lookup_init(RegistryLookup *l, const char *user, int user_len,
 	l->shash = session ? session_hash(l->uhash, session, session_len) : 0;
 	l->part = &presence_shared->partitions[l->uhash & (PRESENCE_PARTITIONS - 1)];
 	l->lock = &presence_shared->locks[l->uhash & (PRESENCE_PARTITIONS - 1)].lock;
+}
+
+/* The hashes a lookup of (user, session) uses, for the batch (batch.c). */
+void
+registry_key_hashes(const PresenceKey *key, uint32 *uhash, uint32 *shash)
+{
+	*uhash = user_hash(key->user, key->user_len);
+	*shash = session_hash(*uhash, key->session, key->session_len);
+}
+
+/* The session of a key whose hash registry_key_hashes gave, or NULL. */
+PresenceSession *
+registry_find_session_key(const PresenceKey *key, uint32 shash)
+{
+	return hash_search_with_hash_value(session_table, key, shash,
+									   HASH_FIND, NULL);
 }
 
 LWLock *
@@ -730,6 +748,7 @@ registry_start_session(PresencePartition *part, PresenceSession *session,
 	PresenceUser *user = session->user;
 
 	Assert(session->ended);
+	part->generation++;
 	session->ended = false;
 	session->connected_at = now;
 	session->last_heartbeat = now;
@@ -783,6 +802,31 @@ registry_free_session(PresencePartition *part, PresenceSession *session)
 }
 
 /*
+ * Takes back a session that registry_prepare_session created and nobody
+ * has seen (its partition's lock was held all along): the entry goes, its
+ * reservation too, and its user if created with it.
+ */
+void
+registry_discard_session(PresencePartition *part, PresenceSession *session,
+						 bool new_user)
+{
+	PresenceKey key = session->key;
+	PresenceUser *user = session->user;
+	dsa_pointer session_dp = session->session_dp;
+	dsa_pointer meta_dp = session->meta_dp;
+
+	Assert(session->ended && !session->in_changes && !session->persisted);
+	if (hash_search(session_table, &key, HASH_REMOVE, NULL) == NULL)
+		elog(ERROR, "presence session entry vanished from its table");
+	registry_free_string(session_dp);
+	registry_free_string(meta_dp);
+	user->nrefs--;
+	if (new_user)
+		registry_remove_user(part, user);
+	registry_release_session();
+}
+
+/*
  * Drops one reference to a user entry (a session's or a member's).  The
  * entry may then go: the worker looks at it, without making a pending change
  * of its status look newer than it is.
@@ -807,6 +851,7 @@ registry_end_session(PresencePartition *part, PresenceSession *session,
 	bool		wake;
 
 	Assert(!session->ended);
+	part->generation++;
 	/* Its channels first: their leaves go out before the user's offline. */
 	wake = memberships_end_session(part, session, now);
 	wheel_cancel(&session->timeout_timer);

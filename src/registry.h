@@ -270,6 +270,9 @@ typedef struct PresencePartition
 	int			nusers;
 	int			nsessions;		/* live ones */
 	int			nmembers;
+	uint64		generation;		/* counts sessions started and ended: a
+								 * batch that saw it unchanged knows its
+								 * live sessions still are (batch.c) */
 } PresencePartition;
 
 typedef enum PresenceRegistryState
@@ -355,6 +358,14 @@ typedef enum RegistryFull
 	REGISTRY_FULL_MEMBERSHIPS
 } RegistryFull;
 
+typedef enum ConnectResult
+{
+	CONNECT_REFRESHED,
+	CONNECT_OPENED,
+	CONNECT_FULL,
+	CONNECT_USER_FULL
+} ConnectResult;
+
 /* registry.c: memory, hashing and entries, for track.c, status.c, sync.c */
 extern void registry_wake_worker(void);
 extern void registry_wake_flusher(void);
@@ -367,6 +378,10 @@ extern void registry_lookup_init(RegistryLookup *l, const char *user,
 extern LWLock *registry_partition_lock(int i);
 extern PresenceUser *registry_find_user(RegistryLookup *l);
 extern PresenceSession *registry_find_session(RegistryLookup *l);
+extern void registry_key_hashes(const PresenceKey *key, uint32 *uhash,
+								uint32 *shash);
+extern PresenceSession *registry_find_session_key(const PresenceKey *key,
+												  uint32 shash);
 extern dsa_pointer registry_store_string(const char *data, int len,
 										 const char **copy);
 extern void registry_free_string(dsa_pointer dp);
@@ -401,6 +416,17 @@ extern uint32 registry_user_hash(const char *user, int len);
 extern bool registry_session_alive(PresencePartition *part,
 								   PresenceSession *session, TimestampTz now,
 								   bool active);
+extern void registry_discard_session(PresencePartition *part,
+									 PresenceSession *session, bool new_user);
+
+/* track.c: opening a session, for connect, heartbeat, join and the batch */
+extern ConnectResult registry_prepare_session(RegistryLookup *l,
+											  PresenceSession **s,
+											  const char *meta,
+											  RegistryFull *full,
+											  bool *new_user);
+extern bool registry_open_session(PresencePartition *part, PresenceSession *s,
+								  bool bound, bool active, TimestampTz now);
 
 /* channels.c: the channel half of the registry, under the same locks */
 extern Size channels_shmem_size(void);
