@@ -45,6 +45,21 @@
 /* How far ahead of the one in hand an entry is fetched. */
 #define PREFETCH_DISTANCE	8
 
+/*
+ * A session entry's fields that a lookup and a heartbeat touch span the
+ * first two cache lines of its element (registry.h): the key and the
+ * timestamps, then the flags and the ids kept inline.
+ */
+static inline void
+prefetch_entry(const PresenceSession *s)
+{
+	if (s != NULL)
+	{
+		prefetch(s);
+		prefetch((const char *) s - MAXALIGN(sizeof(HASHELEMENT)) + 64);
+	}
+}
+
 /* One element of the batch, with its hashes. */
 typedef struct BatchItem
 {
@@ -125,11 +140,18 @@ static int
 batch_find(Batch *b, int p)
 {
 	int			unknown = 0;
+	int			end = b->bounds[p + 1];
 
-	for (int i = b->bounds[p]; i < b->bounds[p + 1]; i++)
+	for (int i = b->bounds[p]; i < end; i++)
 	{
-		PresenceSession *s = registry_find_session_key(&b->items[i].key,
-													   b->items[i].shash);
+		PresenceSession *s;
+
+		/* Two steps ahead: the slot, then the entry the slot names. */
+		if (i + 2 * PREFETCH_DISTANCE < end)
+			prefetch(registry_hint_slot(b->items[i + 2 * PREFETCH_DISTANCE].shash));
+		if (i + PREFETCH_DISTANCE < end)
+			prefetch_entry(*registry_hint_slot(b->items[i + PREFETCH_DISTANCE].shash));
+		s = registry_find_session_key(&b->items[i].key, b->items[i].shash);
 
 		if (s != NULL && s->ended)
 			s = NULL;
@@ -324,7 +346,7 @@ batch_apply(Batch *b, bool active, bool *wake)
 			PresenceSession *s = b->found[i];
 
 			if (i + PREFETCH_DISTANCE < end)
-				prefetch(b->found[i + PREFETCH_DISTANCE]);
+				prefetch_entry(b->found[i + PREFETCH_DISTANCE]);
 			if (b->plan[i] == PLAN_LIVE || b->plan[i] == PLAN_AGAIN)
 			{
 				*wake |= registry_session_alive(part, s, now, active);

@@ -382,6 +382,8 @@ extern void registry_key_hashes(const PresenceKey *key, uint32 *uhash,
 								uint32 *shash);
 extern PresenceSession *registry_find_session_key(const PresenceKey *key,
 												  uint32 shash);
+extern PresenceSession *const *registry_hint_slot(uint32 shash);
+extern void registry_forget_hints(void);
 extern dsa_pointer registry_store_string(const char *data, int len,
 										 const char **copy);
 extern void registry_free_string(dsa_pointer dp);

@@ -528,6 +528,7 @@ registry_clear(void)
 		hash_search(presence_user_table, &key, HASH_REMOVE, NULL);
 		registry_free_string(dp);
 	}
+	registry_forget_hints();
 	for (int i = 0; i < PRESENCE_PARTITIONS; i++)
 		registry_partition_init(&presence_shared->partitions[i]);
 	pg_atomic_write_u32(&presence_shared->live_sessions, 0);
