@@ -612,13 +612,15 @@ mirror_one(Mirror *m, MirrorRows *changed)
 
 /*
  * After a fold: writes every mirror, whole if it is new, else the users
- * the fold changed (and those an earlier fold could not write).
+ * the fold changed (and those an earlier fold could not write).  Returns
+ * whether any mirror had something to write.
  */
-void
+bool
 mirror_flush(MirrorRows *changed)
 {
 	Mirror	   *mirrors;
 	int			n;
+	bool		wrote = false;
 
 	run_checked("SELECT m.target::pg_catalog.oid, m.id_column::pg_catalog.text,"
 				" m.online_column::pg_catalog.text, m.last_active_column::pg_catalog.text,"
@@ -657,5 +659,7 @@ mirror_flush(MirrorRows *changed)
 			changed->n == 0)
 			continue;
 		mirror_one(&mirrors[i], changed);
+		wrote = true;
 	}
+	return wrote;
 }

@@ -82,7 +82,7 @@ extern void mirror_rows_add(MirrorRows *rows, const char *user_id,
 							const char *status, TimestampTz last_active,
 							bool visible);
 extern void mirror_rows_from_spi(MirrorRows *rows);
-extern void mirror_flush(MirrorRows *changed);
+extern bool mirror_flush(MirrorRows *changed);
 extern void mirror_defer(MirrorRows *changed);
 
 #endif							/* PRESENCE_MIRROR_H */

@@ -483,7 +483,7 @@ fold(Datum *last, bool version_1_1, MirrorRows *changed)
  * journal.  Then the mirrors get the users whose row changed: written at
  * once by the flusher (in_flusher), or left in presence.mirror_state for
  * its next fold by the worker, which runs no application code.  Returns
- * whether there was anything to fold.  The latest entries are found in
+ * whether there was anything to fold or to mirror (a new mirror's sync).  The latest entries are found in
  * byte order (COLLATE "C"): it groups ids exactly as the database's
  * deterministic collation does, and sorts them twice as fast.
  */
@@ -508,8 +508,8 @@ persist_flush(bool in_flusher)
 	if (!isnull)
 		fold(&last, version_1_1, mirrors ? &changed : NULL);
 	if (mirrors && in_flusher)
-		mirror_flush(&changed);
-	else if (mirrors)
+		return mirror_flush(&changed) || !isnull;
+	if (mirrors)
 		mirror_defer(&changed);
 	return !isnull;
 }
