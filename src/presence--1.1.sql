@@ -209,6 +209,29 @@ CREATE FUNCTION presence.stats(
 -- goes: not for PUBLIC, like sessions().
 REVOKE EXECUTE ON FUNCTION presence.stats() FROM PUBLIC;
 
+-- Where the worker's ticks spend their time: the last tick, and the slowest
+-- of the last one to two minutes.  Like stats(), not for PUBLIC.
+CREATE FUNCTION presence.tick_parts(
+	OUT tick text,
+	OUT started_at timestamptz,
+	OUT total_ms double precision,
+	OUT sweep_ms double precision,
+	OUT collect_ms double precision,
+	OUT activity_ms double precision,
+	OUT lock_wait_ms double precision,
+	OUT journal_ms double precision,
+	OUT notify_ms double precision,
+	OUT commit_ms double precision,
+	OUT queue_ms double precision,
+	OUT notifications bigint,
+	OUT journal_rows bigint,
+	OUT with_activity boolean,
+	OUT other_ms double precision)
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'presence_tick_parts'
+	LANGUAGE C VOLATILE PARALLEL RESTRICTED ROWS 2;
+REVOKE EXECUTE ON FUNCTION presence.tick_parts() FROM PUBLIC;
+
 -- Channels: write functions, and reads, none executable by PUBLIC (who is in
 -- a private room is private).
 

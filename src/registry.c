@@ -1020,6 +1020,21 @@ registry_report_full(RegistryFull full)
 
 /* Whole-registry reads. */
 
+/*
+ * The last tick's parts, and the slowest tick's of the last one to two
+ * minutes (worker.c keeps them).
+ */
+void
+registry_get_tick_parts(PresenceTickParts *last, PresenceTickParts *slowest)
+{
+	SpinLockAcquire(&presence_shared->mutex);
+	*last = presence_shared->last_tick;
+	*slowest = presence_shared->slowest_tick.total_ms >=
+		presence_shared->slowest_before.total_ms ?
+		presence_shared->slowest_tick : presence_shared->slowest_before;
+	SpinLockRelease(&presence_shared->mutex);
+}
+
 void
 registry_get_stats(PresenceStats *stats)
 {

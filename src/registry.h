@@ -294,6 +294,32 @@ typedef struct PresenceEventLog
 	char		message[EVENT_MESSAGE_BYTES];	/* its message */
 } PresenceEventLog;
 
+/*
+ * Where one worker tick's time went, in milliseconds (presence.tick_parts()).
+ * The parts follow each other; total_ms is the whole tick, which also has
+ * its start (a transaction, a look at the extension) and end.
+ */
+typedef struct PresenceTickParts
+{
+	TimestampTz at;				/* when it started; 0: no tick yet */
+	double		total_ms;
+	double		sweep_ms;		/* applying the timeouts */
+	double		collect_ms;		/* taking out the changes and rows */
+	double		activity_ms;	/* of which, the last activity of users
+								 * active since the last flush */
+	double		lock_wait_ms;	/* of sweep and collect, waiting for
+								 * partition locks */
+	double		journal_ms;		/* appending to presence.journal */
+	double		notify_ms;		/* numbering the changes and queueing the
+								 * NOTIFYs */
+	double		commit_ms;		/* the commit */
+	double		queue_ms;		/* of which, PostgreSQL's notification
+								 * queue written and the commit record */
+	int64		changes;		/* notifications */
+	int64		rows;			/* users, sessions and members journaled */
+	bool		with_activity;
+} PresenceTickParts;
+
 typedef struct PresenceShared
 {
 	LWLockPadded *locks;		/* PRESENCE_PARTITIONS of them */
@@ -315,6 +341,10 @@ typedef struct PresenceShared
 									 * someone else (a restore) */
 	double		last_sweep_ms;
 	double		last_flush_ms;
+	PresenceTickParts last_tick;
+	PresenceTickParts slowest_tick;	/* of the current window */
+	PresenceTickParts slowest_before;	/* of the window before */
+	TimestampTz window_start;
 	uint64		notifications;
 	uint64		flushes;
 
@@ -598,7 +628,10 @@ extern void registry_attach(void);
 
 /* sync.c: the worker's side of the registry */
 extern void registry_collect(PresenceBatch *batch, TimestampTz now,
-							 bool with_activity, bool full);
+							 bool with_activity, bool full,
+							 PresenceTickParts *parts);
+extern void registry_get_tick_parts(PresenceTickParts *last,
+									PresenceTickParts *slowest);
 /* message.c: what a tick announces of a user's status message */
 extern void message_take(PresenceBatch *batch, PresenceUser *u);
 extern bool registry_load_user(const char *user_id, PresenceStatus status,

@@ -39,6 +39,7 @@ PG_FUNCTION_INFO_V1(presence_last_active);
 PG_FUNCTION_INFO_V1(presence_online_users);
 PG_FUNCTION_INFO_V1(presence_sessions);
 PG_FUNCTION_INFO_V1(presence_stats);
+PG_FUNCTION_INFO_V1(presence_tick_parts);
 PG_FUNCTION_INFO_V1(presence_rows_added);
 PG_FUNCTION_INFO_V1(presence_reset_registry);
 
@@ -489,6 +490,51 @@ presence_stats(PG_FUNCTION_ARGS)
 	values[11] = Int64GetDatum(stats.max_memberships);
 	values[12] = Int64GetDatum(stats.channels);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+static void
+put_tick(ReturnSetInfo *rsinfo, const char *which, const PresenceTickParts *t)
+{
+	Datum		values[15];
+	bool		nulls[15] = {false};
+
+	if (t->at == 0)
+		return;
+	values[0] = CStringGetTextDatum(which);
+	values[1] = TimestampTzGetDatum(t->at);
+	values[2] = Float8GetDatum(t->total_ms);
+	values[3] = Float8GetDatum(t->sweep_ms);
+	values[4] = Float8GetDatum(t->collect_ms);
+	values[5] = Float8GetDatum(t->activity_ms);
+	values[6] = Float8GetDatum(t->lock_wait_ms);
+	values[7] = Float8GetDatum(t->journal_ms);
+	values[8] = Float8GetDatum(t->notify_ms);
+	values[9] = Float8GetDatum(t->commit_ms);
+	values[10] = Float8GetDatum(t->queue_ms);
+	values[11] = Int64GetDatum(t->changes);
+	values[12] = Int64GetDatum(t->rows);
+	values[13] = BoolGetDatum(t->with_activity);
+	values[14] = Float8GetDatum(t->total_ms - t->sweep_ms - t->collect_ms -
+								t->journal_ms - t->notify_ms - t->commit_ms);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+/*
+ * tick_parts(): where the worker's last tick, and its slowest of the last
+ * one to two minutes, spent their time.  No rows before the first tick.
+ */
+Datum
+presence_tick_parts(PG_FUNCTION_ARGS)
+{
+	PresenceTickParts last;
+	PresenceTickParts slowest;
+
+	registry_check_preloaded();
+	InitMaterializedSRF(fcinfo, 0);
+	registry_get_tick_parts(&last, &slowest);
+	put_tick((ReturnSetInfo *) fcinfo->resultinfo, "last", &last);
+	put_tick((ReturnSetInfo *) fcinfo->resultinfo, "slowest", &slowest);
+	return (Datum) 0;
 }
 
 static bool merge_on_commit = false;

@@ -151,7 +151,8 @@ take_user(PresencePartition *part, PresenceBatch *batch, PresenceUser *u)
  */
 static void
 drain_partition(PresencePartition *part, PresenceBatch *batch, uint64 cutoff,
-				bool with_activity, bool full, TimestampTz now)
+				bool with_activity, bool full, TimestampTz now,
+				PresenceTickParts *parts)
 {
 	dlist_mutable_iter miter;
 	dlist_iter	iter;
@@ -244,6 +245,7 @@ drain_partition(PresencePartition *part, PresenceBatch *batch, uint64 cutoff,
 		 * after a crash needs it more precise (see registry_load_finish).
 		 */
 		TimestampTz due = (int64) Max(60 * 1000, presence_flush_interval_ms) * 1000;
+		TimestampTz started = GetCurrentTimestamp();
 
 		dlist_foreach_modify(miter, &part->active)
 		{
@@ -258,7 +260,25 @@ drain_partition(PresencePartition *part, PresenceBatch *batch, uint64 cutoff,
 			u->in_active = false;
 			status_unsteady(u);
 		}
+		parts->activity_ms += (GetCurrentTimestamp() - started) / 1000.0;
 	}
+}
+
+/*
+ * Takes a partition's lock for the worker, adding to *waited the time it
+ * waited for it (a clock is read only when the lock is busy).
+ */
+static void
+lock_partition(int i, double *waited)
+{
+	LWLock	   *lock = registry_partition_lock(i);
+	TimestampTz started;
+
+	if (LWLockConditionalAcquire(lock, LW_EXCLUSIVE))
+		return;
+	started = GetCurrentTimestamp();
+	LWLockAcquire(lock, LW_EXCLUSIVE);
+	*waited += (GetCurrentTimestamp() - started) / 1000.0;
 }
 
 /*
@@ -269,27 +289,32 @@ drain_partition(PresencePartition *part, PresenceBatch *batch, uint64 cutoff,
  */
 void
 registry_collect(PresenceBatch *batch, TimestampTz now, bool with_activity,
-				 bool full)
+				 bool full, PresenceTickParts *parts)
 {
 	uint64		cutoff;
+	TimestampTz started = GetCurrentTimestamp();
+	TimestampTz swept;
 
 	for (int i = 0; i < PRESENCE_PARTITIONS; i++)
 	{
-		LWLockAcquire(registry_partition_lock(i), LW_EXCLUSIVE);
+		lock_partition(i, &parts->lock_wait_ms);
 		sweep_partition(&presence_shared->partitions[i], now);
 		LWLockRelease(registry_partition_lock(i));
 	}
+	swept = GetCurrentTimestamp();
+	parts->sweep_ms = (swept - started) / 1000.0;
 
 	/* Every change counted before this point is on its partition's list. */
 	cutoff = pg_atomic_read_u64(&presence_shared->change_counter);
 	batch->full = full;
 	for (int i = 0; i < PRESENCE_PARTITIONS; i++)
 	{
-		LWLockAcquire(registry_partition_lock(i), LW_EXCLUSIVE);
+		lock_partition(i, &parts->lock_wait_ms);
 		drain_partition(&presence_shared->partitions[i], batch, cutoff,
-						with_activity, full, now);
+						with_activity, full, now, parts);
 		LWLockRelease(registry_partition_lock(i));
 	}
+	parts->collect_ms = (GetCurrentTimestamp() - swept) / 1000.0;
 }
 
 /*

@@ -184,19 +184,66 @@ worker_recover(PresenceEvent event, MemoryContext context)
 }
 
 /*
- * The end of a tick, whether it worked or not: stats() shows a tick's
- * figures together, and calls waiting for a tick (registry_wait_for_tick)
- * go on.
+ * When the commit of the worker's transaction got to its notifications
+ * (XACT_EVENT_PRE_COMMIT comes just before PostgreSQL writes them into its
+ * queue, then the commit record) and when it was done with both.
  */
+static TimestampTz pre_commit_at = 0;
+static TimestampTz committed_at = 0;
+
 static void
-tick_finished(TimestampTz start, int notifications)
+commit_times(XactEvent event, void *arg)
 {
-	SpinLockAcquire(&presence_shared->mutex);
-	presence_shared->last_sweep_ms = (GetCurrentTimestamp() - start) / 1000.0;
-	presence_shared->notifications += notifications;
-	pg_atomic_fetch_add_u64(&presence_shared->sweeps, 1);
-	SpinLockRelease(&presence_shared->mutex);
-	ConditionVariableBroadcast(&presence_shared->tick_cv);
+	if (event == XACT_EVENT_PRE_COMMIT)
+		pre_commit_at = GetCurrentTimestamp();
+	else if (event == XACT_EVENT_COMMIT)
+		committed_at = GetCurrentTimestamp();
+}
+
+static double
+ms_between(TimestampTz from, TimestampTz to)
+{
+	return (to - from) / 1000.0;
+}
+
+/*
+ * The end of a tick, whether it worked or not: stats() and tick_parts()
+ * show a tick's figures together, and calls waiting for a tick
+ * (registry_wait_for_tick) go on.  The slowest tick is kept per window of
+ * TICK_WINDOW_USEC, the current one and the one before: tick_parts() shows
+ * the slowest of the last one to two windows.
+ */
+#define TICK_WINDOW_USEC	(60 * USECS_PER_SEC)
+
+static void
+tick_finished(TimestampTz start, PresenceTickParts *parts)
+{
+	TimestampTz end = GetCurrentTimestamp();
+	PresenceShared *sh = presence_shared;
+
+	parts->at = start;
+	parts->total_ms = ms_between(start, end);
+	elog(DEBUG1, "presence tick: %.3f ms: sweep %.3f, collect %.3f (activity %.3f), lock waits %.3f, journal %.3f (%lld rows), notify %.3f (%lld), commit %.3f (queue and record %.3f)",
+		 parts->total_ms, parts->sweep_ms, parts->collect_ms,
+		 parts->activity_ms, parts->lock_wait_ms, parts->journal_ms,
+		 (long long) parts->rows, parts->notify_ms,
+		 (long long) parts->changes, parts->commit_ms, parts->queue_ms);
+
+	SpinLockAcquire(&sh->mutex);
+	sh->last_sweep_ms = parts->total_ms;
+	sh->notifications += parts->changes;
+	sh->last_tick = *parts;
+	if (end - sh->window_start >= TICK_WINDOW_USEC)
+	{
+		sh->slowest_before = sh->slowest_tick;
+		sh->slowest_tick = *parts;
+		sh->window_start = end;
+	}
+	else if (parts->total_ms > sh->slowest_tick.total_ms)
+		sh->slowest_tick = *parts;
+	pg_atomic_fetch_add_u64(&sh->sweeps, 1);
+	SpinLockRelease(&sh->mutex);
+	ConditionVariableBroadcast(&sh->tick_cv);
 }
 
 /*
@@ -204,13 +251,15 @@ tick_finished(TimestampTz start, int notifications)
  * there is an extension to work for.  with_activity: also journal the last
  * activity of users active since the last flush, which is about to fold it.
  * Not inlined into worker_try_tick, whose setjmp would make its locals
- * unreliable after an ERROR.
+ * unreliable after an ERROR.  Each part's time goes to tick_parts().
  */
 static pg_noinline bool
 worker_tick(bool with_activity)
 {
 	TimestampTz start = GetCurrentTimestamp();
+	TimestampTz t;
 	PresenceBatch batch = {0};
+	PresenceTickParts parts = {0};
 	bool		tracking;
 	bool		resync = false;
 
@@ -228,16 +277,28 @@ worker_tick(bool with_activity)
 		batch.id = ++batch_counter;
 		if (batch.id == 0)
 			batch.id = ++batch_counter;
-		registry_collect(&batch, start, with_activity, resync);
+		parts.with_activity = with_activity;
+		registry_collect(&batch, start, with_activity, resync, &parts);
+		t = GetCurrentTimestamp();
 		persist_batch(&batch);
+		parts.journal_ms = ms_between(t, GetCurrentTimestamp());
+		parts.rows = batch.nusers + batch.nupserts + batch.ndeletes + batch.nmembers;
+		t = GetCurrentTimestamp();
 		if (batch.nchanges > 0)
 			notify_changes(batch.changes, batch.nchanges, &last_seq);
+		parts.notify_ms = ms_between(t, GetCurrentTimestamp());
+		parts.changes = batch.nchanges;
 
 		SpinLockAcquire(&presence_shared->mutex);
 		presence_shared->resync_needed = false;
 		SpinLockRelease(&presence_shared->mutex);
 	}
+	t = GetCurrentTimestamp();
+	pre_commit_at = committed_at = 0;
 	worker_end_work();
+	parts.commit_ms = ms_between(t, GetCurrentTimestamp());
+	if (pre_commit_at != 0 && committed_at != 0)
+		parts.queue_ms = ms_between(pre_commit_at, committed_at);
 
 	if (tracking && resync)
 		event_record(EVENT_RESYNC, failed_sqlerrcode, failed_message);
@@ -246,7 +307,7 @@ worker_tick(bool with_activity)
 	if (batch.urgent)
 		registry_wake_flusher();
 
-	tick_finished(start, batch.nchanges);
+	tick_finished(start, &parts);
 	return tracking;
 }
 
@@ -269,11 +330,12 @@ worker_try_tick(bool with_activity)
 	PG_CATCH();
 	{
 		ErrorData  *edata = worker_recover(EVENT_TICK_FAILED, context);
+		PresenceTickParts parts = {0};
 
 		failed_sqlerrcode = edata->sqlerrcode;
 		strlcpy(failed_message, edata->message, sizeof(failed_message));
 		FreeErrorData(edata);
-		tick_finished(start, 0);
+		tick_finished(start, &parts);
 		worked = false;
 	}
 	PG_END_TRY();
@@ -336,6 +398,7 @@ presence_worker_main(Datum main_arg)
 	SpinLockRelease(&presence_shared->mutex);
 	on_shmem_exit(worker_detach, 0);
 	registry_attach();
+	RegisterXactCallback(commit_times, NULL);
 
 	while (!ShutdownRequestPending)
 	{
