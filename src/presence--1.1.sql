@@ -225,7 +225,7 @@ CREATE FUNCTION presence.tick_parts(
 	OUT queue_ms double precision,
 	OUT notifications bigint,
 	OUT journal_rows bigint,
-	OUT with_activity boolean,
+	OUT active_users_examined bigint,
 	OUT other_ms double precision)
 	RETURNS SETOF record
 	AS 'MODULE_PATHNAME', 'presence_tick_parts'

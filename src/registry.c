@@ -252,6 +252,7 @@ registry_partition_init(PresencePartition *part)
 	part->nusers = 0;
 	part->nsessions = 0;
 	part->nmembers = 0;
+	part->nactive = 0;
 	/* Never back to a value a batch may have seen. */
 	part->generation++;
 }
@@ -710,7 +711,10 @@ registry_remove_user(PresencePartition *part, PresenceUser *user)
 	if (user->in_changes)
 		dlist_delete(&user->change_node);
 	if (user->in_active)
+	{
 		dlist_delete(&user->active_node);
+		part->nactive--;
+	}
 	dlist_delete(&user->member_node);
 	part->nusers--;
 	if (hash_search(user_table, &key, HASH_REMOVE, NULL) == NULL)

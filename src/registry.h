@@ -270,6 +270,7 @@ typedef struct PresencePartition
 	int			nusers;
 	int			nsessions;		/* live ones */
 	int			nmembers;
+	int			nactive;		/* users on the active list */
 	uint64		generation;		/* counts sessions started and ended: a
 								 * batch that saw it unchanged knows its
 								 * live sessions still are (batch.c) */
@@ -317,7 +318,8 @@ typedef struct PresenceTickParts
 								 * queue written and the commit record */
 	int64		changes;		/* notifications */
 	int64		rows;			/* users, sessions and members journaled */
-	bool		with_activity;
+	int64		active_examined;	/* active users whose last activity it
+									 * looked at */
 } PresenceTickParts;
 
 typedef struct PresenceShared
@@ -628,7 +630,7 @@ extern void registry_attach(void);
 
 /* sync.c: the worker's side of the registry */
 extern void registry_collect(PresenceBatch *batch, TimestampTz now,
-							 bool with_activity, bool full,
+							 double activity_share, bool full,
 							 PresenceTickParts *parts);
 extern void registry_get_tick_parts(PresenceTickParts *last,
 									PresenceTickParts *slowest);

@@ -513,7 +513,7 @@ put_tick(ReturnSetInfo *rsinfo, const char *which, const PresenceTickParts *t)
 	values[10] = Float8GetDatum(t->queue_ms);
 	values[11] = Int64GetDatum(t->changes);
 	values[12] = Int64GetDatum(t->rows);
-	values[13] = BoolGetDatum(t->with_activity);
+	values[13] = Int64GetDatum(t->active_examined);
 	values[14] = Float8GetDatum(t->total_ms - t->sweep_ms - t->collect_ms -
 								t->journal_ms - t->notify_ms - t->commit_ms);
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);

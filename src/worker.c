@@ -54,7 +54,8 @@
 bool		presence_writer = false;
 
 static int64 last_seq = 0;
-static TimestampTz last_activity = 0;
+static TimestampTz last_activity = 0;	/* when the last tick looked at
+										 * active users */
 static uint32 batch_counter = 0;
 
 /* Why the tables are to be written again: the last tick's ERROR. */
@@ -223,9 +224,10 @@ tick_finished(TimestampTz start, PresenceTickParts *parts)
 
 	parts->at = start;
 	parts->total_ms = ms_between(start, end);
-	elog(DEBUG1, "presence tick: %.3f ms: sweep %.3f, collect %.3f (activity %.3f), lock waits %.3f, journal %.3f (%lld rows), notify %.3f (%lld), commit %.3f (queue and record %.3f)",
+	elog(DEBUG1, "presence tick: %.3f ms: sweep %.3f, collect %.3f (activity %.3f, %lld users), lock waits %.3f, journal %.3f (%lld rows), notify %.3f (%lld), commit %.3f (queue and record %.3f)",
 		 parts->total_ms, parts->sweep_ms, parts->collect_ms,
-		 parts->activity_ms, parts->lock_wait_ms, parts->journal_ms,
+		 parts->activity_ms, (long long) parts->active_examined,
+		 parts->lock_wait_ms, parts->journal_ms,
 		 (long long) parts->rows, parts->notify_ms,
 		 (long long) parts->changes, parts->commit_ms, parts->queue_ms);
 
@@ -248,13 +250,13 @@ tick_finished(TimestampTz start, PresenceTickParts *parts)
 
 /*
  * One tick, in one transaction: sweep, journal, notify.  Returns whether
- * there is an extension to work for.  with_activity: also journal the last
- * activity of users active since the last flush, which is about to fold it.
+ * there is an extension to work for.  activity_share: the share of the
+ * active users whose last activity it looks at (sync.c take_activity).
  * Not inlined into worker_try_tick, whose setjmp would make its locals
  * unreliable after an ERROR.  Each part's time goes to tick_parts().
  */
 static pg_noinline bool
-worker_tick(bool with_activity)
+worker_tick(double activity_share)
 {
 	TimestampTz start = GetCurrentTimestamp();
 	TimestampTz t;
@@ -277,8 +279,7 @@ worker_tick(bool with_activity)
 		batch.id = ++batch_counter;
 		if (batch.id == 0)
 			batch.id = ++batch_counter;
-		parts.with_activity = with_activity;
-		registry_collect(&batch, start, with_activity, resync, &parts);
+		registry_collect(&batch, start, activity_share, resync, &parts);
 		t = GetCurrentTimestamp();
 		persist_batch(&batch);
 		parts.journal_ms = ms_between(t, GetCurrentTimestamp());
@@ -317,7 +318,7 @@ worker_tick(bool with_activity)
  * writes everything.  Returns whether the tick worked.
  */
 static bool
-worker_try_tick(bool with_activity)
+worker_try_tick(double activity_share)
 {
 	MemoryContext context = CurrentMemoryContext;
 	TimestampTz start = GetCurrentTimestamp();
@@ -325,7 +326,7 @@ worker_try_tick(bool with_activity)
 
 	PG_TRY();
 	{
-		worker_tick(with_activity);
+		worker_tick(activity_share);
 	}
 	PG_CATCH();
 	{
@@ -343,19 +344,23 @@ worker_try_tick(bool with_activity)
 }
 
 /*
- * A tick; once presence.flush_interval has passed since the last time (or
- * when the worker is about to exit), with the activity of users who stay
- * online, for the flusher to fold.  Then the server log hears of what
- * happened, at most once a minute of each kind.
+ * A tick, then what the server log should hear, at most once a minute of
+ * each kind.  Each tick looks at the last activity of a share of the active
+ * users in proportion to the time since the last tick, so that each is
+ * looked at about twice within the minute in which its last activity is
+ * written (sync.c): a tick in which a million users are active looks at a
+ * few tens of thousands, not at all of them every presence.flush_interval.
+ * The last tick, when the worker is about to exit, looks at all.
  */
 static void
 worker_work(bool final)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	bool		with_activity = final ||
-		now - last_activity >= (int64) presence_flush_interval_ms * 1000;
+	int64		period = (int64) Max(60 * 1000, presence_flush_interval_ms) * 1000 / 2;
+	double		share = final ? 1.0 :
+		Min(1.0, (double) (now - last_activity) / period);
 
-	if (worker_try_tick(with_activity) && with_activity)
+	if (worker_try_tick(share))
 		last_activity = now;
 	event_report();
 }
