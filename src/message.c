@@ -60,6 +60,7 @@ message_create(PresencePartition *part, PresenceUser *user, const char *text,
 	return msg;
 }
 
+/* Whether the user's message is already this text, with this expiry. */
 static bool
 message_same(const PresenceMessage *msg, const char *text, int len,
 			 TimestampTz expires_at)

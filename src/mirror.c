@@ -38,6 +38,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/resowner.h"
 
 #include "mirror.h"
@@ -56,7 +57,8 @@
 typedef struct Mirror
 {
 	MirrorConfig config;
-	bool		synced;			/* has a row in presence.mirror_state */
+	Datum		configured;		/* its created_at */
+	bool		synced;			/* this configuration has been synced */
 	Datum		pending;		/* its ids not yet written (text[]), or 0 */
 } Mirror;
 
@@ -76,6 +78,7 @@ typedef struct Write
 	char	   *skip_message;
 } Write;
 
+/* Runs a statement as the flusher, which expects its result code. */
 static void
 run_checked(const char *sql, int nargs, Oid *types, Datum *values, int expected)
 {
@@ -311,24 +314,22 @@ row_error(int sqlerrcode)
 }
 
 /*
- * Writes rows lo to hi - 1 in a subtransaction; a row error is narrowed
- * down by halves to the rows that cause it, which are skipped.  Any other
- * ERROR is raised again, for the mirror's own subtransaction.
+ * Runs work(arg) in a subtransaction of its own.  Returns NULL if it
+ * worked; else its ERROR, with the subtransaction rolled back (which also
+ * gives back the role and the settings it changed).
  */
-static void
-write_range(Write *w, int lo, int hi)
+static ErrorData *
+in_subtransaction(void (*work) (void *), void *arg)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
 	ErrorData  *volatile edata = NULL;
 
-	if (lo == hi)
-		return;
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcontext);
 	PG_TRY();
 	{
-		update_range(w, lo, hi);
+		work(arg);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcontext);
 		CurrentResourceOwner = oldowner;
@@ -343,7 +344,39 @@ write_range(Write *w, int lo, int hi)
 		CurrentResourceOwner = oldowner;
 	}
 	PG_END_TRY();
+	return edata;
+}
 
+/* A range of a write's rows, for in_subtransaction. */
+typedef struct Range
+{
+	Write	   *w;
+	int			lo;
+	int			hi;
+} Range;
+
+static void
+update_range_work(void *arg)
+{
+	Range	   *r = arg;
+
+	update_range(r->w, r->lo, r->hi);
+}
+
+/*
+ * Writes rows lo to hi - 1 in a subtransaction; a row error is narrowed
+ * down by halves to the rows that cause it, which are skipped.  Any other
+ * ERROR is raised again, for the mirror's own subtransaction.
+ */
+static void
+write_range(Write *w, int lo, int hi)
+{
+	Range		range = {w, lo, hi};
+	ErrorData  *edata;
+
+	if (lo == hi)
+		return;
+	edata = in_subtransaction(update_range_work, &range);
 	if (edata == NULL)
 		return;
 	if (!row_error(edata->sqlerrcode))
@@ -453,6 +486,9 @@ static void
 sync_all(const MirrorTarget *t)
 {
 	Portal		portal;
+	MemoryContext batch = AllocSetContextCreate(CurrentMemoryContext,
+												"presence mirror sync",
+												ALLOCSET_DEFAULT_SIZES);
 
 	sync_offline(t);
 	portal = SPI_cursor_open_with_args(NULL,
@@ -461,16 +497,22 @@ sync_all(const MirrorTarget *t)
 									   0, NULL, NULL, NULL, false, 0);
 	for (;;)
 	{
-		MirrorRows rows = {0};
+		MirrorRows	rows = {0};
+		MemoryContext old;
 
 		SPI_cursor_fetch(portal, true, SYNC_BATCH);
 		if (SPI_processed == 0)
 			break;
+		/* A million users are synced in the memory of ten thousand. */
+		old = MemoryContextSwitchTo(batch);
 		mirror_rows_from_spi(&rows);
 		SPI_freetuptable(SPI_tuptable);
 		write_rows(t, &rows);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(batch);
 	}
 	SPI_cursor_close(portal);
+	MemoryContextDelete(batch);
 }
 
 /*
@@ -514,18 +556,23 @@ write_mirror(Mirror *m, MirrorTarget *target, MirrorRows *changed)
 	return true;
 }
 
-/* After a write: the mirror is synced, with nothing pending. */
+/*
+ * After a write: the mirror is synced, with nothing pending.  The state
+ * names the configuration synced, so that one made meanwhile by mirror(),
+ * whichever commits first, is synced at the next fold.
+ */
 static void
 mirror_written(Mirror *m)
 {
-	Oid			type = REGCLASSOID;
-	Datum		relid = ObjectIdGetDatum(m->config.relid);
+	Oid			types[2] = {REGCLASSOID, TIMESTAMPTZOID};
+	Datum		args[2] = {ObjectIdGetDatum(m->config.relid), m->configured};
 
 	if (m->synced && m->pending == (Datum) 0)
 		return;
-	run_checked("INSERT INTO presence.mirror_state AS s (target) VALUES ($1)"
-				" ON CONFLICT (target) DO UPDATE SET pending = '{}'",
-				1, &type, &relid, SPI_OK_INSERT);
+	run_checked("INSERT INTO presence.mirror_state AS s (target, synced)"
+				" VALUES ($1, $2) ON CONFLICT (target) DO UPDATE"
+				" SET synced = excluded.synced, pending = '{}'",
+				2, types, args, SPI_OK_INSERT);
 }
 
 /* A mirror whose table is gone: its configuration goes too. */
@@ -562,6 +609,23 @@ mirror_failed(Mirror *m, MirrorRows *changed, ErrorData *edata)
 				2, types, args, SPI_OK_UPDATE);
 }
 
+/* One mirror's write, for in_subtransaction. */
+typedef struct MirrorWork
+{
+	Mirror	   *m;
+	MirrorRows *rows;
+	bool		exists;
+} MirrorWork;
+
+static void
+write_mirror_work(void *arg)
+{
+	MirrorWork *work = arg;
+	MirrorTarget target;
+
+	work->exists = write_mirror(work->m, &target, work->rows);
+}
+
 /*
  * Writes one mirror in a subtransaction of its own: whatever goes wrong
  * with the application's table is rolled back and logged, and the fold
@@ -570,41 +634,19 @@ mirror_failed(Mirror *m, MirrorRows *changed, ErrorData *edata)
 static void
 mirror_one(Mirror *m, MirrorRows *changed)
 {
-	MemoryContext oldcontext = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
 	MirrorRows	rows = *changed;
-	MirrorTarget target;
-	volatile bool exists = true;
-	ErrorData  *volatile edata = NULL;
+	MirrorWork	work = {m, &rows, true};
+	ErrorData  *edata;
 
 	/* Its own copy of the list, which pending users are added to. */
 	rows.rows = palloc_extended(sizeof(MirrorRow) * Max(changed->n, 1), MCXT_ALLOC_HUGE);
 	memcpy(rows.rows, changed->rows, sizeof(MirrorRow) * changed->n);
 	rows.max = Max(changed->n, 1);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcontext);
-	PG_TRY();
-	{
-		exists = write_mirror(m, &target, &rows);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(oldcontext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_END_TRY();
-
+	edata = in_subtransaction(write_mirror_work, &work);
 	if (edata != NULL)
 		mirror_failed(m, changed, edata);
-	else if (!exists)
+	else if (!work.exists)
 		mirror_forget(m);
 	else
 		mirror_written(m);
@@ -624,9 +666,10 @@ mirror_flush(MirrorRows *changed)
 
 	run_checked("SELECT m.target::pg_catalog.oid, m.id_column::pg_catalog.text,"
 				" m.online_column::pg_catalog.text, m.last_active_column::pg_catalog.text,"
-				" m.status_column::pg_catalog.text, s.target IS NOT NULL,"
+				" m.status_column::pg_catalog.text,"
+				" COALESCE(s.synced OPERATOR(pg_catalog.=) m.created_at, false),"
 				" CASE WHEN pg_catalog.cardinality(s.pending) OPERATOR(pg_catalog.>) 0"
-				" THEN s.pending END"
+				" THEN s.pending END, m.created_at"
 				" FROM presence.mirrors m LEFT JOIN presence.mirror_state s"
 				" ON s.target OPERATOR(pg_catalog.=) m.target"
 				" ORDER BY m.target::pg_catalog.oid",
@@ -649,6 +692,7 @@ mirror_flush(MirrorRows *changed)
 		pending = SPI_getbinval(t, d, 7, &isnull);
 		mirrors[i].pending = isnull ? (Datum) 0 :
 			PointerGetDatum(PG_DETOAST_DATUM_COPY(pending));
+		mirrors[i].configured = SPI_getbinval(t, d, 8, &isnull);
 	}
 	SPI_freetuptable(SPI_tuptable);
 

@@ -50,6 +50,7 @@ wake_flusher(XactEvent event, void *arg)
 		wake_on_commit = false;
 }
 
+/* A name argument as a C string, or NULL. */
 static char *
 arg_name(FunctionCallInfo fcinfo, int argno)
 {
@@ -157,8 +158,8 @@ presence_mirror(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("relation with OID %u does not exist", config.relid)));
-	if (pg_class_aclcheck(config.relid, target.owner,
-						  ACL_SELECT | ACL_UPDATE) != ACLCHECK_OK)
+	if (pg_class_aclcheck(config.relid, target.owner, ACL_SELECT) != ACLCHECK_OK ||
+		pg_class_aclcheck(config.relid, target.owner, ACL_UPDATE) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("the owner of table \"%s\" may not update it",

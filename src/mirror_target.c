@@ -80,6 +80,7 @@ find_column(Relation rel, const char *name, const char *role, bool written)
 	return att;
 }
 
+/* Raises 42804 for a column whose type the mirror cannot write. */
 static void
 wrong_type(Relation rel, Form_pg_attribute att, const char *role,
 		   const char *wanted)

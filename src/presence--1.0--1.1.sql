@@ -143,8 +143,9 @@ CREATE FUNCTION presence.status_message(user_id text)
 -- Mirrors: an application's own users table, whose online, last activity
 -- and status columns the flusher keeps in step (presence.mirror()).  The
 -- configuration is kept by pg_dump; presence.mirror_state, the flusher's
--- own record of what it has written (and the users a failed write still
--- owes), is not: a restored mirror is synced whole again.
+-- own record of which configuration it has synced (by its created_at) and
+-- of the users a failed write still owes, is not: a restored mirror is
+-- synced whole again.
 CREATE TABLE presence.mirrors (
 	target regclass PRIMARY KEY,
 	id_column name NOT NULL,
@@ -158,6 +159,7 @@ CREATE TABLE presence.mirrors (
 );
 CREATE TABLE presence.mirror_state (
 	target regclass PRIMARY KEY,
+	synced timestamptz NOT NULL,
 	pending text[] NOT NULL DEFAULT '{}'
 );
 SELECT pg_catalog.pg_extension_config_dump('presence.mirrors', '');

@@ -25,23 +25,12 @@ my $seq;
 sub next_event
 {
 	my ($within) = @_;
-	my $n = listen_next($l, $within // 10);
+	my $n = listen_next_in_order($l, \$seq, $within // 10);
 	return 'none' unless defined $n;
-	is($n->{seq}, $seq + 1, 'seq grows by one') if defined $seq;
-	$seq = $n->{seq};
 	return join(' ', $n->{event} // 'status', $n->{user_id}, $n->{channel} // '-',
 		$n->{status} // '-',
 		exists $n->{status_message} ? $n->{status_message} // 'null' : '-',
 		exists $n->{expires_at} ? (defined $n->{expires_at} ? 'expires' : 'never') : '-');
-}
-
-sub reload_with
-{
-	my (%settings) = @_;
-	sql($node, "ALTER SYSTEM SET $_ = '$settings{$_}'") for sort keys %settings;
-	sql($node, 'SELECT pg_reload_conf()');
-	my $ticks = sql($node, 'SELECT sweeps FROM presence.stats()');
-	wait_for($node, "SELECT sweeps >= $ticks + 2 FROM presence.stats()");
 }
 
 # --- Set, announced with its own event and its expiry; set again, nothing.
@@ -91,7 +80,7 @@ is(next_event(), 'status noa - online - -', 'noa online');
 is(next_event(), 'status_message noa - - On vacation never', 'with her message');
 
 # --- Hidden by presence.offline_after too.
-reload_with('presence.idle_timeout' => '300ms', 'presence.offline_after' => '600ms');
+reload_with($node, 'presence.idle_timeout' => '300ms', 'presence.offline_after' => '600ms');
 # Away, then offline (or offline at once, for whoever was idle long enough).
 my %offline;
 my @events;
@@ -108,7 +97,7 @@ sql($node, q{SELECT presence.heartbeat('mia')});
 is(next_event(), 'status mia - online - -', 'mia active again');
 is(next_event(), 'status_message mia - - Hidden work never', 'her message');
 is(next_event(), 'join mia room:1 online - -', 'her channel');
-reload_with('presence.idle_timeout' => '5min', 'presence.offline_after' => '0');
+reload_with($node, 'presence.idle_timeout' => '5min', 'presence.offline_after' => '0');
 is(next_event(), 'status noa - away - -', 'offline_after off: noa away again');
 is(next_event(), 'status_message noa - - On vacation never', 'with her message');
 
