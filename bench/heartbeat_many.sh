@@ -4,8 +4,9 @@
 # count(presence.heartbeat(u, s)) FROM unnest(...), and against Redis ZADD
 # on a sorted set of the same members, pipelined 16 deep; in the same run,
 # round after round.  The arrays are read ready-made from a table, so that
-# building them is not what is measured; reading them alone (and unnesting
-# them alone) is measured too: the floor under each form.
+# building them is not what is measured, and stored uncompressed (STORAGE
+# EXTERNAL) as they arrive in a call's parameters; reading them alone (and
+# unnesting them alone) is measured too: the floor under each form.
 #
 #   bench/heartbeat_many.sh [seconds per run] [rounds] [sessions] [clients]
 #
@@ -58,6 +59,8 @@ redis() { redis-cli -h 127.0.0.1 -p "$RPORT" "$@"; }
 # each member in one batch; the same members in Redis.
 psql_b <<SQL
 CREATE TABLE hb_batches (b int PRIMARY KEY, users text[] NOT NULL, sessions text[] NOT NULL);
+-- Stored as they come in a call's parameters: not compressed.
+ALTER TABLE hb_batches ALTER users SET STORAGE EXTERNAL, ALTER sessions SET STORAGE EXTERNAL;
 INSERT INTO hb_batches
   SELECT (n - 1) / $BATCH + 1, array_agg('u' || i ORDER BY n), array_agg('c' || i ORDER BY n)
   FROM (SELECT i, row_number() OVER (ORDER BY random()) AS n
