@@ -35,14 +35,6 @@ cluster_start $W "synchronous_commit = off" "shared_buffers = '1GB'" \
 	"presence.session_timeout = '1h'" "presence.idle_timeout = '1h'"
 
 # Redis, on loopback, as postgres; stopped by PID with the cluster.
-REDIS_PID=""
-stop_all()
-{
-	[ -n "$REDIS_PID" ] && kill "$REDIS_PID" 2>/dev/null
-	REDIS_PID=""
-	cluster_stop
-}
-trap stop_all EXIT INT TERM
 RPORT=""
 for p in $(seq 16379 16399); do
 	ss -ltnH "sport = :$p" | grep -q . || { RPORT=$p; break; }
@@ -52,7 +44,7 @@ chown postgres $W 2>/dev/null || true
 $RUNAS redis-server --bind 127.0.0.1 --port "$RPORT" --save '' --appendonly no \
 	--daemonize yes --pidfile $W/redis.pid --logfile $W/redis.log --dir $W
 for i in $(seq 100); do [ -s $W/redis.pid ] && break; sleep 0.05; done
-REDIS_PID=$(cat $W/redis.pid)
+stop_with "$(cat $W/redis.pid)"
 redis() { redis-cli -h 127.0.0.1 -p "$RPORT" "$@"; }
 
 # The sessions: user u<i>, session c<i>.  Batches of BATCH random members,

@@ -34,15 +34,6 @@ cluster_start $W "shared_buffers = '1GB'" "max_wal_size = '4GB'" \
 	"presence.idle_timeout = '1h'" "presence.reconnect_grace = 0" \
 	"presence.sweep_interval = '1s'"
 
-LPID=""
-stop_all()
-{
-	[ -n "$LPID" ] && kill "$LPID" 2>/dev/null
-	LPID=""
-	cluster_stop
-}
-trap stop_all EXIT INT TERM
-
 # Ready-made batches: the staying sessions in NB arrays, the expiring ones
 # in one.
 psql_b <<SQL
@@ -59,6 +50,7 @@ SQL
 chmod a+rwx $W
 $RUNAS "$LISTEN" -t $((TIMEOUT * 4 + 120)) -c presence "host=$CDIR dbname=postgres" >$W/notifications 2>$W/listen.err &
 LPID=$!
+stop_with $LPID
 while ! grep -q '^listening' $W/notifications 2>/dev/null; do sleep 0.05; done
 
 # The staying sessions first, then, a third of the timeout later, the
@@ -115,7 +107,6 @@ SQL
 wait $BPID || true
 ended=$(date +%s.%N)
 kill "$LPID" 2>/dev/null || true
-LPID=""
 
 # When the last offline of an expiring user arrived, after the deadline.
 last=$(grep '"user_id":"expiring-' $W/notifications | grep '"status":"offline"' |
