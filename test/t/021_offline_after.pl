@@ -115,20 +115,20 @@ sql($node, q{SELECT presence.connect('ola')});
 is(next_event(), 'status ola - online offline', 'a new session: online');
 
 # --- offline_after shorter than idle_timeout: online, then offline.
-reload_with($node, 'presence.idle_timeout' => '10s', 'presence.offline_after' => '1s');
+reload_and_wait($node, 'presence.idle_timeout' => '10s', 'presence.offline_after' => '1s');
 is(next_event(3), 'status ola - offline online', 'straight from online to offline');
 
 # --- A reload applies to users already hidden or waiting.
-reload_with($node, 'presence.offline_after' => '0');
+reload_and_wait($node, 'presence.offline_after' => '0');
 is(next_event(), 'status ola - away offline', 'offline_after off: a hidden user is away again');
 ok(listen_none($l, 1.5), 'and stays away');
-reload_with($node, 'presence.offline_after' => '1s');
+reload_and_wait($node, 'presence.offline_after' => '1s');
 is(next_event(3), 'status ola - offline away', 'on again: the away user\'s timer is filed at once');
-reload_with($node, 'presence.offline_after' => '1h');
+reload_and_wait($node, 'presence.offline_after' => '1h');
 is(next_event(), 'status ola - away offline', 'a longer offline_after: away again');
 
 # --- A restart keeps a hidden user hidden, and announces nothing.
-reload_with($node, 'presence.idle_timeout' => '1s', 'presence.offline_after' => '2s');
+reload_and_wait($node, 'presence.idle_timeout' => '1s', 'presence.offline_after' => '2s');
 is(next_event(4), 'status ola - offline away', 'offline with the new settings');
 listen_stop($l);
 ok(wait_for($node, q{SELECT status = 'offline' FROM presence.users WHERE user_id = 'ola'}),
@@ -145,7 +145,7 @@ is($n && "$n->{user_id} $n->{status} $n->{previous}", 'ola online offline', 'act
 
 # --- A session opened without activity during the reconnect grace: the
 # user's timer goes on (it once stopped there, leaving them online for good).
-reload_with($node, 'presence.reconnect_grace' => '5s', 'presence.offline_after' => '0');
+reload_and_wait($node, 'presence.reconnect_grace' => '5s', 'presence.offline_after' => '0');
 undef $seq;
 sql($node, q{SELECT presence.connect('pia')});
 is(next_event(), 'status pia - online offline', 'pia online');

@@ -80,7 +80,7 @@ is(next_event(), 'status noa - online - -', 'noa online');
 is(next_event(), 'status_message noa - - On vacation never', 'with her message');
 
 # --- Hidden by presence.offline_after too.
-reload_with($node, 'presence.idle_timeout' => '300ms', 'presence.offline_after' => '600ms');
+reload_and_wait($node, 'presence.idle_timeout' => '300ms', 'presence.offline_after' => '600ms');
 # Away, then offline (or offline at once, for whoever was idle long enough).
 my %offline;
 my @events;
@@ -97,7 +97,7 @@ sql($node, q{SELECT presence.heartbeat('mia')});
 is(next_event(), 'status mia - online - -', 'mia active again');
 is(next_event(), 'status_message mia - - Hidden work never', 'her message');
 is(next_event(), 'join mia room:1 online - -', 'her channel');
-reload_with($node, 'presence.idle_timeout' => '5min', 'presence.offline_after' => '0');
+reload_and_wait($node, 'presence.idle_timeout' => '5min', 'presence.offline_after' => '0');
 is(next_event(), 'status noa - away - -', 'offline_after off: noa away again');
 is(next_event(), 'status_message noa - - On vacation never', 'with her message');
 

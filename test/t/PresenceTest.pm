@@ -14,7 +14,7 @@ use Test::More;
 use Time::HiRes qw(time usleep);
 
 our @EXPORT = qw(presence_node listen_start listen_next listen_none
-  listen_stop wait_for sql listen_next_in_order reload_with);
+  listen_stop wait_for sql listen_next_in_order reload_and_wait);
 
 # A started cluster with presence preloaded, CREATE EXTENSION done, short
 # timeouts.  %conf overrides or adds settings; init => {...} goes to init().
@@ -118,7 +118,7 @@ sub listen_next_in_order
 
 # Sets presence settings with ALTER SYSTEM and a reload; returns once the
 # worker has finished two ticks since (the first may have begun before).
-sub reload_with
+sub reload_and_wait
 {
 	my ($node, %settings) = @_;
 	sql($node, "ALTER SYSTEM SET $_ = '$settings{$_}'") for sort keys %settings;
