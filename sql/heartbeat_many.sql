@@ -183,3 +183,16 @@ SELECT presence.set_visible('a:hid', true), presence.set_visible('b:hid', true);
 SELECT count(*) FILTER (WHERE presence.disconnect(user_id, session_id))
   FROM presence.sessions() WHERE user_id LIKE 'hm%' OR user_id LIKE '_:%';
 SELECT wait_until($$SELECT users = 0 FROM presence.stats()$$);
+
+-- tick_parts(): the last tick and the slowest recent one; the parts follow
+-- each other within the whole (the worker has ticked by now).
+SELECT presence.heartbeat_many(ARRAY['hmtick'], ARRAY['a']);
+SELECT wait_until($$SELECT notifications > 0 FROM presence.tick_parts() WHERE tick = 'last'$$);
+SELECT tick, total_ms > 0 AS timed,
+       sweep_ms >= 0 AND collect_ms >= activity_ms AND activity_ms >= 0
+         AND lock_wait_ms >= 0 AND journal_ms >= 0 AND notify_ms >= 0
+         AND commit_ms >= queue_ms AND queue_ms >= 0 AS parts,
+       other_ms >= 0 AS within_the_whole
+  FROM presence.tick_parts() ORDER BY tick;
+SELECT presence.disconnect('hmtick', 'a');
+SELECT wait_until($$SELECT users = 0 FROM presence.stats()$$);

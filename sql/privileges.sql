@@ -22,6 +22,7 @@ SELECT try($$SELECT presence.disconnect('lena')$$);
 SELECT try($$SELECT presence.set_visible('lena', false)$$);
 SELECT try($$SELECT * FROM presence.sessions()$$);
 SELECT try($$SELECT * FROM presence.stats()$$);
+SELECT try($$SELECT * FROM presence.tick_parts()$$);
 SELECT try($$SELECT presence._reset_registry()$$);
 SELECT try($$SELECT * FROM presence.users$$);
 SELECT try($$SELECT * FROM presence.sessions$$);
