@@ -517,7 +517,10 @@ registry_key_hashes(const PresenceKey *key, uint32 *uhash, uint32 *shash)
 	*shash = session_hash(*uhash, key->session, key->session_len);
 }
 
-/* The hash a table's element was filed under, from its entry. */
+/*
+ * The hash a table's element was filed under, from its entry: what a
+ * lookup or a removal of the entry would otherwise hash its ids again for.
+ */
 static inline uint32
 entry_hash(const void *entry)
 {
@@ -717,7 +720,8 @@ registry_remove_user(PresencePartition *part, PresenceUser *user)
 	}
 	dlist_delete(&user->member_node);
 	part->nusers--;
-	if (hash_search(user_table, &key, HASH_REMOVE, NULL) == NULL)
+	if (hash_search_with_hash_value(user_table, &key, entry_hash(user),
+									HASH_REMOVE, NULL) == NULL)
 		elog(ERROR, "presence user entry vanished from its table");
 	registry_free_string(dp);
 }
@@ -869,7 +873,8 @@ registry_free_session(PresencePartition *part, PresenceSession *session)
 
 	Assert(session->ended && !session->in_changes);
 	hint_forget(session);
-	if (hash_search(session_table, &key, HASH_REMOVE, NULL) == NULL)
+	if (hash_search_with_hash_value(session_table, &key, entry_hash(session),
+									HASH_REMOVE, NULL) == NULL)
 		elog(ERROR, "presence session entry vanished from its table");
 	registry_free_string(session_dp);
 	registry_free_string(meta_dp);
@@ -892,7 +897,8 @@ registry_discard_session(PresencePartition *part, PresenceSession *session,
 
 	Assert(session->ended && !session->in_changes && !session->persisted);
 	hint_forget(session);
-	if (hash_search(session_table, &key, HASH_REMOVE, NULL) == NULL)
+	if (hash_search_with_hash_value(session_table, &key, entry_hash(session),
+									HASH_REMOVE, NULL) == NULL)
 		elog(ERROR, "presence session entry vanished from its table");
 	registry_free_string(session_dp);
 	registry_free_string(meta_dp);
