@@ -17,10 +17,12 @@ SELECT user_id, status FROM presence.online_users();
 SELECT presence.status('hidden'), presence.last_active('hidden');
 SELECT try($$SELECT presence.connect('mallory')$$);
 SELECT try($$SELECT presence.heartbeat('lena')$$);
+SELECT try($$SELECT presence.heartbeat_many(ARRAY['lena'], ARRAY['default'])$$);
 SELECT try($$SELECT presence.disconnect('lena')$$);
 SELECT try($$SELECT presence.set_visible('lena', false)$$);
 SELECT try($$SELECT * FROM presence.sessions()$$);
 SELECT try($$SELECT * FROM presence.stats()$$);
+SELECT try($$SELECT * FROM presence.tick_parts()$$);
 SELECT try($$SELECT presence._reset_registry()$$);
 SELECT try($$SELECT * FROM presence.users$$);
 SELECT try($$SELECT * FROM presence.sessions$$);
@@ -49,12 +51,15 @@ RESET ROLE;
 GRANT EXECUTE ON FUNCTION
   presence.connect(text, text, jsonb, boolean),
   presence.heartbeat(text, text, boolean),
+  presence.heartbeat_many(text[], text[], boolean),
   presence.disconnect(text, text),
   presence.set_visible(text, boolean)
   TO presence_app;
 SET ROLE presence_app;
 SELECT presence.connect('mallory');
 SELECT presence.heartbeat('mallory');
+SELECT presence.heartbeat_many(ARRAY['mallory', 'mallory'], ARRAY['default', 'tab2']);
+SELECT presence.disconnect('mallory', 'tab2');
 SELECT presence.disconnect('mallory');
 SELECT try($$SELECT * FROM presence.sessions()$$);
 SELECT try($$SELECT * FROM presence.stats()$$);
@@ -102,6 +107,7 @@ RESET ROLE;
 GRANT EXECUTE ON FUNCTION
   presence.connect(text, text, jsonb, boolean),
   presence.heartbeat(text, text, boolean),
+  presence.heartbeat_many(text[], text[], boolean),
   presence.disconnect(text, text),
   presence.set_visible(text, boolean),
   presence.stats()
@@ -118,6 +124,7 @@ GRANT EXECUTE ON FUNCTION
   TO presence_relay;
 SET ROLE presence_relay;
 SELECT presence.connect('relayed', 'ws-1', NULL, true);
+SELECT presence.heartbeat_many(ARRAY['relayed'], ARRAY['ws-1'], false);
 SELECT user_id, status FROM presence.online_users() ORDER BY user_id;
 SELECT users, sessions, ready FROM presence.stats();
 SELECT presence.join('room:1', 'relayed', 'ws-1', '{"typing": false}');
@@ -152,6 +159,7 @@ DROP ROLE presence_reader;
 REVOKE EXECUTE ON FUNCTION
   presence.connect(text, text, jsonb, boolean),
   presence.heartbeat(text, text, boolean),
+  presence.heartbeat_many(text[], text[], boolean),
   presence.disconnect(text, text),
   presence.set_visible(text, boolean),
   presence.sessions(text),
@@ -167,6 +175,7 @@ DROP ROLE presence_app;
 REVOKE EXECUTE ON FUNCTION
   presence.connect(text, text, jsonb, boolean),
   presence.heartbeat(text, text, boolean),
+  presence.heartbeat_many(text[], text[], boolean),
   presence.disconnect(text, text),
   presence.set_visible(text, boolean),
   presence.stats(),

@@ -143,6 +143,17 @@ REVOKE EXECUTE ON FUNCTION
 	presence.set_visible(text, boolean)
 	FROM PUBLIC;
 
+-- Heartbeats of many sessions in one call (an app server's or a relay's
+-- batch): how many were live; the others are opened as heartbeat() opens
+-- them.  A write function, not for PUBLIC.
+CREATE FUNCTION presence.heartbeat_many(user_ids text[], session_ids text[],
+										active boolean DEFAULT true)
+	RETURNS int
+	AS 'MODULE_PATHNAME', 'presence_heartbeat_many'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+REVOKE EXECUTE ON FUNCTION
+	presence.heartbeat_many(text[], text[], boolean) FROM PUBLIC;
+
 -- Read functions: PUBLIC, and never reveal an invisible user.
 
 CREATE FUNCTION presence.status(user_id text)
@@ -197,6 +208,29 @@ CREATE FUNCTION presence.stats(
 -- Its counts of users and sessions change when an invisible user comes or
 -- goes: not for PUBLIC, like sessions().
 REVOKE EXECUTE ON FUNCTION presence.stats() FROM PUBLIC;
+
+-- Where the worker's ticks spend their time: the last tick, and the slowest
+-- of the last one to two minutes.  Like stats(), not for PUBLIC.
+CREATE FUNCTION presence.tick_parts(
+	OUT tick text,
+	OUT started_at timestamptz,
+	OUT total_ms double precision,
+	OUT sweep_ms double precision,
+	OUT collect_ms double precision,
+	OUT activity_ms double precision,
+	OUT lock_wait_ms double precision,
+	OUT journal_ms double precision,
+	OUT notify_ms double precision,
+	OUT commit_ms double precision,
+	OUT queue_ms double precision,
+	OUT notifications bigint,
+	OUT journal_rows bigint,
+	OUT active_users_examined bigint,
+	OUT other_ms double precision)
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'presence_tick_parts'
+	LANGUAGE C VOLATILE PARALLEL RESTRICTED ROWS 2;
+REVOKE EXECUTE ON FUNCTION presence.tick_parts() FROM PUBLIC;
 
 -- Channels: write functions, and reads, none executable by PUBLIC (who is in
 -- a private room is private).

@@ -81,6 +81,9 @@ extern void registry_check_usable(bool for_write);
 extern bool registry_connect(PresenceId user, PresenceId session,
 							 const char *meta, bool bound, bool active);
 extern bool registry_heartbeat(PresenceId user, PresenceId session, bool active);
+extern int	registry_heartbeat_many(const PresenceId *users,
+									const PresenceId *sessions, int n,
+									bool active);
 extern bool registry_disconnect(PresenceId user, PresenceId session);
 extern void registry_end_owned_session(PresenceId user, PresenceId session);
 extern void registry_set_visible(PresenceId user, bool visible);

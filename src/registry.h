@@ -270,6 +270,10 @@ typedef struct PresencePartition
 	int			nusers;
 	int			nsessions;		/* live ones */
 	int			nmembers;
+	int			nactive;		/* users on the active list */
+	uint64		generation;		/* counts sessions started and ended: a
+								 * batch that saw it unchanged knows its
+								 * live sessions still are (batch.c) */
 } PresencePartition;
 
 typedef enum PresenceRegistryState
@@ -290,6 +294,33 @@ typedef struct PresenceEventLog
 	int			sqlerrcode;		/* of the latest time */
 	char		message[EVENT_MESSAGE_BYTES];	/* its message */
 } PresenceEventLog;
+
+/*
+ * Where one worker tick's time went, in milliseconds (presence.tick_parts()).
+ * The parts follow each other; total_ms is the whole tick, which also has
+ * its start (a transaction, a look at the extension) and end.
+ */
+typedef struct PresenceTickParts
+{
+	TimestampTz at;				/* when it started; 0: no tick yet */
+	double		total_ms;
+	double		sweep_ms;		/* applying the timeouts */
+	double		collect_ms;		/* taking out the changes and rows */
+	double		activity_ms;	/* of which, the last activity of users
+								 * active since the last flush */
+	double		lock_wait_ms;	/* of sweep and collect, waiting for
+								 * partition locks */
+	double		journal_ms;		/* appending to presence.journal */
+	double		notify_ms;		/* numbering the changes and queueing the
+								 * NOTIFYs */
+	double		commit_ms;		/* the commit */
+	double		queue_ms;		/* of which, PostgreSQL's notification
+								 * queue written and the commit record */
+	int64		changes;		/* notifications */
+	int64		rows;			/* users, sessions and members journaled */
+	int64		active_examined;	/* active users whose last activity it
+									 * looked at */
+} PresenceTickParts;
 
 typedef struct PresenceShared
 {
@@ -312,6 +343,10 @@ typedef struct PresenceShared
 									 * someone else (a restore) */
 	double		last_sweep_ms;
 	double		last_flush_ms;
+	PresenceTickParts last_tick;
+	PresenceTickParts slowest_tick;	/* of the current window */
+	PresenceTickParts slowest_before;	/* of the window before */
+	TimestampTz window_start;
 	uint64		notifications;
 	uint64		flushes;
 
@@ -355,6 +390,14 @@ typedef enum RegistryFull
 	REGISTRY_FULL_MEMBERSHIPS
 } RegistryFull;
 
+typedef enum ConnectResult
+{
+	CONNECT_REFRESHED,
+	CONNECT_OPENED,
+	CONNECT_FULL,
+	CONNECT_USER_FULL
+} ConnectResult;
+
 /* registry.c: memory, hashing and entries, for track.c, status.c, sync.c */
 extern void registry_wake_worker(void);
 extern void registry_wake_flusher(void);
@@ -367,6 +410,12 @@ extern void registry_lookup_init(RegistryLookup *l, const char *user,
 extern LWLock *registry_partition_lock(int i);
 extern PresenceUser *registry_find_user(RegistryLookup *l);
 extern PresenceSession *registry_find_session(RegistryLookup *l);
+extern void registry_key_hashes(const PresenceKey *key, uint32 *uhash,
+								uint32 *shash);
+extern PresenceSession *registry_find_session_key(const PresenceKey *key,
+												  uint32 shash);
+extern PresenceSession *const *registry_hint_slot(uint32 shash);
+extern void registry_forget_hints(void);
 extern dsa_pointer registry_store_string(const char *data, int len,
 										 const char **copy);
 extern void registry_free_string(dsa_pointer dp);
@@ -401,6 +450,17 @@ extern uint32 registry_user_hash(const char *user, int len);
 extern bool registry_session_alive(PresencePartition *part,
 								   PresenceSession *session, TimestampTz now,
 								   bool active);
+extern void registry_discard_session(PresencePartition *part,
+									 PresenceSession *session, bool new_user);
+
+/* track.c: opening a session, for connect, heartbeat, join and the batch */
+extern ConnectResult registry_prepare_session(RegistryLookup *l,
+											  PresenceSession **s,
+											  const char *meta,
+											  RegistryFull *full,
+											  bool *new_user);
+extern bool registry_open_session(PresencePartition *part, PresenceSession *s,
+								  bool bound, bool active, TimestampTz now);
 
 /* channels.c: the channel half of the registry, under the same locks */
 extern Size channels_shmem_size(void);
@@ -570,7 +630,10 @@ extern void registry_attach(void);
 
 /* sync.c: the worker's side of the registry */
 extern void registry_collect(PresenceBatch *batch, TimestampTz now,
-							 bool with_activity, bool full);
+							 double activity_share, bool full,
+							 PresenceTickParts *parts);
+extern void registry_get_tick_parts(PresenceTickParts *last,
+									PresenceTickParts *slowest);
 /* message.c: what a tick announces of a user's status message */
 extern void message_take(PresenceBatch *batch, PresenceUser *u);
 extern bool registry_load_user(const char *user_id, PresenceStatus status,

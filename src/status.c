@@ -209,6 +209,7 @@ status_activity(PresencePartition *part, PresenceUser *user, TimestampTz now)
 	{
 		dlist_push_tail(&part->active, &user->active_node);
 		user->in_active = true;
+		part->nactive++;
 	}
 	if (user->status != PRESENCE_ONLINE)
 	{

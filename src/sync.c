@@ -12,6 +12,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "miscadmin.h"
 #include "storage/condition_variable.h"
 
@@ -144,6 +146,48 @@ take_user(PresencePartition *part, PresenceBatch *batch, PresenceUser *u)
 }
 
 /*
+ * The last activity of users who stay online, written at most once a
+ * minute each: status changes carry it at once, and nothing that matters
+ * after a crash needs it more precise (see registry_load_finish).  A tick
+ * looks at 'share' of the partition's active list, from its head: a user
+ * due is written and leaves the list, one active since it was last written
+ * goes to the tail for a later look, one not active since leaves the list
+ * (its next activity puts it back).  So the worker's ticks share the walk
+ * (worker.c gives each a share in proportion to the time since the last),
+ * and no tick writes every active user at once.
+ */
+static void
+take_activity(PresencePartition *part, PresenceBatch *batch, double share,
+			  PresenceTickParts *parts)
+{
+	TimestampTz due = (int64) Max(60 * 1000, presence_flush_interval_ms) * 1000;
+	TimestampTz started = GetCurrentTimestamp();
+	int			n = share >= 1.0 ? part->nactive :
+		Min(part->nactive, (int) ceil(part->nactive * share));
+
+	for (int i = 0; i < n; i++)
+	{
+		PresenceUser *u = dlist_head_element(PresenceUser, active_node,
+											 &part->active);
+
+		dlist_delete(&u->active_node);
+		status_sync_last_active(u);
+		if (u->last_active - u->persisted_active >= due)
+			batch_add_user(batch, u);
+		else if (u->last_active > u->persisted_active)
+		{
+			dlist_push_tail(&part->active, &u->active_node);
+			continue;			/* a later look */
+		}
+		u->in_active = false;
+		part->nactive--;
+		status_unsteady(u);
+	}
+	parts->active_examined += n;
+	parts->activity_ms += (GetCurrentTimestamp() - started) / 1000.0;
+}
+
+/*
  * Takes the rows and changes out of one partition.  User changes made at or
  * after the cutoff stay for the next tick: a change made in a partition
  * already visited would otherwise go out after a later change made in one
@@ -151,7 +195,8 @@ take_user(PresencePartition *part, PresenceBatch *batch, PresenceUser *u)
  */
 static void
 drain_partition(PresencePartition *part, PresenceBatch *batch, uint64 cutoff,
-				bool with_activity, bool full, TimestampTz now)
+				double activity_share, bool full, TimestampTz now,
+				PresenceTickParts *parts)
 {
 	dlist_mutable_iter miter;
 	dlist_iter	iter;
@@ -236,60 +281,61 @@ drain_partition(PresencePartition *part, PresenceBatch *batch, uint64 cutoff,
 				members_add_all(batch, u);
 		}
 	}
-	if (with_activity)
-	{
-		/*
-		 * The last activity of users who stay online, at most once a minute
-		 * each: status changes carry it at once, and nothing that matters
-		 * after a crash needs it more precise (see registry_load_finish).
-		 */
-		TimestampTz due = (int64) Max(60 * 1000, presence_flush_interval_ms) * 1000;
+	if (activity_share > 0 && part->nactive > 0)
+		take_activity(part, batch, activity_share, parts);
+}
 
-		dlist_foreach_modify(miter, &part->active)
-		{
-			PresenceUser *u = dlist_container(PresenceUser, active_node, miter.cur);
+/*
+ * Takes a partition's lock for the worker, adding to *waited the time it
+ * waited for it (a clock is read only when the lock is busy).
+ */
+static void
+lock_partition(int i, double *waited)
+{
+	LWLock	   *lock = registry_partition_lock(i);
+	TimestampTz started;
 
-			status_sync_last_active(u);
-			if (u->last_active - u->persisted_active >= due)
-				batch_add_user(batch, u);
-			else if (u->last_active > u->persisted_active)
-				continue;		/* next time */
-			dlist_delete(&u->active_node);
-			u->in_active = false;
-			status_unsteady(u);
-		}
-	}
+	if (LWLockConditionalAcquire(lock, LW_EXCLUSIVE))
+		return;
+	started = GetCurrentTimestamp();
+	LWLockAcquire(lock, LW_EXCLUSIVE);
+	*waited += (GetCurrentTimestamp() - started) / 1000.0;
 }
 
 /*
  * One worker tick's look at the registry: applies the timeouts, then takes
- * out every row to write and every change to announce.  With with_activity,
- * also the last activity of users active since the last time; with full,
- * every user and session (the tables are then rewritten to match).
+ * out every row to write and every change to announce, and the last
+ * activity due of activity_share of the active users; with full, every user
+ * and session (the tables are then rewritten to match).
  */
 void
-registry_collect(PresenceBatch *batch, TimestampTz now, bool with_activity,
-				 bool full)
+registry_collect(PresenceBatch *batch, TimestampTz now, double activity_share,
+				 bool full, PresenceTickParts *parts)
 {
 	uint64		cutoff;
+	TimestampTz started = GetCurrentTimestamp();
+	TimestampTz swept;
 
 	for (int i = 0; i < PRESENCE_PARTITIONS; i++)
 	{
-		LWLockAcquire(registry_partition_lock(i), LW_EXCLUSIVE);
+		lock_partition(i, &parts->lock_wait_ms);
 		sweep_partition(&presence_shared->partitions[i], now);
 		LWLockRelease(registry_partition_lock(i));
 	}
+	swept = GetCurrentTimestamp();
+	parts->sweep_ms = (swept - started) / 1000.0;
 
 	/* Every change counted before this point is on its partition's list. */
 	cutoff = pg_atomic_read_u64(&presence_shared->change_counter);
 	batch->full = full;
 	for (int i = 0; i < PRESENCE_PARTITIONS; i++)
 	{
-		LWLockAcquire(registry_partition_lock(i), LW_EXCLUSIVE);
+		lock_partition(i, &parts->lock_wait_ms);
 		drain_partition(&presence_shared->partitions[i], batch, cutoff,
-						with_activity, full, now);
+						activity_share, full, now, parts);
 		LWLockRelease(registry_partition_lock(i));
 	}
+	parts->collect_ms = (GetCurrentTimestamp() - swept) / 1000.0;
 }
 
 /*
@@ -528,6 +574,7 @@ registry_clear(void)
 		hash_search(presence_user_table, &key, HASH_REMOVE, NULL);
 		registry_free_string(dp);
 	}
+	registry_forget_hints();
 	for (int i = 0; i < PRESENCE_PARTITIONS; i++)
 		registry_partition_init(&presence_shared->partitions[i]);
 	pg_atomic_write_u32(&presence_shared->live_sessions, 0);
