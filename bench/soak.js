@@ -145,12 +145,17 @@ class Soak {
       while (next <= o.sessions) {
         const from = next;
         next += chunk;
-        await c.query(`SELECT count(${o.visible ? '' : "presence.set_visible('soak-' || i, false), "}` +
-          "presence.connect('soak-' || i)) FROM generate_series($1::int, $2::int) i",
-          [from, Math.min(o.sessions, from + chunk - 1)]);
+        const range = [from, Math.min(o.sessions, from + chunk - 1)];
+        if (!o.visible) {
+          await c.query("SELECT count(*) FROM (SELECT presence.set_visible('soak-' || i, false) " +
+            'FROM generate_series($1::int, $2::int) i) hidden', range);
+        }
+        await c.query("SELECT count(presence.connect('soak-' || i)) FROM generate_series($1::int, $2::int) i", range);
       }
     }));
     await Promise.all(conns.map((c) => c.end()));
+    await this.db.query("SELECT count(presence.connect('churn-' || i)) FROM generate_series(1, $1::int) i",
+      [o.logins * LOGGED_IN_FOR_MS / 1000]);
     await this.db.query(
       `CREATE TABLE soak_batches AS SELECT i % ${BATCHES} AS b, array_agg('soak-' || i) AS users,
          array_agg('default'::text) AS sessions FROM generate_series(1, $1::int) i GROUP BY 1`, [o.sessions]);
@@ -215,13 +220,12 @@ class Soak {
   }
 
   // Logins of new users and logouts of those logged in 30 s before, one
-  // call each, over four connections; churn users of the first 30 s are
-  // logged in beforehand, so that logouts run from the start.
+  // call each, over four connections; the churn users of the first 30 s
+  // were logged in with the load, so that logouts run from the start.
   async startChurn() {
     const o = this.o;
     this.churnConns = await Promise.all([0, 1, 2, 3].map(() => connect(this.pg, 'soak-churn')));
     const pre = o.logins * LOGGED_IN_FOR_MS / 1000;
-    await this.db.query("SELECT count(presence.connect('churn-' || i)) FROM generate_series(1, $1::int) i", [pre]);
     this.loggedIn = Array.from({ length: pre }, (_, i) => `churn-${i + 1}`);
     this.nextChurn = pre + 1;
     this.probes = [];
