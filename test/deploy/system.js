@@ -230,10 +230,13 @@ async function loadClient(nginxPort) {
 
 class System {
   // opts.block: a change to the documented nginx block (only to show what
-  // goes wrong without a part of it); opts.version: the extension's.
+  // goes wrong without a part of it); opts.version: the extension's;
+  // opts.beforeRelays(sys): run once the database servers run, before any
+  // relay starts.
   constructor(opts = {}) {
     this.block = opts.block || ((conf) => conf);
     this.version = opts.version;
+    this.beforeRelays = opts.beforeRelays || (async () => {});
     this.relays = [];
     this.watchers = [];
     this.pages = [];
@@ -267,9 +270,14 @@ class System {
     if (this.version) await this.primary.query(`CREATE EXTENSION presence VERSION '${this.version}'`);
     // the relays' role, as relay.md makes it
     const relayMd = fs.readFileSync(path.join(repoRoot, 'docs', 'relay.md'), 'utf8');
-    await this.primary.query(relayMd.slice(relayMd.indexOf('\n## Database role\n')).match(/```sql\n([\s\S]*?)```/)[1]);
+    let role = relayMd.slice(relayMd.indexOf('\n## Database role\n')).match(/```sql\n([\s\S]*?)```/)[1];
+    // 1.0 has no heartbeat_many (operations.md's update grants it)
+    if (this.version === '1.0') role = role.replace(/^\s*presence\.heartbeat_many\([^)]*\),\n/m, '');
+    await this.primary.query(role);
     this.standby = await this.primary.startStandby({ name: 'deploy-standby' });
     this.current = this.primary;
+    await this.listen(this.primary);
+    await this.beforeRelays(this);
     this.metricsPorts = [await freePort(), await freePort()];
     this.restarts = 0;
     await this.startRelay(0);
@@ -278,7 +286,6 @@ class System {
     this.nginx = await startNginx((dir) => this.block(operationsBlock(dir, this.port, this.relays.map((r) => r.port))),
       this.port, 'deploy-nginx');
     this.PresenceConnection = await loadClient(this.port);
-    await this.listen(this.primary);
     for (const i of [0, 1]) {
       const w = new Watcher(`watcher-${i + 1}`, () => this.relays[i]);
       w.start();

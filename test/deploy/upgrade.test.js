@@ -1,16 +1,23 @@
 'use strict';
-// Upgrades as operations.md describes them, with relays and pages running:
-// the database at 1.0, the server restarted (fast) for the new library,
-// then the update as its SQL block has it.  Pages stay connected through it
-// all, get a fresh state after the restart, and nobody is seen to go.
-// Then a restart that keeps the server down 5 s (a todo: users flap).
+// Upgrades as operations.md describes them.  A database at 1.0 with live
+// sessions: the server restarted for the new library, then the update as
+// its SQL block has it (sessions kept, nothing announced); then the relays
+// of the new build start, and pages with them.  A restart of the primary
+// under two relays: pages stay connected, get a fresh state, and nobody is
+// seen to go; one that keeps the server down 5 s (a todo: users flap).
+// And a todo: this build's relay in front of a database still at 1.0.
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
-const { withSystem, eventually, spread } = require('./system');
-const { repoRoot } = require('../lib/relay');
+const { withSystem, eventually, spread, GRACE_MS, GUCS, SECRET } = require('./system');
+const { repoRoot, startRelay } = require('../lib/relay');
+const { startCluster } = require('../lib/cluster');
+const { Peer } = require('../lib/peer');
+const { sign } = require('../lib/jwt');
+
+const names = (prefix, n) => Array.from({ length: n }, (_, i) => `${prefix}-${String(i + 1).padStart(2, '0')}`);
 
 // The SQL of operations.md's "Upgrades", as written.
 function upgradeBlock() {
@@ -20,7 +27,8 @@ function upgradeBlock() {
   return sql;
 }
 
-const names = (prefix, n) => Array.from({ length: n }, (_, i) => `${prefix}-${String(i + 1).padStart(2, '0')}`);
+const version = async (server) => (await server.query(
+  "SELECT extversion FROM pg_extension WHERE extname = 'presence'")).rows[0].extversion;
 
 // Stops the primary (fast), keeps it down downMs, starts it; resolves once
 // every page has a fresh state, with the time the restart began.
@@ -32,10 +40,7 @@ async function restartPrimary(sys, pages, downMs) {
   await sys.primary.start();
   await sys.listen(sys.primary);
   for (const r of sys.relays) await r.waitHealthy([200], 20000);
-  await eventually(() => pages.every((p) => p.stateAfter(t0)), 20000, 'a fresh state on every page').catch((e) => {
-    throw new Error(`${e.message}: none on ${pages.filter((p) => !p.stateAfter(t0)).map((p) => p.user)}\n` +
-      sys.relays.map((r) => r.log().slice(-1500)).join('\n'));
-  });
+  await eventually(() => pages.every((p) => p.stateAfter(t0)), 20000, 'a fresh state on every page');
   await sys.converged();
   for (const p of pages) assert.equal(p.sockets().length, 1, `${p.user}: one socket all along`);
   return t0;
@@ -45,26 +50,33 @@ async function restartPrimary(sys, pages, downMs) {
 const flapped = (sys, pages, t0) => pages.filter((p) => sys.notified(p.user, t0).length ||
   [...sys.watchers.map((w) => w.view), ...pages.map((q) => q.view)].some((v) => v.changes(p.user, t0).length));
 
-test('a restart of the primary and ALTER EXTENSION UPDATE from 1.0, under two relays: nobody flaps', async (t) => {
-  await withSystem({ version: '1.0' }, async (sys) => {
-    const version = async () => (await sys.primary.query(
-      "SELECT extversion FROM pg_extension WHERE extname = 'presence'")).rows[0].extversion;
-    assert.equal(await version(), '1.0');
+// At 1.0, before any relay: the application's sessions live through the
+// restart and the update, which announces nothing.
+async function updateFrom10(sys) {
+  const apps = names('app', 5);
+  await sys.primary.query("SELECT count(presence.connect(u, 'web')) FROM unnest($1::text[]) u", [apps]);
+  await eventually(() => apps.every((u) => sys.notified(u).includes('online')), 10000, 'the app users announced');
+  assert.equal(await version(sys.primary), '1.0');
+  await sys.primary.restart('fast');
+  await sys.listen(sys.primary);
+  const t0 = Date.now();
+  await sys.primary.query(upgradeBlock());
+  assert.equal(await version(sys.primary), '1.1');
+  const { rows } = await sys.primary.query("SELECT user_id FROM presence.sessions() WHERE session_id = 'web' ORDER BY 1");
+  assert.deepEqual(rows.map((r) => r.user_id), apps, 'the sessions lived through the restart and the update');
+  await sys.primary.query("SELECT count(presence.disconnect(u, 'web')) FROM unnest($1::text[]) u", [apps]);
+  await eventually(() => apps.every((u) => sys.notified(u, t0).includes('offline')), GRACE_MS + 5000, 'the app users gone');
+  for (const u of apps) assert.deepEqual(sys.notified(u, t0), ['offline'], `${u}: nothing announced by the update`);
+}
+
+test('the update from 1.0, then relays; restarts of the primary under two relays', async (t) => {
+  await withSystem({ version: '1.0', beforeRelays: updateFrom10 }, async (sys) => {
     const pages = await sys.openPages(names('page', 16));
     await sys.converged();
 
     const t0 = await restartPrimary(sys, pages, 0);
     assert.deepEqual(flapped(sys, pages, t0).map((p) => `${p.user}\n${sys.seenOf(p.user, t0)}`), []);
     t.diagnostic(`restart to a page's fresh state: ${spread(pages.map((p) => p.stateAfter(t0) - t0))}`);
-
-    const t1 = Date.now();
-    await sys.primary.query(upgradeBlock());
-    assert.equal(await version(), '1.1');
-    const late = sys.newPage('late');
-    await eventually(async () => (await sys.onlineUsers()).includes('late'), 10000, 'a page after the update online');
-    await sys.converged();
-    assert.deepEqual(flapped(sys, pages, t1).map((p) => p.user), [], 'nothing announced by the update');
-    assert.deepEqual(sys.notified(late.user, t1), ['online']);
     sys.checkPages();
 
     // A longer restart: the relays' backoff (up to 5 s, +20 %) may bring
@@ -74,11 +86,32 @@ test('a restart of the primary and ALTER EXTENSION UPDATE from 1.0, under two re
     t.diagnostic(`the server down 5 s: restart to a page's fresh state: ${spread(pages.map((p) => p.stateAfter(t2) - t2))}; ` +
       `${f.length} of ${pages.length} pages seen to go and come back`);
     await t.test('nobody flaps when the server was down 5 s', {
-      todo: 'a fast shutdown ends the relays\' bound sessions (their backends exit), so the restarted server gives ' +
-        'their users only presence.reconnect_grace, and a relay whose next try comes later (its backoff reaches 5 s ' +
-        '+20 %) shows its users offline and back',
+      todo: 'a fast shutdown may end the relays\' bound sessions (their backends exit) before the worker\'s last ' +
+        'tick, so the restarted server gives their users only presence.reconnect_grace, and a relay whose next ' +
+        'try comes later (its backoff reaches 5 s +20 %) shows its users offline and back',
     }, () => {
       assert.deepEqual(f.map((p) => p.user), []);
     });
   });
+});
+
+test('this build\'s relay in front of a database still at 1.0', {
+  todo: 'relay bug: src/relay/state.c reads online_users().status_message, new in 1.1: against 1.0 every ' +
+    'snapshot fails ("column u.status_message does not exist"), and no client gets a state',
+}, async () => {
+  const pg = await startCluster({ gucs: GUCS, name: 'deploy-relay-on-1.0', extension: false });
+  let relay;
+  let peer;
+  try {
+    await pg.query("CREATE EXTENSION presence VERSION '1.0'");
+    relay = await startRelay({ cluster: pg, secret: SECRET, name: 'deploy-relay-on-1.0' });
+    peer = await Peer.open(relay.wsUrl(`/ws?token=${sign({ sub: 'reader' }, SECRET)}`));
+    await peer.waitFor((m) => m.type === 'state', 10000, 'a state');
+  } finally {
+    peer?.ws.terminate();
+    const status = await relay?.stop();
+    relay?.cleanup();
+    await pg.stop();
+    if (relay) assert.deepEqual(status, { code: 0, signal: null });
+  }
 });
