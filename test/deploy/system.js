@@ -22,6 +22,7 @@ const { startCluster, freePort, sleep } = require('../lib/cluster');
 const { startRelay, repoRoot } = require('../lib/relay');
 const { startNginx, operationsBlock } = require('../lib/nginx');
 const { sign } = require('../lib/jwt');
+const { eventually } = require('../relay/common');
 
 const SECRET = 'deploy-test-secret-0123456789abcdef';
 
@@ -45,21 +46,6 @@ const CONVERGE_MS = GRACE_MS + 5000;
 // with 4001, which pages are checked never to see.
 const TOKEN_TTL_S = 15;
 const token = (user) => sign({ sub: user }, SECRET, { exp: Math.floor(Date.now() / 1000) + TOKEN_TTL_S });
-
-async function eventually(fn, timeoutMs, what) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last: ${last})`);
-    await sleep(50);
-  }
-}
 
 // What a client knows from the feed, by the order rule of relay.md: a
 // state replaces it, a change at or below the known seq is in it already.
