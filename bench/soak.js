@@ -48,6 +48,7 @@ const CHURN_TICK_MS = 100;
 const LOGGED_IN_FOR_MS = 30000;      // a churn user logs out this long after it logged in
 const SAMPLE_EVERY_MS = 10000;
 const FLAT = 0.05;
+const HARNESS = 'soak driver (node; the harness: shown, not judged)';
 
 function options(argv) {
   const o = { minutes: 30, sessions: 1000000, clients: 10000, logins: 500, visible: false };
@@ -287,7 +288,7 @@ class Soak {
       procs.set('clients: driver', this.watchers.pid);
       childrenOf(this.watchers.pid).forEach((pid, i) => procs.set(`clients: process ${i + 1}`, pid));
     }
-    procs.set('soak driver (node)', process.pid);
+    procs.set(HARNESS, process.pid);
     return procs;
   }
 
@@ -397,7 +398,7 @@ class Soak {
         anon_kb_first: after[0].anon,
         anon_kb_last: after[after.length - 1].anon,
         anon_growth: aMin ? (aMax - aMin) / aMin : 0,
-        flat: (aMax - aMin) <= FLAT * aMin,
+        flat: label === HARNESS || (aMax - aMin) <= FLAT * aMin,
       });
     }
     return rows;
@@ -480,7 +481,7 @@ function report(o, soak, { clients, relays, agree }) {
   console.log('| --- | ---: | ---: | ---: | ---: | ---: | --- |');
   for (const m of mem) {
     console.log(`| ${m.process} | ${m.samples} | ${m.rss_kb_first} → ${m.rss_kb_last} | ${pct(m.rss_growth)} | ` +
-      `${m.anon_kb_first} → ${m.anon_kb_last} | ${pct(m.anon_growth)} | ${m.flat ? 'yes' : '**no**'} |`);
+      `${m.anon_kb_first} → ${m.anon_kb_last} | ${pct(m.anon_growth)} | ${m.process === HARNESS ? '' : m.flat ? 'yes' : '**no**'} |`);
   }
   console.log(`\n| check | result |\n| --- | --- |`);
   console.log(`| seq gaps (LISTEN, ${soak.notifications} notifications) | ${soak.gaps.length} |`);
