@@ -11,7 +11,11 @@
 //    client a state of everyone online, some 100 bytes a user, and a
 //    million of them would be 100 MB per client;
 //  * --clients WebSocket clients (bench/relay/watchers --soak, each a
-//    tracked user with a token) spread over the two relays;
+//    tracked user with a token) spread over the two relays, connecting over
+//    --ramp seconds: each one's login goes to every client connected
+//    before it, and each gets a state of every client before it, so
+//    10,000 at once is some 50 million frames and 5 GB of states, which the
+//    relays do not send within --send-timeout;
 //  * --logins logins and as many logouts a second: presence.connect of a
 //    new user, presence.disconnect of the one that logged in 30 s before,
 //    one call each;
@@ -31,7 +35,7 @@
 // the last minute.  Results: printed, and in bench/results/soak.json.
 //
 //   node bench/soak.js [--minutes 30] [--sessions 1000000] [--clients 10000]
-//                      [--logins 500] [--visible] [--short]
+//                      [--logins 500] [--ramp 300] [--visible] [--short]
 
 const fs = require('node:fs');
 const os = require('node:os');
@@ -51,15 +55,15 @@ const FLAT = 0.05;
 const HARNESS = 'soak driver (node; the harness: shown, not judged)';
 
 function options(argv) {
-  const o = { minutes: 30, sessions: 1000000, clients: 10000, logins: 500, visible: false };
+  const o = { minutes: 30, sessions: 1000000, clients: 10000, logins: 500, ramp: 300, visible: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--visible') o.visible = true;
-    else if (a === '--short') Object.assign(o, { minutes: 3, sessions: 100000, clients: 1000, logins: 20 });
-    else if (['--minutes', '--sessions', '--clients', '--logins'].includes(a)) o[a.slice(2)] = Number(argv[++i]);
+    else if (a === '--short') Object.assign(o, { minutes: 3, sessions: 100000, clients: 1000, logins: 20, ramp: 20 });
+    else if (['--minutes', '--sessions', '--clients', '--logins', '--ramp'].includes(a)) o[a.slice(2)] = Number(argv[++i]);
     else throw new Error(`soak: unknown argument ${a}`);
   }
-  for (const k of ['minutes', 'sessions', 'clients', 'logins']) if (!(o[k] > 0)) throw new Error(`soak: --${k} must be positive`);
+  for (const k of ['minutes', 'sessions', 'clients', 'logins', 'ramp']) if (!(o[k] > 0)) throw new Error(`soak: --${k} must be positive`);
   return o;
 }
 
@@ -304,9 +308,9 @@ class Soak {
 
   // Until the clients' own logins are announced: no notification for 2 s.
   async quiet() {
-    const deadline = Date.now() + 300000;
+    const deadline = Date.now() + 600000;
     for (let last = -1; last !== this.notifications;) {
-      if (Date.now() > deadline) throw new Error('the clients\' logins still being announced after 5 minutes');
+      if (Date.now() > deadline) throw new Error('the clients\' logins still being announced after 10 minutes');
       last = this.notifications;
       await sleep(2000);
     }
@@ -321,7 +325,8 @@ class Soak {
       { mode: 0o600 });
     const child = spawnOwned(path.join(__dirname, 'relay', 'watchers'),
       ['--soak', String(this.seconds), '--ports', this.relays.map((r) => r.port).join(','),
-        '--tokens', file, '--count', String(o.clients), '--procs', '2'],
+        '--tokens', file, '--count', String(o.clients), '--procs', '2',
+        '--connect-rate', String(Math.ceil(o.clients / o.ramp))],
       { stdio: ['ignore', 'pipe', 'inherit'] });
     this.watchers = child;
     let out = '';
@@ -412,7 +417,7 @@ class Soak {
     await this.drained();
     log('the load announced, and taken by the relays');
     await this.listen();
-    log(`${o.clients} clients connecting to the relays`);
+    log(`${o.clients} clients connecting to the relays over ${o.ramp} s`);
     await this.startClients();
     await this.quiet();
     this.t0 = Date.now();

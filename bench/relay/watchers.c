@@ -19,7 +19,8 @@
  *
  * With --soak S it makes no changes: it holds its watchers for S seconds
  * (on the relays of --ports, in turn, each with its token from --tokens),
- * counts the frames and the connections lost, and times the changes of
+ * opening them --connect-rate a second if given, counts the frames and
+ * the connections lost, and times the changes of
  * users named "probe-<ms since the epoch when made>" (the soak driver,
  * bench/soak.js, makes one a second): per minute, the delay from that time
  * to each watcher's receipt.
@@ -33,7 +34,8 @@
  *   watchers --port P --db CONNINFO [--count W] [--rounds R] [--procs P]
  *            [--idle S]
  *   watchers --trivial [--split] [--count W] [--rounds R] [--procs P]
- *   watchers --soak S --ports P1,P2,... [--tokens FILE] [--count W] [--procs P]
+ *   watchers --soak S --ports P1,P2,... [--tokens FILE] [--connect-rate N]
+ *            [--count W] [--procs P]
  * prints "ready" once every watcher has its state (and "idle done" after
  * --idle S seconds of doing nothing), then one JSON line.
  */
@@ -74,6 +76,7 @@ static int	port,
 			trivial,
 			split,				/* trivial server: two processes, half each */
 			soak,				/* seconds */
+			connect_rate,		/* sockets opened a second, all processes (0: at once) */
 			ports[MAX_PORTS],	/* --ports: watcher i on ports[i % nports] */
 			nports;
 static const char *conninfo;
@@ -426,13 +429,18 @@ watch(int first, int n)
 				pending = 0,
 				i,
 				k;
-	int64_t		cpu0 = 0;
+	int64_t		cpu0 = 0,
+				start = now_ns();
 
 	if (!conns || epfd < 0)
 		die("watch");
 	for (;;)
 	{
-		while (opened < n && pending < MAX_HANDSHAKES)
+		/* this process's share of --connect-rate: n sockets in count/rate s */
+		int			allowed = connect_rate ?
+			(int) ((now_ns() - start) / 1000000 * connect_rate / 1000 * n / count) + 1 : n;
+
+		while (opened < n && pending < MAX_HANDSHAKES && opened < allowed)
 		{
 			open_one(epfd, &conns[opened], first + opened);
 			opened++;
@@ -897,6 +905,7 @@ main(int argc, char **argv)
 		{"soak", required_argument, NULL, 'S'},
 		{"ports", required_argument, NULL, 'o'},
 		{"tokens", required_argument, NULL, 'k'},
+		{"connect-rate", required_argument, NULL, 'R'},
 		{NULL, 0, NULL, 0}
 	};
 	const char *token_file = NULL;
@@ -932,6 +941,8 @@ main(int argc, char **argv)
 		}
 		else if (c == 'k')
 			token_file = optarg;
+		else if (c == 'R')
+			connect_rate = atoi(optarg);
 		else
 			return 2;
 	}
@@ -942,7 +953,8 @@ main(int argc, char **argv)
 	{
 		fprintf(stderr, "usage: watchers --port P --db CONNINFO | --trivial "
 				"[--split] [--count W] [--rounds R] [--procs P] [--idle S]\n"
-				"       watchers --soak S --ports P1,P2,... [--tokens FILE] [--count W] [--procs P]\n");
+				"       watchers --soak S --ports P1,P2,... [--tokens FILE] [--connect-rate N]\n"
+				"                [--count W] [--procs P]\n");
 		return 2;
 	}
 	if (token_file)
