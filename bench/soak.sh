@@ -5,7 +5,7 @@
 # seq), and whether the memory of every process stays flat, seq has no gap,
 # no client is dropped, presence.users agrees with the registry, and the
 # fan-out delay of the last minute is that of the first.  Not in CI: run it
-# on a quiet machine.  See bench/soak.js; results in bench/results/soak.json.
+# on a quiet machine.  See bench/soak/soak.js; results in bench/results/soak.json.
 #
 #   sudo bench/soak.sh                       the full run (30 minutes)
 #   sudo bench/soak.sh --short               3 minutes, 100,000 sessions, 1,000 clients, 20 logins/s
@@ -29,4 +29,4 @@ fi
 ulimit -n "$(ulimit -Hn)"
 make -s -C src/relay presence-relay
 make -s -C bench/relay watchers
-exec node bench/soak.js "$@"
+exec node bench/soak/soak.js "$@"

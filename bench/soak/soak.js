@@ -35,15 +35,17 @@
 // the last minute.  Results: printed, and in bench/results/soak.json.
 //
 //   node bench/soak.js [--minutes 30] [--sessions 1000000] [--clients 10000]
-//                      [--logins 500] [--ramp 300] [--visible] [--short]
+//                      [--logins 500] [--ramp 600] [--visible] [--short]
 
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { startCluster, sleep } = require('../test/lib/cluster');
-const { startRelay } = require('../test/lib/relay');
-const { sign } = require('../test/lib/jwt');
-const { spawnOwned } = require('../test/lib/programs');
+const { startCluster, sleep } = require('../../test/lib/cluster');
+const { startRelay } = require('../../test/lib/relay');
+const { sign } = require('../../test/lib/jwt');
+const { spawnOwned } = require('../../test/lib/programs');
+const { MemorySamples, childrenOf } = require('./memory');
+const { report } = require('./report');
 
 const SECRET = 'soak-secret-0123456789abcdef0123456789';
 const HEARTBEAT_EVERY_MS = 20000;
@@ -51,11 +53,11 @@ const BATCHES = 100;                 // per heartbeat interval
 const CHURN_TICK_MS = 100;
 const LOGGED_IN_FOR_MS = 30000;      // a churn user logs out this long after it logged in
 const SAMPLE_EVERY_MS = 10000;
-const FLAT = 0.05;
+const RESULTS = path.join(__dirname, '..', 'results');
 const HARNESS = 'soak driver (node; the harness: shown, not judged)';
 
 function options(argv) {
-  const o = { minutes: 30, sessions: 1000000, clients: 10000, logins: 500, ramp: 300, visible: false };
+  const o = { minutes: 30, sessions: 1000000, clients: 10000, logins: 500, ramp: 600, visible: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--visible') o.visible = true;
@@ -68,33 +70,6 @@ function options(argv) {
 }
 
 const log = (...a) => console.error(`[${new Date().toISOString().slice(11, 19)}]`, ...a);
-
-// Resident memory of a process, in kB: all of it, and its private part
-// (shared memory a postgres process touches counts in the first only).
-function memory(pid) {
-  try {
-    const s = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kb = (k) => Number((new RegExp(`${k}:\\s+(\\d+)`).exec(s) || [0, 0])[1]);
-    return { rss: kb('VmRSS'), anon: kb('RssAnon') };
-  } catch {
-    return null;
-  }
-}
-
-function childrenOf(ppid) {
-  const kids = [];
-  for (const d of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === ppid) kids.push(Number(d));
-    } catch { /* gone */ }
-  }
-  return kids;
-}
-
-// The 'n'-th quantile of a sorted list.
-const quantile = (s, q) => s[Math.min(s.length - 1, Math.floor(q * s.length))];
 
 // A connection of the driver's, named for pg_stat_activity; its errors
 // (the server stopping at the end, say) surface through its queries.
@@ -109,7 +84,7 @@ class Soak {
   constructor(o) {
     this.o = o;
     this.seconds = o.minutes * 60;
-    this.samples = new Map();        // label -> [{ t, rss, anon }]
+    this.memory = new MemorySamples(HARNESS);
     this.gaps = [];
     this.notifications = 0;
     this.lastSeq = null;
@@ -127,14 +102,14 @@ class Soak {
         'max_wal_size': '4GB',
         'shared_buffers': '512MB',
       },
-      artifactsDir: path.join(__dirname, 'results', 'soak-logs'),
+      artifactsDir: path.join(RESULTS, 'soak-logs'),
     });
     this.relays = [];
     for (const i of [1, 2]) {
       this.relays.push(await startRelay({
         cluster: this.pg, secret: SECRET, name: `soak-relay-${i}`,
         args: ['--max-connections-per-ip', '0'],
-        artifactsDir: path.join(__dirname, 'results', 'soak-logs'),
+        artifactsDir: path.join(RESULTS, 'soak-logs'),
       }));
     }
     this.db = await connect(this.pg, 'soak-driver');
@@ -297,13 +272,7 @@ class Soak {
   }
 
   async sample() {
-    const t = Date.now() - this.t0;
-    for (const [label, pid] of await this.processes()) {
-      const m = memory(pid);
-      if (!m) continue;
-      if (!this.samples.has(label)) this.samples.set(label, []);
-      this.samples.get(label).push({ t, ...m });
-    }
+    this.memory.add(Date.now() - this.t0, await this.processes());
   }
 
   // Until the clients' own logins are announced: no notification for 2 s.
@@ -323,7 +292,7 @@ class Soak {
     const file = path.join(os.tmpdir(), `soak-tokens-${process.pid}`);
     fs.writeFileSync(file, Array.from({ length: o.clients }, (_, i) => sign({ sub: `client-${i + 1}` }, SECRET, { exp })).join('\n') + '\n',
       { mode: 0o600 });
-    const child = spawnOwned(path.join(__dirname, 'relay', 'watchers'),
+    const child = spawnOwned(path.join(__dirname, '..', 'relay', 'watchers'),
       ['--soak', String(this.seconds), '--ports', this.relays.map((r) => r.port).join(','),
         '--tokens', file, '--count', String(o.clients), '--procs', '2',
         '--connect-rate', String(Math.ceil(o.clients / o.ramp))],
@@ -383,32 +352,6 @@ class Soak {
     return r;
   }
 
-  // Per process: flat after the warm-up if its largest sample of private
-  // memory is within 5 % of its smallest.
-  memoryReport() {
-    const warm = this.seconds * 1000 / 6;
-    const rows = [];
-    for (const [label, s] of this.samples) {
-      const after = s.filter((x) => x.t >= warm);
-      if (after.length < 2) continue;
-      const range = (k) => [Math.min(...after.map((x) => x[k])), Math.max(...after.map((x) => x[k]))];
-      const [rMin, rMax] = range('rss');
-      const [aMin, aMax] = range('anon');
-      rows.push({
-        process: label,
-        samples: after.length,
-        rss_kb_first: after[0].rss,
-        rss_kb_last: after[after.length - 1].rss,
-        rss_growth: (rMax - rMin) / rMin,
-        anon_kb_first: after[0].anon,
-        anon_kb_last: after[after.length - 1].anon,
-        anon_growth: aMin ? (aMax - aMin) / aMin : 0,
-        flat: label === HARNESS || (aMax - aMin) <= FLAT * aMin,
-      });
-    }
-    return rows;
-  }
-
   async run() {
     const o = this.o;
     await this.start();
@@ -457,65 +400,14 @@ class Soak {
   }
 }
 
-function report(o, soak, { clients, relays, agree }) {
-  const mem = soak.memoryReport();
-  const minutes = clients.minutes.slice(0, Math.floor(soak.seconds / 60));
-  const first = minutes[0];
-  const last = minutes[minutes.length - 1];
-  const dropped = clients.failed + relays.reduce((n, r) => n + r.dropped, 0);
-  const result = {
-    options: o,
-    heartbeat_form: soak.heartbeatForm,
-    heartbeats: soak.heartbeats,
-    churn: soak.churn,
-    notifications: soak.notifications,
-    gaps: soak.gaps.length,
-    clients: { watchers: clients.watchers, states: clients.states, lost: clients.failed, frames: clients.frames },
-    relays,
-    fan_out_first_minute: first,
-    fan_out_last_minute: last,
-    fan_out_minutes: minutes,
-    agreement: agree,
-    memory: mem,
-  };
-  const pct = (x) => `${(x * 100).toFixed(1)} %`;
-  console.log(`\nsoak: ${o.minutes} min, ${o.sessions} sessions of ${o.visible ? 'visible' : 'invisible'} users ` +
-    `(${soak.heartbeatForm}), ${o.clients} clients, ` +
-    `${o.logins} logins and logouts a second\n`);
-  console.log('| process | samples | RSS after warm-up, first → last (kB) | range | private (RssAnon), first → last (kB) | range | flat (private, 5 %) |');
-  console.log('| --- | ---: | ---: | ---: | ---: | ---: | --- |');
-  for (const m of mem) {
-    console.log(`| ${m.process} | ${m.samples} | ${m.rss_kb_first} → ${m.rss_kb_last} | ${pct(m.rss_growth)} | ` +
-      `${m.anon_kb_first} → ${m.anon_kb_last} | ${pct(m.anon_growth)} | ${m.process === HARNESS ? '' : m.flat ? 'yes' : '**no**'} |`);
-  }
-  console.log(`\n| check | result |\n| --- | --- |`);
-  console.log(`| seq gaps (LISTEN, ${soak.notifications} notifications) | ${soak.gaps.length} |`);
-  console.log(`| clients dropped (connections lost ${clients.failed}; relays' slow clients dropped ${relays.map((r) => r.dropped).join(' + ')}) | ${dropped} |`);
-  console.log(`| heartbeats | ${soak.heartbeats.calls} in ${soak.heartbeats.batches} batches, slowest ${soak.heartbeats.slowest} ms, ${soak.heartbeats.late} late |`);
-  console.log(`| logins / logouts made | ${soak.churn.logins} / ${soak.churn.logouts} (ticks skipped, a second behind: ${soak.churn.behind}) |`);
-  console.log(`| presence.users against the registry | ${agree.registry} online in the registry, ${agree.users_table} in the table; ` +
-    `${agree.only_in_registry} only in the registry, ${agree.only_in_table} only in the table; ` +
-    `users tracked (invisible included) ${agree.registry_users} / ${agree.users_tracked_table}; ` +
-    `sessions ${agree.registry_sessions} / ${agree.sessions_table} |`);
-  console.log(`| fan-out (probe login → each client), first minute | p50 ${first.p50_ms} ms, p99 ${first.p99_ms} ms, max ${first.max_ms} ms (${first.receipts} receipts) |`);
-  console.log(`| fan-out, last minute | p50 ${last.p50_ms} ms, p99 ${last.p99_ms} ms, max ${last.max_ms} ms (${last.receipts} receipts) |`);
-  const out = path.join(__dirname, 'results', 'soak.json');
-  fs.mkdirSync(path.dirname(out), { recursive: true });
-  fs.writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
-  console.log(`\n(${out})`);
-  const ok = soak.gaps.length === 0 && dropped === 0 && agree.only_in_registry === 0 && agree.only_in_table === 0 &&
-    agree.registry_users === agree.users_tracked_table && agree.registry_sessions === agree.sessions_table &&
-    mem.every((m) => m.flat);
-  console.log(ok ? 'SOAK PASSED' : 'SOAK FAILED');
-  return ok;
-}
-
 async function main() {
   const o = options(process.argv.slice(2));
   const soak = new Soak(o);
   let ok = false;
   try {
-    ok = report(o, soak, await soak.run());
+    const result = await soak.run();
+    ok = report(o, soak, { ...result, memory: soak.memory.report(soak.seconds * 1000 / 6) },
+      path.join(RESULTS, 'soak.json'));
   } finally {
     await soak.stop();
   }

@@ -1,0 +1,62 @@
+'use strict';
+// The soak's verdict (bench/soak/soak.js): tables on stdout, everything in
+// bench/results/soak.json; true if it passed.
+
+const fs = require('node:fs');
+const path = require('node:path');
+
+// o: the options; soak: the run, for its counts; then what it found:
+// clients (watchers' report), relays (their counters), agree (the tables
+// against the registry), memory (MemorySamples.report()).
+function report(o, soak, { clients, relays, agree, memory: mem }, out) {
+  const minutes = clients.minutes.slice(0, Math.floor(soak.seconds / 60));
+  const first = minutes[0];
+  const last = minutes[minutes.length - 1];
+  const dropped = clients.failed + relays.reduce((n, r) => n + r.dropped, 0);
+  const result = {
+    options: o,
+    heartbeat_form: soak.heartbeatForm,
+    heartbeats: soak.heartbeats,
+    churn: soak.churn,
+    notifications: soak.notifications,
+    gaps: soak.gaps.length,
+    clients: { watchers: clients.watchers, states: clients.states, lost: clients.failed, frames: clients.frames },
+    relays,
+    fan_out_first_minute: first,
+    fan_out_last_minute: last,
+    fan_out_minutes: minutes,
+    agreement: agree,
+    memory: mem,
+  };
+  const pct = (x) => `${(x * 100).toFixed(1)} %`;
+  console.log(`\nsoak: ${o.minutes} min, ${o.sessions} sessions of ${o.visible ? 'visible' : 'invisible'} users ` +
+    `(${soak.heartbeatForm}), ${o.clients} clients, ` +
+    `${o.logins} logins and logouts a second\n`);
+  console.log('| process | samples | RSS after warm-up, first → last (kB) | range | private (RssAnon), first → last (kB) | range | flat (private, 5 %) |');
+  console.log('| --- | ---: | ---: | ---: | ---: | ---: | --- |');
+  for (const m of mem) {
+    console.log(`| ${m.process} | ${m.samples} | ${m.rss_kb_first} → ${m.rss_kb_last} | ${pct(m.rss_growth)} | ` +
+      `${m.anon_kb_first} → ${m.anon_kb_last} | ${pct(m.anon_growth)} | ${!m.judged ? '' : m.flat ? 'yes' : '**no**'} |`);
+  }
+  console.log(`\n| check | result |\n| --- | --- |`);
+  console.log(`| seq gaps (LISTEN, ${soak.notifications} notifications) | ${soak.gaps.length} |`);
+  console.log(`| clients dropped (connections lost ${clients.failed}; relays' slow clients dropped ${relays.map((r) => r.dropped).join(' + ')}) | ${dropped} |`);
+  console.log(`| heartbeats | ${soak.heartbeats.calls} in ${soak.heartbeats.batches} batches, slowest ${soak.heartbeats.slowest} ms, ${soak.heartbeats.late} late |`);
+  console.log(`| logins / logouts made | ${soak.churn.logins} / ${soak.churn.logouts} (ticks skipped, a second behind: ${soak.churn.behind}) |`);
+  console.log(`| presence.users against the registry | ${agree.registry} online in the registry, ${agree.users_table} in the table; ` +
+    `${agree.only_in_registry} only in the registry, ${agree.only_in_table} only in the table; ` +
+    `users tracked (invisible included) ${agree.registry_users} / ${agree.users_tracked_table}; ` +
+    `sessions ${agree.registry_sessions} / ${agree.sessions_table} |`);
+  console.log(`| fan-out (probe login → each client), first minute | p50 ${first.p50_ms} ms, p99 ${first.p99_ms} ms, max ${first.max_ms} ms (${first.receipts} receipts) |`);
+  console.log(`| fan-out, last minute | p50 ${last.p50_ms} ms, p99 ${last.p99_ms} ms, max ${last.max_ms} ms (${last.receipts} receipts) |`);
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  fs.writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
+  console.log(`\n(${out})`);
+  const ok = soak.gaps.length === 0 && dropped === 0 && agree.only_in_registry === 0 && agree.only_in_table === 0 &&
+    agree.registry_users === agree.users_tracked_table && agree.registry_sessions === agree.sessions_table &&
+    mem.every((m) => m.flat || !m.judged);
+  console.log(ok ? 'SOAK PASSED' : 'SOAK FAILED');
+  return ok;
+}
+
+module.exports = { report };
