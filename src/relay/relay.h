@@ -187,6 +187,27 @@ void		origin_link_down(void);
 int			origin_pump(void);
 void		origin_cleanup(void);
 
+/* hash.c: hash tables with string keys, entries embed a struct hnode */
+struct hnode
+{
+	struct hnode *next;
+	uint64_t	hash;
+	const char *key;			/* the entry's own copy */
+	size_t		klen;
+};
+struct htable
+{
+	struct hnode **slots;
+	size_t		nslots,
+				used;
+};
+int			hash_init(struct htable *t, size_t nslots);
+struct hnode *hash_find(const struct htable *t, const char *key, size_t n);
+void		hash_add(struct htable *t, struct hnode *e, const char *key, size_t n);
+void		hash_remove(struct htable *t, struct hnode *e);
+void		hash_each(struct htable *t, void (*fn) (struct hnode *e, void *arg), void *arg);
+void		hash_free(struct htable *t);
+
 /* caps.c: sockets per user and per client address */
 int			caps_init(void);
 void		caps_cleanup(void);
