@@ -1,6 +1,7 @@
 /*
  * main.c - presence-relay: live presence over WebSocket for the presence
- * extension.  Options, the lws context, signals, and a clean shutdown.
+ * extension.  Options, the lws context, signals, a clean shutdown, and the
+ * wiring: which module hears what from which (relay.h draws it).
  *
  * Everything runs in one lws event loop: HTTP and WebSocket clients, the
  * libpq connection (adopted as a raw file) and timers (lws_sul).
@@ -40,8 +41,6 @@ struct lws_context *relay_context;
 struct lws_vhost *relay_vhost;
 
 static volatile sig_atomic_t stop_requested;
-static int	shutting_down;
-static char session_prefix[128];
 static char metrics_addr[INET6_ADDRSTRLEN];
 static int	metrics_port;
 
@@ -344,20 +343,6 @@ relay_is_loopback(const char *addr)
 	return 0;
 }
 
-/* relay-<host>-<pid>-<n>: unique across relays sharing a database. */
-void
-relay_session_id(const struct client *c, char *buf, size_t len)
-{
-	lws_snprintf(buf, len, "%s-%llu", session_prefix,
-				 (unsigned long long) c->session_no);
-}
-
-int
-relay_shutting_down(void)
-{
-	return shutting_down;
-}
-
 static void
 on_signal(int sig)
 {
@@ -378,12 +363,11 @@ shut_down(void)
 	lws_sorted_usec_list_t sul_deadline;
 	lws_usec_t	deadline = lws_now_usecs() + SHUTDOWN_GRACE_US;
 
-	shutting_down = 1;
-	lwsl_user("shutting down: closing %d client(s)\n", feed_client_count());
-	feed_close_all();
+	lwsl_user("shutting down: closing %d client(s)\n", out_count());
+	out_close_all();
 	memset(&sul_deadline, 0, sizeof(sul_deadline));
 	lws_sul_schedule(relay_context, 0, &sul_deadline, wake, SHUTDOWN_GRACE_US);
-	while (feed_client_count() && lws_now_usecs() < deadline)
+	while (out_count() && lws_now_usecs() < deadline)
 		if (lws_service(relay_context, 0) < 0)
 			break;
 	lws_sul_cancel(&sul_deadline);
@@ -404,6 +388,97 @@ start_metrics_listener(const struct lws_context_creation_info *main_info)
 	return lws_create_vhost(relay_context, &info) ? 0 : -1;
 }
 
+/*
+ * The wiring.  Data flows one way (relay.h): the database link hands what
+ * it hears to these handlers, which pass it on to the modules that consume
+ * it; the HTTP side reads the relay through http_view.
+ */
+
+/* A change from the presence worker, as origin.c let it through. */
+static int
+on_event(const struct presence_event *ev)
+{
+	return feed_event(ev);
+}
+
+/* Changes may have been lost: states are read again. */
+static void
+on_lost(void)
+{
+	feed_resync();
+}
+
+static void
+on_link_up(const struct dblink_info *info)
+{
+	origin_link_up();
+	sessions_link_up(info->session_timeout_ms);
+	feed_resync();
+	queue_kick();
+}
+
+static void
+on_link_down(void)
+{
+	origin_link_down();
+	sessions_link_down();
+	feed_link_down();
+}
+
+/* The ring has room again: a notification held back may go now. */
+static void
+on_room(void)
+{
+	dblink_resume_notifications();
+}
+
+static void
+health(struct relay_health *h)
+{
+	h->db_up = dblink_is_up();
+	h->notifications = probe_result();
+	h->connections = out_count();
+}
+
+static int
+online(struct waiter *w)
+{
+	if (!dblink_is_up())
+		return -1;
+	feed_wait(w);
+	return 0;
+}
+
+static const struct dblink_handlers link_handlers = {
+	.up = on_link_up,
+	.down = on_link_down,
+	.notification = origin_notification,
+	.idle = queue_kick,
+};
+
+static const struct origin_hooks origin_hooks = {
+	.event = on_event,
+	.lost = on_lost,
+};
+
+static const struct http_view view = {
+	.health = health,
+	.online = online,
+	.online_cancel = feed_cancel,
+};
+
+/*
+ * Who gets the link, in this order: the worker's pid (nothing is forwarded
+ * without it), session work (ended sessions before new ones, new ones
+ * before a snapshot they should be in), snapshots, heartbeats.
+ */
+static const queue_pump_fn pumps[] = {
+	origin_pump,
+	sessions_pump,
+	feed_pump,
+	sessions_pump_heartbeat,
+};
+
 int
 main(int argc, char **argv)
 {
@@ -416,11 +491,7 @@ main(int argc, char **argv)
 	size_t		i;
 	rlim_t		fd_limit;
 	int			max_default;
-	static const struct sessions_hook origin_hook = {
-		.link_up = origin_link_up,
-		.link_down = origin_link_down,
-		.pump = origin_pump,
-	};
+	char		session_prefix[128];
 
 	if (parse_options(argc, argv))
 		return 2;
@@ -476,9 +547,13 @@ main(int argc, char **argv)
 		info.mounts = mounts;
 	}
 
-	if (feed_init(relay_opts.queue_length) || caps_init())
+	if (out_init(relay_opts.queue_length, on_room) || caps_init())
 		return 1;
-	sessions_init(&origin_hook);
+	deadline_init(out_deadlines);
+	origin_init(&origin_hooks);
+	sessions_init(session_prefix, NULL);
+	http_init(&view);
+	queue_init(pumps, LWS_ARRAY_SIZE(pumps));
 	relay_context = lws_create_context(&info);
 	if (!relay_context)
 	{
@@ -503,7 +578,7 @@ main(int argc, char **argv)
 			  relay_opts.metrics_bind ? ", metrics on " : "",
 			  relay_opts.metrics_bind ? relay_opts.metrics_bind : "",
 			  relay_opts.max_connections, (unsigned long long) fd_limit);
-	dblink_start(relay_opts.conninfo);
+	dblink_start(relay_opts.conninfo, &link_handlers);
 
 	while (!stop_requested)
 		if (lws_service(relay_context, 0) < 0)
@@ -514,11 +589,12 @@ main(int argc, char **argv)
 	/* timers live in the context: cancel them while it still exists */
 	sessions_cleanup();
 	origin_cleanup();
+	feed_cleanup();
 	deadline_stop();
-	feed_stop();
+	out_stop();
 	lws_context_destroy(relay_context);
 	relay_context = NULL;
-	feed_destroy();
+	out_destroy();
 	caps_cleanup();
 	clientaddr_cleanup();
 	auth_cleanup();

@@ -1,7 +1,9 @@
 /*
  * metrics.c - counters for GET /metrics, in Prometheus text format 0.0.4.
  *
- * The loop is single-threaded, so plain integers do.  The histogram is the
+ * The counters and gauges are struct relay_metrics, which the modules bump
+ * and set themselves; this file only reads them.  The loop is
+ * single-threaded, so plain integers do.  The histogram is the
  * delay from a notification reaching the relay to its frame being written
  * to one client: it shows both a slow database link (no) and slow clients.
  */
@@ -75,8 +77,8 @@ metrics_render(struct jbuf *out)
 					  "# HELP presence_relay_db_up Whether the database link is up.\n"
 					  "# TYPE presence_relay_db_up gauge\n"
 					  "presence_relay_db_up %d\n",
-					  sessions_tracked(), feed_client_count() - sessions_tracked(),
-					  dblink_is_up());
+					  relay_metrics.tracked, relay_metrics.clients - relay_metrics.tracked,
+					  relay_metrics.db_up);
 	jbuf_printf(out,
 				"# HELP presence_relay_max_connections WebSocket connections allowed (--max-connections).\n"
 				"# TYPE presence_relay_max_connections gauge\n"

@@ -1,20 +1,37 @@
 /*
  * relay.h - what the parts of presence-relay know of each other.
  *
- * One process, one libwebsockets event loop.  Data flows one way:
- *   dblink.c (libpq: LISTEN, results)  ->  feed.c (shared ring, snapshots)
- *   -> ws.c (one writer per client).
- * sessions.c turns WebSocket clients into presence sessions (connect,
- * batched heartbeats, disconnect) over the same database link; http.c
- * serves the plain HTTP endpoints; auth.c checks tokens; message.c parses
- * what clients send.
+ * One process, one libwebsockets event loop.  Data flows one way, down the
+ * page; nothing calls back up it by name.  main.c wires the parts together
+ * with small tables of function pointers (as lws_protocols, or libpq's
+ * notice receiver), and a lower part knows only the pointers it was given.
  *
- * Against hostile roles and clients: origin.c forwards only what the
- * presence worker notified, event.c checks and rebuilds each payload and
- * state.c builds the snapshot, both with json.c; caps.c counts sockets
- * per user and per address (clientaddr.c: behind which proxies),
- * bucket.c rate-limits client messages, deadline.c closes sockets whose
- * token expired or whose state did not go out in time.
+ *   PostgreSQL
+ *      |  libpq: results, notifications (probe.c: do they arrive at all?)
+ *   dblink.c --handlers: up, down, idle, notification--> main.c
+ *      ^                                                   |
+ *      | queries (one at a time)                           | notification
+ *   queue.c <--pumps, in order-- origin.c, sessions.c,     v
+ *      feed.c                                         origin.c (the worker's
+ *                                                      pid, event.c's shape)
+ *                                                          | hooks: event, lost
+ *                                                          v
+ *                                              feed.c (global state, changes)
+ *                                                          |
+ *   ws.c (client messages) --> sessions.c, feed.c          v
+ *                                              out.c (frames, in stamp order)
+ *                                                          |
+ *                                                    WebSocket clients
+ *
+ *   http.c --http_view (main.c)--> health, feed.c's snapshot for /online
+ *   metrics.c <-- counters and gauges that every part bumps or sets
+ *   deadline.c: one timer; out.c says what is due (token expiry, states)
+ *
+ * Pure parts, each testable alone: json.c builds JSON, event.c checks
+ * notification payloads, state.c builds states, message.c parses what
+ * clients send, auth.c checks tokens, bucket.c rate-limits, caps.c counts
+ * sockets per user and address (clientaddr.c: behind which proxies),
+ * hash.c, strbuf.c, listen.c, conninfo.c.
  */
 #ifndef PRESENCE_RELAY_H
 #define PRESENCE_RELAY_H
@@ -38,7 +55,6 @@
 #define RELAY_CLOSE_TOKEN_REFUSED	4003
 
 struct message_parser;
-struct snapshot;
 
 /* Command line, filled by main.c, read everywhere. */
 struct relay_options
@@ -54,7 +70,7 @@ struct relay_options
 	const char *allow_origin;	/* comma separated, "*" for any */
 	int			demo;
 	int			demo_token_ttl; /* seconds */
-	int			queue_length;	/* ring entries a client may lag */
+	int			queue_length;	/* frames a client may lag */
 	int			ping_interval;	/* seconds a client may be quiet before a ping */
 	int			verbose;
 	int			max_sessions_per_user;
@@ -71,9 +87,55 @@ extern struct lws_context *relay_context;
 extern struct lws_vhost *relay_vhost;
 
 /*
+ * A JSON text sent to one or many clients (a change, a state, an answer),
+ * serialized once and shared: freed by the last holder.  Frames are
+ * stamped in the order they are made, and each client is written its
+ * frames in stamp order whatever their source (out.c).
+ */
+struct frame
+{
+	int			refs;
+	uint64_t	stamp;
+	lws_usec_t	received;		/* when its notification reached us; 0: none */
+	size_t		len;
+	unsigned char *buf;			/* LWS_PRE bytes, then len bytes of JSON */
+	unsigned	is_state:1;		/* a state: it must go out within --send-timeout */
+};
+
+/* One client's side of out.c: what it is still owed, and how it is doing. */
+struct outbox
+{
+	lws_dll2_t	list;			/* in out.c's list of WebSocket clients */
+	struct frame **q;			/* frames of its own, a ring of qcap */
+	uint32_t	qhead,
+				qlen,
+				qcap;
+	size_t		qbytes;			/* of the frames in q, states aside */
+	struct frame *cur;			/* being written, in pieces */
+	size_t		cur_sent;
+	uint32_t	tail;			/* next broadcast to send, if following */
+	int			states;			/* state frames owed (queued or being written) */
+	lws_usec_t	state_due;		/* the oldest must be out by then; 0: no limit */
+	lws_usec_t	heard;			/* when it last sent anything (a pong too) */
+	lws_usec_t	pinged;			/* when it was last pinged */
+	uint16_t	close_code;		/* closing: 1008 slow, 1001 shutdown, ... */
+	const char *close_why;		/* reason text of the close frame */
+	unsigned	following:1;	/* it gets broadcasts (tail is live) */
+};
+
+/* A GET /online waiting for a snapshot (http.c); feed.c answers it. */
+struct waiter
+{
+	lws_dll2_t	list;
+	void		(*ready) (struct waiter *w, struct frame *snapshot);	/* holds a ref */
+	void		(*failed) (struct waiter *w);
+};
+
+/*
  * Per-connection user data of the "presence" protocol.  lws allocates one
  * for every HTTP and WebSocket connection bound to it, so it stays small:
- * an idle WebSocket client costs this plus what lws itself keeps.
+ * an idle WebSocket client costs this plus what lws itself keeps.  Each
+ * module keeps its own part.
  */
 struct bucket
 {
@@ -84,53 +146,42 @@ struct bucket
 
 struct client
 {
-	lws_dll2_t	list;			/* in feed's list of WebSocket clients */
-	lws_dll2_t	pending;		/* in a sessions.c work list, if any */
 	struct lws *wsi;
 	char	   *user;			/* NULL: anonymous watcher, not tracked */
 	char	   *addr;			/* counted in caps.c under this address */
+	struct outbox out;			/* out.c */
+
+	/* sessions.c */
+	lws_dll2_t	tracked;		/* in its list of tracked clients */
+	lws_dll2_t	pending;		/* in one of its work lists, if any */
 	uint64_t	session_no;		/* names the presence session */
-	struct snapshot *state;		/* state message still to send */
-	size_t		state_sent;		/* bytes of it written so far */
-	lws_usec_t	state_due;		/* it must be out by then (deadline.c); 0: no limit */
-	lws_usec_t	expires;		/* its token's exp, on lws_now_usecs()'s clock; 0: never */
-	unsigned char *reply;		/* a frame for this client only (LWS_PRE first) */
-	size_t		reply_len;
-	struct message_parser *partial; /* parser of a fragmented message */
-	size_t		partial_len;
-	struct bucket bucket;		/* its message rate */
-	lws_usec_t	heard;			/* when it last sent anything (a pong too) */
-	lws_usec_t	pinged;			/* when it was last pinged */
 	lws_usec_t	wake_ok_at;		/* may hurry a heartbeat again from then */
-	uint32_t	tail;			/* next ring entry to send */
-	uint16_t	close_code;		/* closing: 1008 slow, 1001 shutdown, ... */
-	const char *close_why;		/* reason text of the close frame */
-	unsigned	has_tail:1;		/* tail is live (a state was sent) */
-	unsigned	wants_state:1;	/* waiting for the next snapshot */
 	unsigned	registered:1;	/* presence.connect() succeeded */
 	unsigned	in_flight:1;	/* presence.connect() sent, no answer yet */
 	unsigned	active:1;		/* last "active" the client reported */
 	unsigned	sent_active:1;	/* "active" in the last heartbeat sent */
 	unsigned	solo:1;			/* connect alone: its batch failed */
-	unsigned	waking:1;		/* in sessions.c's list of heartbeats to hurry */
+	unsigned	waking:1;		/* in the list of heartbeats to hurry */
+
+	/* feed.c */
+	unsigned	wants_state:1;	/* waiting for the next global snapshot */
+
+	/* ws.c */
+	lws_usec_t	expires;		/* its token's exp, on lws_now_usecs()'s clock; 0: never */
+	struct message_parser *partial; /* parser of a fragmented message */
+	size_t		partial_len;
+	struct bucket bucket;		/* its message rate */
 	unsigned	counted:1;		/* in caps.c's counts */
 	unsigned	skipping:1;		/* dropping a message over --message-rate */
 	unsigned	oversized:1;	/* dropping a message over the limit */
 	unsigned	is_ws:1;
-	/* HTTP requests waiting for a snapshot (/online) */
-	unsigned	http_waiting:1;
-	struct snapshot *http_body;
-	size_t		http_sent;		/* bytes of http_body written so far */
-	unsigned short http_status;	/* 503: the link went down meanwhile */
-};
 
-/* A JSON text shared by every client it goes to, freed by the last one. */
-struct snapshot
-{
-	int			refs;
-	uint32_t	ring_head;		/* ring position when it was taken */
-	size_t		len;
-	unsigned char *buf;			/* LWS_PRE bytes, then len bytes of JSON */
+	/* http.c: GET /online */
+	struct waiter waiter;
+	unsigned	http_waiting:1;
+	struct frame *http_body;
+	size_t		http_sent;		/* bytes of http_body written so far */
+	unsigned short http_status; /* 503: the link went down meanwhile */
 };
 
 /* json.c: JSON built afresh, with LWS_PRE bytes of headroom */
@@ -178,10 +229,22 @@ const char *event_status_name(enum presence_status s);
 
 /* state.c: the "state" message, from presence.online_users()'s rows */
 extern const char state_query[];
-struct snapshot *state_build(const PGresult *res, int64_t seq);
+int			state_build(const PGresult *res, int64_t seq, struct jbuf *out);
 
-/* origin.c: notifications from the presence worker only */
+/*
+ * origin.c: notifications from the presence worker only.  What passes goes
+ * to event(), which returns -1 to have it held back and offered again
+ * later (dblink_resume_notifications()); lost() says that changes may have
+ * been missed, so that whoever keeps state reads it again.
+ */
+struct origin_hooks
+{
+	int			(*event) (const struct presence_event *ev);
+	void		(*lost) (void);
+};
+void		origin_init(const struct origin_hooks *hooks);
 int			origin_notification(int be_pid, const char *payload);
+int64_t		origin_last_seq(void);
 void		origin_link_up(void);
 void		origin_link_down(void);
 int			origin_pump(void);
@@ -231,14 +294,17 @@ void		bucket_init(struct bucket *b, lws_usec_t now, int burst);
 enum bucket_verdict bucket_take(struct bucket *b, lws_usec_t now, double rate,
 								int burst);
 
-/* deadline.c: token expiry and send deadlines */
+/*
+ * deadline.c: one timer for many deadlines.  pass(now) does what is due
+ * and returns the next deadline (0: none).
+ */
+typedef lws_usec_t (*deadline_pass_fn) (lws_usec_t now);
+void		deadline_init(deadline_pass_fn pass);
 void		deadline_note(lws_usec_t at);
 void		deadline_stop(void);
 
 /* main.c */
 int			relay_is_loopback(const char *addr);
-void		relay_session_id(const struct client *c, char *buf, size_t len);
-int			relay_shutting_down(void);
 
 /* auth.c: tokens */
 enum auth_result
@@ -290,34 +356,81 @@ enum message_kind message_parse(const void *buf, size_t len,
 								struct message *out);
 void		message_clear(struct message *m);
 
-/* feed.c: the shared ring and snapshots */
-int			feed_init(int queue_length);
-void		feed_stop(void);
-void		feed_destroy(void);
-void		feed_add_client(struct client *c);
-void		feed_remove_client(struct client *c);
+/* probe.c: does the link receive notifications (no pooler in between)? */
+enum probe_result
+{
+	PROBE_UNCHECKED,			/* not yet, or the probe could not run */
+	PROBE_OK,
+	PROBE_FAILED,				/* a notification sent to it never came */
+};
+typedef void (*probe_done_cb) (enum probe_result r);
+void		probe_new_channel(void);
+const char *probe_channel(void);
+void		probe_start(const char *conninfo, PGconn *link, probe_done_cb done);
+int			probe_notification(const PGnotify *n);
+enum probe_result probe_result(void);
+void		probe_stop(void);
+
+/*
+ * out.c: what each WebSocket client is sent.  Frames are broadcast to the
+ * clients following the shared ring, or sent to one client; either way a
+ * client gets them in stamp order.  room() is called when a broadcast was
+ * refused (the ring full) and there may be room now.
+ */
+struct frame *frame_make(struct jbuf *b, lws_usec_t received);
+void		frame_hold(struct frame *f);
+void		frame_release(struct frame *f);
+int			out_init(int queue_length, void (*room) (void));
+void		out_stop(void);
+void		out_destroy(void);
+void		out_add(struct client *c);
+void		out_remove(struct client *c);
+int			out_count(void);
+lws_dll2_owner_t *out_clients(void);
+int			out_broadcast(struct frame *f);
+void		out_follow(struct client *c);
+void		out_unfollow(struct client *c);
+void		out_send(struct client *c, struct frame *f);
+void		out_reply(struct client *c, struct jbuf *frame);
+void		out_heard(struct client *c);
+int			out_write(struct client *c);
+void		out_close(struct client *c, uint16_t code, const char *why);
+void		out_close_all(void);
+int			out_closing(void);
+lws_usec_t	out_deadlines(lws_usec_t now);
+
+/* feed.c: the global feed, a state then every change, and GET /online */
+void		feed_add(struct client *c);
+void		feed_remove(struct client *c);
 int			feed_event(const struct presence_event *ev);
-int64_t		feed_last_seq(void);
-void		feed_snapshot(struct snapshot *s);
-void		feed_want_snapshot(struct client *c);
-void		feed_all_want_snapshot(void);
-void		feed_http_wait(struct client *c);
-void		feed_http_cancel(struct client *c);
-void		feed_http_fail_all(void);
-int			feed_write(struct client *c);
-void		feed_close_client(struct client *c, uint16_t code, const char *why);
-void		feed_reply(struct client *c, struct jbuf *frame);
-void		feed_set_expiry(struct client *c, double exp);
-void		feed_close_all(void);
-int			feed_client_count(void);
-lws_dll2_owner_t *feed_clients(void);
-void		snapshot_release(struct snapshot *s);
+void		feed_resync(void);
+int			feed_pump(void);
+void		feed_wait(struct waiter *w);
+void		feed_cancel(struct waiter *w);
+void		feed_link_down(void);
+void		feed_cleanup(void);
 
 /* ws.c: the WebSocket protocol */
 int			ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 						void *user, void *in, size_t len);
 
-/* http.c: plain HTTP endpoints */
+/*
+ * http.c: plain HTTP endpoints.  What they show of the relay comes through
+ * struct http_view, wired in main.c.
+ */
+struct relay_health
+{
+	int			db_up;
+	enum probe_result notifications;
+	int			connections;
+};
+struct http_view
+{
+	void		(*health) (struct relay_health *h);
+	int			(*online) (struct waiter *w);	/* -1: the database is unavailable */
+	void		(*online_cancel) (struct waiter *w);
+};
+void		http_init(const struct http_view *view);
 int			http_callback(struct lws *wsi, enum lws_callback_reasons reason,
 						  void *user, void *in, size_t len);
 int			http_metrics_callback(struct lws *wsi, enum lws_callback_reasons reason,
@@ -327,8 +440,6 @@ int			http_reply(struct lws *wsi, unsigned int status, const char *body,
 					   int www_authenticate);
 int			http_refuse(struct lws *wsi, unsigned int status, const char *error,
 						const char *limit);
-void		http_snapshot_ready(struct client *c, struct snapshot *s);
-void		http_snapshot_failed(struct client *c);
 
 /* listen.c: --bind and --metrics-bind */
 int			listen_family(const char *flag, const char *addr);
@@ -345,24 +456,26 @@ int			conninfo_hosts(void);
 int			conninfo_host_index(const char *host, const char *port);
 int			conninfo_params(int first, const char **keys, const char **vals);
 
-/* probe.c: does the link receive notifications (no pooler in between)? */
-enum probe_result
+/*
+ * dblink.c: the one libpq connection.  It knows nobody above it: what it
+ * hears goes to the handlers main.c gives it.  up() when the link is ready
+ * (LISTENing), down() once after it broke, notification() for each one
+ * (-1: hold it until dblink_resume_notifications()), idle() whenever no
+ * query is in flight.  A query's result goes to the callback sent with it.
+ */
+struct dblink_info
 {
-	PROBE_UNCHECKED,			/* not yet, or the probe could not run */
-	PROBE_OK,
-	PROBE_FAILED,				/* a notification sent to it never came */
+	int			session_timeout_ms; /* presence.session_timeout */
 };
-typedef void (*probe_done_cb) (enum probe_result r);
-void		probe_new_channel(void);
-const char *probe_channel(void);
-void		probe_start(const char *conninfo, PGconn *link, probe_done_cb done);
-int			probe_notification(const PGnotify *n);
-enum probe_result probe_result(void);
-void		probe_stop(void);
-
-/* dblink.c: the one libpq connection */
+struct dblink_handlers
+{
+	void		(*up) (const struct dblink_info *info);
+	void		(*down) (void);
+	int			(*notification) (int be_pid, const char *payload);
+	void		(*idle) (void);
+};
 typedef void (*dblink_result_cb) (PGresult *res, void *arg);
-int			dblink_start(const char *conninfo);
+int			dblink_start(const char *conninfo, const struct dblink_handlers *h);
 void		dblink_stop(void);
 int			dblink_is_up(void);
 int			dblink_is_idle(void);
@@ -373,28 +486,55 @@ void		dblink_fail(const char *why);
 int			dblink_callback(struct lws *wsi, enum lws_callback_reasons reason,
 							void *user, void *in, size_t len);
 
-/* sessions.c: presence sessions of the relay's clients */
-struct sessions_hook
+/*
+ * queue.c: who uses the link next.  The pumps, in order of priority, each
+ * send one query if they have work (and return 1); queue_kick() runs them
+ * when the link is free.
+ */
+typedef int (*queue_pump_fn) (void);
+void		queue_init(const queue_pump_fn *pumps, int n);
+void		queue_kick(void);
+
+/* strbuf.c: PostgreSQL array literals for batched queries */
+struct strbuf
 {
-	void		(*link_up) (void);
-	void		(*link_down) (void);
-	int			(*pump) (void); /* 1 if it sent a query */
+	char	   *p;
+	size_t		len,
+				cap;
+	int			oom;
 };
-void		sessions_init(const struct sessions_hook *hook);
+void		sb_add(struct strbuf *b, const char *s, size_t n);
+void		sb_add_elem(struct strbuf *b, const char *s);
+void		sb_free(struct strbuf *b);
+
+/*
+ * sessions.c: presence sessions of the relay's clients.  registered(c)
+ * once presence.connect() took c's session (again, after a reconnect).
+ */
+struct sessions_hooks
+{
+	void		(*registered) (struct client *c);
+};
+void		sessions_init(const char *prefix, const struct sessions_hooks *hooks);
+void		sessions_id(const struct client *c, char *buf, size_t len);
 void		sessions_add(struct client *c);
 void		sessions_remove(struct client *c);
 void		sessions_activity(struct client *c, int active);
 void		sessions_set_visible(struct client *c, int visible);
-void		sessions_want_snapshot(void);
 void		sessions_link_up(int session_timeout_ms);
 void		sessions_link_down(void);
-void		sessions_pump(void);
+int			sessions_pump(void);
+int			sessions_pump_heartbeat(void);
 void		sessions_cleanup(void);
-int			sessions_tracked(void);
 
 /* metrics.c */
 struct relay_metrics
 {
+	/* gauges, set by their owners */
+	int			clients;		/* WebSocket clients (out.c) */
+	int			tracked;		/* of them, presence sessions (sessions.c) */
+	int			db_up;			/* the link is up (dblink.c) */
+	/* counters */
 	uint64_t	connections_total;
 	uint64_t	auth_failures_total;
 	uint64_t	messages_sent_total;

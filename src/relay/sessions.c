@@ -2,11 +2,13 @@
  * sessions.c - each authenticated WebSocket is one bound presence session.
  *
  * The relay talks to the database in batches, one query in flight on its
- * one link: connects of new sockets, disconnects of closed ones, a
- * snapshot for clients waiting for a state, and every interval one
- * heartbeat for all its sessions (a third of presence.session_timeout, so
- * that a lost heartbeat or two is not fatal).  A login storm of a thousand
- * sockets is a handful of queries, not a thousand.
+ * one link (queue.c says whose turn it is): connects of new sockets,
+ * disconnects of closed ones, and every interval one heartbeat for all its
+ * sessions (a third of presence.session_timeout, so that a lost heartbeat
+ * or two is not fatal).  A login storm of a thousand sockets is a handful
+ * of queries, not a thousand.  Whoever needs to know that a socket's
+ * session is in the registry (channels it joins) hears it through
+ * sessions_hooks.registered().
  *
  * Sessions are "bound": if the relay dies, PostgreSQL ends them with its
  * connection, so no ghost stays online.  For the same reason, when the
@@ -52,30 +54,21 @@ struct visibility
 	char		user[];
 };
 
-struct strbuf
-{
-	char	   *p;
-	size_t		len,
-				cap;
-	int			oom;
-};
-
+static lws_dll2_owner_t clients;	/* every tracked client */
 static lws_dll2_owner_t to_connect;	/* clients needing presence.connect */
 static lws_dll2_owner_t in_flight;	/* connect sent, no answer yet */
 static lws_dll2_owner_t disconnects;	/* struct gone */
 static lws_dll2_owner_t visibility_changes;	/* struct visibility */
 static lws_dll2_owner_t to_wake;	/* clients back to active, heartbeat soon */
 static int	visibility_ready;	/* pending and not deferred */
-static const struct sessions_hook *hook;
+static const struct sessions_hooks *hooks;
+static char prefix[128];
 static int	link_up;
-static int	snapshot_wanted;
-static int	snapshot_retry;		/* the last one failed: ask at next tick */
 static int	heartbeat_due;
 static int	interval_ms = 20000;
 static lws_sorted_usec_list_t sul_heartbeat;
 static lws_sorted_usec_list_t sul_soon;
 static lws_usec_t soon_at;
-static int	tracked;
 
 /* every object by schema: another role may plant look-alikes elsewhere */
 static const char sql_connect[] =
@@ -99,60 +92,11 @@ static const char sql_heartbeat[] =
 "                          pg_catalog.unnest($2::pg_catalog.text[]),"
 "                          pg_catalog.unnest($3::pg_catalog.bool[])) AS t(u, s, a)) h)";
 
-static void
-sb_add(struct strbuf *b, const char *s, size_t n)
+/* relay-<host>-<pid>-<n>: unique across relays sharing a database. */
+void
+sessions_id(const struct client *c, char *buf, size_t len)
 {
-	char	   *p;
-
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap)
-	{
-		b->cap = (b->len + n + 1) * 2;
-		p = realloc(b->p, b->cap);
-		if (!p)
-		{
-			b->oom = 1;
-			return;
-		}
-		b->p = p;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-/* Appends s as one element of a PostgreSQL array literal. */
-static void
-sb_add_elem(struct strbuf *b, const char *s)
-{
-	const char *q;
-
-	sb_add(b, b->len > 1 ? ",\"" : "\"", b->len > 1 ? 2 : 1);
-	for (q = s; *q; q++)
-	{
-		if (*q == '"' || *q == '\\')
-		{
-			sb_add(b, s, (size_t) (q - s));
-			sb_add(b, "\\", 1);
-			s = q;
-		}
-	}
-	sb_add(b, s, strlen(s));
-	sb_add(b, "\"", 1);
-}
-
-static void
-sb_free(struct strbuf *b)
-{
-	free(b->p);
-	memset(b, 0, sizeof(*b));
-}
-
-int
-sessions_tracked(void)
-{
-	return tracked;
+	lws_snprintf(buf, len, "%s-%llu", prefix, (unsigned long long) c->session_no);
 }
 
 /* A closed socket's session, if the database knows it, must be ended. */
@@ -166,7 +110,7 @@ queue_disconnect(struct client *c)
 		free(g);
 		return;
 	}
-	relay_session_id(c, g->session, sizeof(g->session));
+	sessions_id(c, g->session, sizeof(g->session));
 	lws_dll2_add_tail(&g->list, &disconnects);
 }
 
@@ -185,28 +129,30 @@ sessions_add(struct client *c)
 
 	c->session_no = ++next_session;
 	c->active = c->sent_active = 1;
-	tracked++;
+	lws_dll2_add_tail(&c->tracked, &clients);
+	relay_metrics.tracked = (int) clients.count;
 	lws_dll2_add_tail(&c->pending, &to_connect);
-	sessions_pump();
+	queue_kick();
 }
 
 void
 sessions_remove(struct client *c)
 {
-	tracked--;
+	lws_dll2_remove(&c->tracked);
+	relay_metrics.tracked = (int) clients.count;
 	/* sent or done: the database has (or will have) the session */
 	if (link_up && (c->in_flight || c->registered))
 		queue_disconnect(c);
 	lws_dll2_remove(&c->pending);
 	c->in_flight = c->registered = c->waking = 0;
-	sessions_pump();
+	queue_kick();
 }
 
 static void
 heartbeat_soon(lws_sorted_usec_list_t *sul)
 {
 	soon_at = 0;
-	sessions_pump();
+	queue_kick();
 }
 
 /*
@@ -269,7 +215,7 @@ sessions_set_visible(struct client *c, int visible)
 	v->pending = 1;
 	visibility_ready++;
 	lws_dll2_add_tail(&v->list, &visibility_changes);
-	sessions_pump();
+	queue_kick();
 }
 
 /*
@@ -297,24 +243,14 @@ visibility_tick(void)
 	lws_end_foreach_dll_safe(d, d1);
 }
 
-void
-sessions_want_snapshot(void)
-{
-	snapshot_wanted = 1;
-	sessions_pump();
-}
-
 static void
 heartbeat_tick(lws_sorted_usec_list_t *sul)
 {
 	heartbeat_due = 1;
 	visibility_tick();
-	if (snapshot_retry)
-		snapshot_wanted = 1;
-	snapshot_retry = 0;
 	lws_sul_schedule(relay_context, 0, &sul_heartbeat, heartbeat_tick,
 					 (lws_usec_t) interval_ms * LWS_US_PER_MS);
-	sessions_pump();
+	queue_kick();
 }
 
 static void
@@ -335,14 +271,11 @@ set_interval(int session_timeout_ms)
 static int
 requeue_cb(struct lws_dll2 *d, void *user)
 {
-	struct client *c = lws_container_of(d, struct client, list);
+	struct client *c = lws_container_of(d, struct client, tracked);
 
-	if (c->user)
-	{
-		c->registered = c->in_flight = c->waking = 0;
-		lws_dll2_remove(&c->pending);
-		lws_dll2_add_tail(&c->pending, &to_connect);
-	}
+	c->registered = c->in_flight = c->waking = 0;
+	lws_dll2_remove(&c->pending);
+	lws_dll2_add_tail(&c->pending, &to_connect);
 	return 0;
 }
 
@@ -356,33 +289,27 @@ free_gone_cb(struct lws_dll2 *d, void *user)
 /*
  * The link is (back) up.  Every tracked socket is connected again (its
  * bound session ended with the old connection; reconnect_grace hides the
- * gap) and every client gets a fresh state.  Closed sockets' sessions
- * ended with the old connection too, so there is nothing to disconnect.
+ * gap).  Closed sockets' sessions ended with the old connection too, so
+ * there is nothing to disconnect.
  */
 void
 sessions_link_up(int session_timeout_ms)
 {
 	link_up = 1;
-	if (hook && hook->link_up)
-		hook->link_up();
 	lws_dll2_foreach_safe(&disconnects, NULL, free_gone_cb);
-	lws_dll2_foreach_safe(feed_clients(), NULL, requeue_cb);
+	lws_dll2_foreach_safe(&clients, NULL, requeue_cb);
 	interval_ms = 0;
 	set_interval(session_timeout_ms);
-	feed_all_want_snapshot();
-	sessions_pump();
+	queue_kick();
 }
 
 void
 sessions_link_down(void)
 {
 	link_up = 0;
-	if (hook && hook->link_down)
-		hook->link_down();
 	lws_sul_cancel(&sul_heartbeat);
 	lws_dll2_foreach_safe(&disconnects, NULL, free_gone_cb);
-	lws_dll2_foreach_safe(feed_clients(), NULL, requeue_cb);
-	feed_http_fail_all();
+	lws_dll2_foreach_safe(&clients, NULL, requeue_cb);
 }
 
 /* Puts clients whose connect never went out back at the head of the queue. */
@@ -418,13 +345,16 @@ connected(PGresult *res, void *arg)
 		lws_dll2_remove(d);
 		c->in_flight = 0;
 		if (ok)
+		{
 			c->registered = 1;
+			if (hooks && hooks->registered)
+				hooks->registered(c);
+		}
 		else if (solo && c->solo)
 		{
 			/* refused on its own (full registry, ...): this client only */
 			relay_metrics.session_errors_total++;
-			feed_close_client(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION,
-							  "presence error");
+			out_close(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "presence error");
 		}
 		else
 		{
@@ -455,7 +385,7 @@ send_connects(void)
 		if (c->solo && in_flight.count)
 			break;
 		solo = c->solo;
-		relay_session_id(c, sid, sizeof(sid));
+		sessions_id(c, sid, sizeof(sid));
 		sb_add_elem(&users, c->user);
 		sb_add_elem(&sessions, sid);
 		lws_dll2_remove(d);
@@ -582,25 +512,6 @@ send_visibility(void)
 }
 
 static void
-snapshot_done(PGresult *res, void *arg)
-{
-	struct snapshot *s;
-
-	if (!res)
-		return;
-	if (PQresultStatus(res) != PGRES_TUPLES_OK ||
-		!(s = state_build(res, feed_last_seq())))
-	{
-		/* clients keep waiting; the next heartbeat tick asks again */
-		lwsl_err("reading online_users() failed: %s", PQresultErrorMessage(res));
-		snapshot_retry = 1;
-		return;
-	}
-	snapshot_wanted = 0;
-	feed_snapshot(s);
-}
-
-static void
 heartbeat_done(PGresult *res, void *arg)
 {
 	if (!res)
@@ -629,7 +540,7 @@ add_beat(struct strbuf *users, struct strbuf *sessions, struct strbuf *actives,
 {
 	char		sid[96];
 
-	relay_session_id(c, sid, sizeof(sid));
+	sessions_id(c, sid, sizeof(sid));
 	sb_add_elem(users, c->user);
 	sb_add_elem(sessions, sid);
 	sb_add(actives, actives->len > 1 ? ",t" : "t", actives->len > 1 ? 2 : 1);
@@ -657,9 +568,9 @@ send_heartbeat(int all)
 	sb_add(&actives, "{", 1);
 	if (all)
 	{
-		lws_start_foreach_dll(struct lws_dll2 *, d, feed_clients()->head)
+		lws_start_foreach_dll(struct lws_dll2 *, d, clients.head)
 		{
-			struct client *c = lws_container_of(d, struct client, list);
+			struct client *c = lws_container_of(d, struct client, tracked);
 
 			if (c->registered)
 				add_beat(&users, &sessions, &actives, c);
@@ -693,40 +604,48 @@ send_heartbeat(int all)
 }
 
 /*
- * Sends the next batch if the link is free.  Order matters: a session is
- * ended before one that replaces it starts, and connects go before the
- * snapshot, so a new client finds itself in its first state.
+ * queue.c's turn: sends the next batch of session work, if any; 1 if it
+ * sent a query.  Order matters: a session is ended before one that
+ * replaces it starts, and connects go before anything that reads the
+ * registry (a new client finds itself in its first state).
  */
-void
+int
 sessions_pump(void)
 {
-	if (!link_up || !dblink_is_idle())
-		return;
-	if (hook && hook->pump && hook->pump())
-		return;
+	if (!link_up)
+		return 0;
 	if (disconnects.count)
 		send_disconnects();
 	else if (to_connect.count)
 		send_connects();
 	else if (visibility_ready)
 		send_visibility();
-	else if (snapshot_wanted)
-	{
-		snapshot_wanted = 0;
-		if (dblink_send(state_query, 0, NULL, snapshot_done, NULL))
-			snapshot_wanted = 1;
-	}
-	else if (heartbeat_due)
+	else
+		return 0;
+	return !dblink_is_idle();
+}
+
+/* queue.c's turn for heartbeats, after everything else. */
+int
+sessions_pump_heartbeat(void)
+{
+	if (!link_up)
+		return 0;
+	if (heartbeat_due)
 		send_heartbeat(1);
 	else if (to_wake.count && !soon_at)
 		send_heartbeat(0);
+	else
+		return 0;
+	return !dblink_is_idle();
 }
 
-/* hook: database work of another module, done first (main.c wires origin.c) */
+/* prefix names the relay's sessions (relay-<host>-<pid>) */
 void
-sessions_init(const struct sessions_hook *h)
+sessions_init(const char *p, const struct sessions_hooks *h)
 {
-	hook = h;
+	lws_snprintf(prefix, sizeof(prefix), "%s", p);
+	hooks = h;
 }
 
 /* Shutdown: the sessions end with the database connection, already closed. */

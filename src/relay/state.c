@@ -11,7 +11,6 @@
  */
 #include "relay.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 /* last_active as PostgreSQL writes a timestamptz in JSON, without the quotes */
@@ -68,37 +67,24 @@ add_user(struct jbuf *b, const PGresult *res, int row, int *first)
 }
 
 /*
- * A snapshot (one reference, the caller's) from the result of
- * state_query; seq < 0 is written as null.  NULL if out of memory or the
- * result does not have state_query's columns.
+ * Appends the state message made of the result of state_query to out;
+ * seq < 0 is written as null.  -1 if out of memory or the result does not
+ * have state_query's columns.
  */
-struct snapshot *
-state_build(const PGresult *res, int64_t seq)
+int
+state_build(const PGresult *res, int64_t seq, struct jbuf *out)
 {
-	struct jbuf b = {0};
-	struct snapshot *s;
 	int			i,
 				first = 1;
 
 	if (PQnfields(res) != 4)
-		return NULL;
+		return -1;
 	if (seq >= 0)
-		jbuf_printf(&b, "{\"type\":\"state\",\"seq\":%lld,\"users\":[", (long long) seq);
+		jbuf_printf(out, "{\"type\":\"state\",\"seq\":%lld,\"users\":[", (long long) seq);
 	else
-		jbuf_str(&b, "{\"type\":\"state\",\"seq\":null,\"users\":[");
+		jbuf_str(out, "{\"type\":\"state\",\"seq\":null,\"users\":[");
 	for (i = 0; i < PQntuples(res); i++)
-		add_user(&b, res, i, &first);
-	jbuf_str(&b, "]}");
-	s = malloc(sizeof(*s));
-	if (b.oom || !s)
-	{
-		free(s);
-		jbuf_free(&b);
-		return NULL;
-	}
-	s->refs = 1;
-	s->ring_head = 0;
-	s->len = b.len;
-	s->buf = b.p;
-	return s;
+		add_user(out, res, i, &first);
+	jbuf_str(out, "]}");
+	return out->oom ? -1 : 0;
 }

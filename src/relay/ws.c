@@ -6,9 +6,10 @@
  * for a subprotocol other than "presence" (the relay's database link is a
  * protocol too, and not for clients), 401 for a bad token, 429 past a cap
  * per user or per address, 503 past --max-connections.
- * An established client is added to the feed (state, then changes) and,
- * if it has a user, made a presence session, closed with 4001 when its
- * token expires unless it sends a fresh one.  Its messages are parsed as
+ * An established client is given to out.c (what it is sent) and the
+ * global feed (a state, then changes) and, if it has a user, made a
+ * presence session (sessions.c); it is closed with 4001 when its token
+ * expires unless it sends a fresh one.  Its messages are parsed as
  * they stream in: over 64 kB closes it with 1009, binary with 1003,
  * malformed JSON is counted and ignored, and past --message-rate messages
  * are ignored (and persistent excess closes it with 1008).
@@ -17,6 +18,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /*
  * Does the client ask for no subprotocol, or only for "presence"?  lws
@@ -62,10 +64,10 @@ confirm_upgrade(struct lws *wsi, const char *proto)
 	}
 	if (!http_origin_allowed(wsi))
 		return http_reply(wsi, 403, "{\"error\":\"origin not allowed\"}", 0) ? -1 : 1;
-	if (relay_shutting_down())
+	if (out_closing())
 		return http_reply(wsi, 503, "{\"error\":\"shutting down\"}", 0) ? -1 : 1;
 	if (relay_opts.max_connections &&
-		feed_client_count() >= relay_opts.max_connections)
+		out_count() >= relay_opts.max_connections)
 	{
 		relay_metrics.refused_max_connections++;
 		return http_refuse(wsi, 503, "too many connections", "max-connections") ? -1 : 1;
@@ -95,6 +97,25 @@ confirm_upgrade(struct lws *wsi, const char *proto)
 }
 
 /*
+ * c's token is valid until exp (seconds since the epoch): it is closed
+ * with 4001 then (out_deadlines()), unless a fresh token moves it on.
+ */
+static void
+set_expiry(struct client *c, double exp)
+{
+	double		left;
+	struct timespec ts;
+
+	/* exp is on the wall clock, deadlines on lws's monotonic one */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	left = exp - ((double) ts.tv_sec + ts.tv_nsec / 1e9);
+	if (left > 10.0 * 365 * 24 * 3600)
+		left = 10.0 * 365 * 24 * 3600;
+	c->expires = lws_now_usecs() + (left > 0 ? (lws_usec_t) (left * LWS_US_PER_SEC) : 0) + 1;
+	deadline_note(c->expires);
+}
+
+/*
  * The upgrade was confirmed; the headers are still there, so the token is
  * read once more (an HMAC: cheap) to learn the user and when its token
  * expires, and the socket is counted against the caps.  lws goes on to
@@ -112,7 +133,7 @@ identify(struct lws *wsi, struct client *c)
 	{
 		if (!(c->user = strdup(user)))
 			return -1;
-		feed_set_expiry(c, exp);
+		set_expiry(c, exp);
 	}
 	else if (!(r == AUTH_NONE && relay_opts.allow_anonymous))
 		return -1;
@@ -129,7 +150,7 @@ identify(struct lws *wsi, struct client *c)
 static int
 close_with(struct client *c, enum lws_close_status code, const char *why)
 {
-	feed_close_client(c, (uint16_t) code, why);
+	out_close(c, (uint16_t) code, why);
 	return 0;
 }
 
@@ -154,7 +175,7 @@ refresh_token(struct client *c, const char *token)
 	{
 		relay_metrics.tokens_refused_total++;
 		lwsl_user("closing a socket that sent a token for another user\n");
-		feed_close_client(c, RELAY_CLOSE_TOKEN_REFUSED, "token for another user");
+		out_close(c, RELAY_CLOSE_TOKEN_REFUSED, "token for another user");
 		return;
 	}
 	if (r != AUTH_OK)
@@ -164,13 +185,13 @@ refresh_token(struct client *c, const char *token)
 		jbuf_quote(&b, c->user ? auth_result_str(r) : "anonymous socket",
 				   strlen(c->user ? auth_result_str(r) : "anonymous socket"));
 		jbuf_str(&b, "}");
-		feed_reply(c, &b);
+		out_reply(c, &b);
 		return;
 	}
 	relay_metrics.tokens_refreshed_total++;
-	feed_set_expiry(c, exp);
+	set_expiry(c, exp);
 	jbuf_printf(&b, "{\"type\":\"token\",\"exp\":%.15g}", exp);
-	feed_reply(c, &b);
+	out_reply(c, &b);
 }
 
 static void
@@ -292,19 +313,19 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		case LWS_CALLBACK_ESTABLISHED:
 			c->wsi = wsi;
 			c->is_ws = 1;
-			c->heard = lws_now_usecs();
-			bucket_init(&c->bucket, c->heard, relay_opts.message_burst);
+			out_add(c);
+			bucket_init(&c->bucket, lws_now_usecs(), relay_opts.message_burst);
 			relay_metrics.connections_total++;
-			/* session first: its connect goes before the snapshot query */
 			if (c->user)
 				sessions_add(c);
-			feed_add_client(c);
+			feed_add(c);
 			return 0;
 
 		case LWS_CALLBACK_CLOSED:
 			if (!c->is_ws)
 				return 0;
-			feed_remove_client(c);
+			feed_remove(c);
+			out_remove(c);
 			if (c->user)
 				sessions_remove(c);
 			caps_remove(c);
@@ -321,17 +342,17 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			return 0;
 
 		case LWS_CALLBACK_RECEIVE_PONG:
-			c->heard = lws_now_usecs();
+			out_heard(c);
 			return 0;
 
 		case LWS_CALLBACK_RECEIVE:
-			c->heard = lws_now_usecs();
-			if (c->close_code)
+			out_heard(c);
+			if (c->out.close_code)
 				return 0;		/* closing: drop the rest */
 			return receive(wsi, c, in, len);
 
 		case LWS_CALLBACK_SERVER_WRITEABLE:
-			return feed_write(c);
+			return out_write(c);
 
 		case LWS_CALLBACK_CLOSED_HTTP:
 			/* identified, but the upgrade failed before ESTABLISHED */
