@@ -11,8 +11,10 @@
  *   2  the rest is a client message, parsed whole and also fed in pieces
  *      at input-chosen places: both must agree
  *   3  the rest is a notification payload: if it is accepted, the frame
- *      made of it must parse back (as a payload, without "type") to the
- *      same event
+ *      made of it must parse back (a status change's, as a payload without
+ *      "type") to the same event, and be JSON jsonv.c accepts
+ *   4  the rest is any JSON text: what jsonv.c writes of it must be
+ *      accepted again and written the same
  */
 #include "relay.h"
 
@@ -139,6 +141,13 @@ notification(const unsigned char *data, size_t size)
 	if (!event_parse(payload, strlen(payload), &ev))
 	{
 		assert(!event_frame(&ev, &frame));
+		assert(!jsonv_copy((char *) frame.p + LWS_PRE, frame.len, NULL, NULL));
+		if (ev.kind != EVENT_PRESENCE)
+		{
+			jbuf_free(&frame);
+			free(payload);
+			return;
+		}
 		/* the frame without "type" is a payload again, of the same event */
 		assert(!memcmp(jbuf_text(&frame), prefix, sizeof(prefix) - 1));
 		frame.p[LWS_PRE + sizeof(prefix) - 2] = '{';
@@ -153,6 +162,21 @@ notification(const unsigned char *data, size_t size)
 	free(payload);
 }
 
+static void
+json_text(const unsigned char *data, size_t size)
+{
+	struct jbuf once = {0},
+				twice = {0};
+
+	if (!jsonv_copy((const char *) data, size, &once, NULL))
+	{
+		assert(!jsonv_copy((char *) once.p + LWS_PRE, once.len, &twice, NULL));
+		assert(once.len == twice.len && !memcmp(once.p + LWS_PRE, twice.p + LWS_PRE, once.len));
+	}
+	jbuf_free(&once);
+	jbuf_free(&twice);
+}
+
 int
 LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
@@ -160,7 +184,7 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 
 	if (size < 1)
 		return 0;
-	switch (data[0] % 4)
+	switch (data[0] % 5)
 	{
 		case 0:
 			s = malloc(size);
@@ -175,8 +199,11 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 		case 2:
 			message(data + 1, size - 1);
 			break;
-		default:
+		case 3:
 			notification(data + 1, size - 1);
+			break;
+		default:
+			json_text(data + 1, size - 1);
 			break;
 	}
 	return 0;

@@ -394,11 +394,14 @@ start_metrics_listener(const struct lws_context_creation_info *main_info)
  * it; the HTTP side reads the relay through http_view.
  */
 
-/* A change from the presence worker, as origin.c let it through. */
+/*
+ * A change from the presence worker, as origin.c let it through: a status
+ * change to the global feed.  (Channel events are for nobody yet.)
+ */
 static int
 on_event(const struct presence_event *ev)
 {
-	return feed_event(ev);
+	return ev->kind == EVENT_PRESENCE ? feed_event(ev) : 0;
 }
 
 /* Changes may have been lost: states are read again. */

@@ -45,6 +45,8 @@
 
 /* Limits a user of the relay can rely on (documented in the README). */
 #define RELAY_MAX_USER_ID	256		/* as presence.connect() */
+#define RELAY_MAX_CHANNEL	256		/* as presence.join() */
+#define RELAY_MAX_META		1024	/* as presence.join(), as jsonb text */
 #define RELAY_MAX_MESSAGE	(64 * 1024)	/* bigger client frames: 1009 */
 #define RELAY_MAX_TOKEN		4096
 #define RELAY_MAX_PAYLOAD	8000		/* NOTIFY's own limit */
@@ -201,10 +203,28 @@ char	   *jbuf_text(struct jbuf *b);
 void		jbuf_free(struct jbuf *b);
 int			json_utf8_ok(const char *s, size_t n);
 
+/*
+ * jsonv.c: JSON from strangers, read strictly (RFC 8259) and written
+ * afresh.  jsonv_members() hands over an object's members: key decoded
+ * (NULL if longer than JSONV_MAX_KEY), value as raw text.
+ */
+#define JSONV_MAX_KEY 64
+typedef int (*jsonv_member_fn) (void *arg, const char *key, size_t klen,
+								const char *value, size_t vlen);
+typedef int (*jsonv_element_fn) (void *arg, const char *value, size_t vlen);
+int			jsonv_copy(const char *s, size_t n, struct jbuf *out, size_t *text_len);
+int			jsonv_members(const char *s, size_t n, jsonv_member_fn fn, void *arg);
+int			jsonv_elements(const char *s, size_t n, jsonv_element_fn fn, void *arg);
+int			jsonv_string(const char *v, size_t n, char *out, size_t cap, size_t *len);
+int			jsonv_is(const char *v, size_t n, const char *word);
+
 /* event.c: notification payloads, checked, and their frames */
 enum event_kind
 {
 	EVENT_PRESENCE,				/* a user's status changed */
+	EVENT_JOIN,					/* a member is shown in a channel */
+	EVENT_UPDATE,				/* a member session's meta changed */
+	EVENT_LEAVE,				/* a member left a channel */
 };
 enum presence_status
 {
@@ -218,14 +238,21 @@ struct presence_event
 	int64_t		seq;
 	char		user_id[RELAY_MAX_USER_ID + 1];
 	size_t		user_len;
-	enum presence_status status;
+	char		channel[RELAY_MAX_CHANNEL + 1];	/* channel events */
+	size_t		channel_len;
+	enum presence_status status;	/* a status change's, or a join's */
 	enum presence_status previous;
 	char		last_active[48];	/* "": null */
+	char		meta[RELAY_MAX_PAYLOAD + 1];	/* written afresh */
+	size_t		meta_len;		/* 0: null */
 };
 int			event_parse(const char *payload, size_t len, struct presence_event *ev);
 int			event_frame(const struct presence_event *ev, struct jbuf *out);
+int			event_frame_in(const struct presence_event *ev, const char *channel,
+						   size_t len, struct jbuf *out);
 int			event_timestamp_ok(const char *s, size_t n);
 const char *event_status_name(enum presence_status s);
+const char *event_kind_name(enum event_kind k);
 
 /* state.c: the "state" message, from presence.online_users()'s rows */
 extern const char state_query[];
