@@ -20,6 +20,7 @@
 static lws_dll2_owner_t waiters;	/* GET /online waiting for a snapshot */
 static int	wanting;			/* clients waiting for a state */
 static int	reading;			/* the query is out */
+static int	stale;				/* ... and what it reads may be out of date */
 static lws_sorted_usec_list_t sul_retry;
 
 /* c waits for the next snapshot, and gets no change until then. */
@@ -70,6 +71,7 @@ feed_resync(void)
 			want(c);
 	}
 	lws_end_foreach_dll(d);
+	stale = reading;
 	queue_kick();
 }
 
@@ -171,6 +173,13 @@ snapshot_done(PGresult *res, void *arg)
 	reading = 0;
 	if (!res)
 		return;					/* link lost: it is asked for again when it is back */
+	if (stale)
+	{
+		/* sent before changes were found missing: read another */
+		stale = 0;
+		queue_kick();
+		return;
+	}
 	if (PQresultStatus(res) != PGRES_TUPLES_OK ||
 		state_build(res, origin_last_seq(), &b) || !(s = frame_make(&b, 0)))
 	{

@@ -186,7 +186,7 @@ static int
 authorized(struct lws *wsi)
 {
 	char		user[RELAY_MAX_USER_ID + 1];
-	enum auth_result r = auth_request(wsi, user, sizeof(user), NULL);
+	enum auth_result r = auth_request(wsi, user, sizeof(user), NULL, NULL);
 
 	if (r == AUTH_OK || (r == AUTH_NONE && relay_opts.allow_anonymous))
 		return 1;
@@ -298,8 +298,15 @@ route(struct lws *wsi, struct client *c, const char *uri)
 		c->wsi = wsi;
 		c->waiter.ready = snapshot_ready;
 		c->waiter.failed = snapshot_failed;
-		if (view->online(&c->waiter))
-			return http_reply(wsi, 503, "{\"error\":\"database unavailable\"}", 0);
+		switch (view->online(&c->waiter))
+		{
+			case 0:
+				break;
+			case -2:
+				return http_reply(wsi, 404, "{\"error\":\"no global feed (--global-feed no)\"}", 0);
+			default:
+				return http_reply(wsi, 503, "{\"error\":\"database unavailable\"}", 0);
+		}
 		c->http_waiting = 1;
 		lws_set_timeout(wsi, PENDING_TIMEOUT_USER_REASON_BASE + 1, ONLINE_TIMEOUT_S);
 		return 1;

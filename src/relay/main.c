@@ -33,6 +33,9 @@ struct relay_options relay_opts = {
 	.send_timeout = 20,
 	.message_rate = 10,
 	.message_burst = 30,
+	.global_feed = 1,
+	.large_channel = 1000,
+	.max_channels_per_client = 50,
 };
 
 /* descriptors kept for the database link, HTTP requests, files, the log */
@@ -89,6 +92,9 @@ static const struct option long_options[] = {
 	{"message-rate", required_argument, NULL, 'R'},
 	{"message-burst", required_argument, NULL, 'r'},
 	{"demo-token-ttl", required_argument, NULL, 't'},
+	{"global-feed", required_argument, NULL, 'G'},
+	{"large-channel", required_argument, NULL, 'L'},
+	{"max-channels-per-client", required_argument, NULL, 'C'},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, 'V'},
@@ -117,6 +123,9 @@ usage(FILE *f)
 			"  --send-timeout N        seconds for a state or /online body to go out (default 20)\n"
 			"  --message-rate N        client messages per second (default 10, 0: any)\n"
 			"  --message-burst N       ... and at once (default 30)\n"
+			"  --global-feed yes|no    send every user's changes, or only channels' (default yes)\n"
+			"  --large-channel N       channels with more watchers get diffs (default 1000, 0: never)\n"
+			"  --max-channels-per-client N  channels one socket may join or watch (default 50, 0: any)\n"
 			"  --allow-origin LIST     browser origins allowed, comma separated, or *\n"
 			"  --demo                  serve GET /demo/token?user=NAME (loopback --bind only)\n"
 			"  --demo-token-ttl N      seconds a demo token is valid (default 600)\n"
@@ -211,6 +220,22 @@ parse_options(int argc, char **argv)
 			case 'r':
 				if (parse_int(optarg, 1, 1 << 20, &relay_opts.message_burst))
 					return fprintf(stderr, "bad --message-burst %s\n", optarg), -1;
+				break;
+			case 'G':
+				if (!strcmp(optarg, "yes"))
+					relay_opts.global_feed = 1;
+				else if (!strcmp(optarg, "no"))
+					relay_opts.global_feed = 0;
+				else
+					return fprintf(stderr, "bad --global-feed %s (yes or no)\n", optarg), -1;
+				break;
+			case 'L':
+				if (parse_int(optarg, 0, INT_MAX, &relay_opts.large_channel))
+					return fprintf(stderr, "bad --large-channel %s\n", optarg), -1;
+				break;
+			case 'C':
+				if (parse_int(optarg, 0, INT_MAX, &relay_opts.max_channels_per_client))
+					return fprintf(stderr, "bad --max-channels-per-client %s\n", optarg), -1;
 				break;
 			case 't':
 				if (parse_int(optarg, 1, 24 * 3600, &relay_opts.demo_token_ttl))
@@ -396,12 +421,16 @@ start_metrics_listener(const struct lws_context_creation_info *main_info)
 
 /*
  * A change from the presence worker, as origin.c let it through: a status
- * change to the global feed.  (Channel events are for nobody yet.)
+ * change to the global feed (if any), then to the channels.  -1 (the ring
+ * is full) holds it back whole, to be offered again.
  */
 static int
 on_event(const struct presence_event *ev)
 {
-	return ev->kind == EVENT_PRESENCE ? feed_event(ev) : 0;
+	if (relay_opts.global_feed && ev->kind == EVENT_PRESENCE && feed_event(ev))
+		return -1;
+	channels_event(ev);
+	return 0;
 }
 
 /* Changes may have been lost: states are read again. */
@@ -409,6 +438,7 @@ static void
 on_lost(void)
 {
 	feed_resync();
+	channels_resync();
 }
 
 static void
@@ -416,7 +446,9 @@ on_link_up(const struct dblink_info *info)
 {
 	origin_link_up();
 	sessions_link_up(info->session_timeout_ms);
+	joins_link_up();
 	feed_resync();
+	channels_resync();
 	queue_kick();
 }
 
@@ -425,6 +457,8 @@ on_link_down(void)
 {
 	origin_link_down();
 	sessions_link_down();
+	joins_link_down(out_clients());
+	channels_link_down();
 	feed_link_down();
 }
 
@@ -446,6 +480,8 @@ health(struct relay_health *h)
 static int
 online(struct waiter *w)
 {
+	if (!relay_opts.global_feed)
+		return -2;
 	if (!dblink_is_up())
 		return -1;
 	feed_wait(w);
@@ -464,6 +500,10 @@ static const struct origin_hooks origin_hooks = {
 	.lost = on_lost,
 };
 
+static const struct sessions_hooks sessions_hooks = {
+	.registered = joins_registered,
+};
+
 static const struct http_view view = {
 	.health = health,
 	.online = online,
@@ -473,12 +513,16 @@ static const struct http_view view = {
 /*
  * Who gets the link, in this order: the worker's pid (nothing is forwarded
  * without it), session work (ended sessions before new ones, new ones
- * before a snapshot they should be in), snapshots, heartbeats.
+ * before anything that needs them), the sockets' channel memberships (a
+ * join needs its session; a state should show it), snapshots, channels'
+ * states, heartbeats.
  */
 static const queue_pump_fn pumps[] = {
 	origin_pump,
 	sessions_pump,
+	joins_pump,
 	feed_pump,
+	channels_pump_states,
 	sessions_pump_heartbeat,
 };
 
@@ -550,11 +594,12 @@ main(int argc, char **argv)
 		info.mounts = mounts;
 	}
 
-	if (out_init(relay_opts.queue_length, on_room) || caps_init())
+	if (out_init(relay_opts.queue_length, on_room) || caps_init() || channels_init())
 		return 1;
 	deadline_init(out_deadlines);
 	origin_init(&origin_hooks);
-	sessions_init(session_prefix, NULL);
+	sessions_init(session_prefix, &sessions_hooks);
+	joins_init(channels_settled);
 	http_init(&view);
 	queue_init(pumps, LWS_ARRAY_SIZE(pumps));
 	relay_context = lws_create_context(&info);
@@ -593,6 +638,7 @@ main(int argc, char **argv)
 	sessions_cleanup();
 	origin_cleanup();
 	feed_cleanup();
+	channels_cleanup();
 	deadline_stop();
 	out_stop();
 	lws_context_destroy(relay_context);

@@ -16,9 +16,14 @@
  * If that read finds a new worker, what was dropped may have been real:
  * hooks->lost() says so, and whoever keeps state reads it again.
  *
- * What passes goes to hooks->event() (main.c: the global feed).  The seq
- * of the last change it took is origin_last_seq(): -1 until the first one
- * on this link, and again after changes may have been lost.
+ * What passes goes to hooks->event() (main.c: the global feed, the
+ * channels).  The seq of the last change it took is origin_last_seq(): -1
+ * until the first one on this link, and again after a new worker.
+ *
+ * The relay sees every notification, so it also sees what no client can
+ * with a filtered feed: a seq that does not follow the last one (a worker
+ * tick that failed after numbering its changes, say).  Then changes were
+ * missed, and hooks->lost() has every state read again.
  */
 #include "relay.h"
 
@@ -31,6 +36,7 @@ static const char sql_worker_pid[] = "SELECT s.worker_pid FROM presence.stats() 
 static const struct origin_hooks *hooks;
 static int	link_up;
 static int64_t last_seq = -1;
+static int64_t gap_seen;		/* the seq whose gap was reported */
 static int	known;				/* worker_pid is current */
 static int	worker_pid;			/* 0: no worker running */
 static int	have_pid;			/* worker_pid was read on this link */
@@ -146,6 +152,15 @@ origin_notification(int be_pid, const char *payload)
 		relay_metrics.notifications_ignored_malformed++;
 		lwsl_warn("ignoring a notification of the presence worker that is not as documented\n");
 		return 0;
+	}
+	/* (a change held back and offered again is not a gap twice) */
+	if (last_seq >= 0 && ev.seq != last_seq + 1 && ev.seq != gap_seen)
+	{
+		gap_seen = ev.seq;
+		relay_metrics.seq_gaps_total++;
+		lwsl_user("seq %lld after %lld: changes were missed, reading states again\n",
+				  (long long) ev.seq, (long long) last_seq);
+		hooks->lost();
 	}
 	if (hooks->event(&ev))
 		return -1;

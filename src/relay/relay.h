@@ -82,6 +82,9 @@ struct relay_options
 	int			send_timeout;	/* seconds for a state or /online body */
 	double		message_rate;	/* client messages per second ... */
 	int			message_burst;	/* ... and how many at once */
+	int			global_feed;	/* clients get every user's changes */
+	int			large_channel;	/* watchers past which a channel gets diffs */
+	int			max_channels_per_client;
 };
 
 extern struct relay_options relay_opts;
@@ -168,11 +171,16 @@ struct client
 	/* feed.c */
 	unsigned	wants_state:1;	/* waiting for the next global snapshot */
 
+	/* channels.c */
+	lws_dll2_owner_t subs;		/* its struct sub */
+	struct grants *grants;		/* the channels its token lets it use */
+
 	/* ws.c */
 	lws_usec_t	expires;		/* its token's exp, on lws_now_usecs()'s clock; 0: never */
 	struct message_parser *partial; /* parser of a fragmented message */
 	size_t		partial_len;
 	struct bucket bucket;		/* its message rate */
+	lws_usec_t	rate_told;		/* when it was last told it is rate limited */
 	unsigned	counted:1;		/* in caps.c's counts */
 	unsigned	skipping:1;		/* dropping a message over --message-rate */
 	unsigned	oversized:1;	/* dropping a message over the limit */
@@ -184,6 +192,76 @@ struct client
 	struct frame *http_body;
 	size_t		http_sent;		/* bytes of http_body written so far */
 	unsigned short http_status; /* 503: the link went down meanwhile */
+};
+
+/* hash.c: hash tables with string keys, entries embed a struct hnode */
+struct hnode
+{
+	struct hnode *next;
+	uint64_t	hash;
+	const char *key;			/* the entry's own copy */
+	size_t		klen;
+};
+struct htable
+{
+	struct hnode **slots;
+	size_t		nslots,
+				used;
+};
+int			hash_init(struct htable *t, size_t nslots);
+struct hnode *hash_find(const struct htable *t, const char *key, size_t n);
+void		hash_add(struct htable *t, struct hnode *e, const char *key, size_t n);
+void		hash_remove(struct htable *t, struct hnode *e);
+void		hash_each(struct htable *t, void (*fn) (struct hnode *e, void *arg), void *arg);
+void		hash_free(struct htable *t);
+
+/*
+ * A channel some client joins or watches (channels.c), with its members as
+ * far as the relay knows them (members.c).
+ */
+struct channel
+{
+	struct hnode node;			/* in channels.c's table, by name */
+	lws_dll2_owner_t subs;		/* struct sub: its clients */
+	int			watchers;		/* of them, those watching */
+	lws_dll2_t	state_list;		/* waiting for its state, or being read */
+	lws_dll2_t	due_list;		/* a diff is due (large) */
+	unsigned	reading:1;		/* its state query is out */
+	unsigned	stale:1;		/* ... and what it reads may be out of date */
+	/* members.c */
+	struct htable members;		/* struct member, by user id */
+	lws_dll2_owner_t dirty;		/* changed since the last diff (large) */
+	int64_t		dirty_seq;		/* the newest seq applied */
+	unsigned	known:1;		/* members read, and kept up to date since */
+	unsigned	large:1;		/* its events go into diffs */
+	size_t		len;
+	char		name[];
+};
+
+/*
+ * One client's subscription to one channel (channels.c), and its wish to
+ * be a member, which joins.c writes to the database.
+ */
+struct sub
+{
+	lws_dll2_t	by_channel;		/* in its channel's subs */
+	lws_dll2_t	by_client;		/* in its client's subs */
+	lws_dll2_t	work;			/* in a joins.c list, while it has database work */
+	struct channel *ch;
+	struct client *c;
+	char	   *meta;			/* its last meta, written afresh (NULL: none) */
+	char	   *join_meta;		/* the meta its join goes with */
+	uint32_t	meta_version;	/* counts joins and meta changes */
+	uint32_t	join_version;	/* the version of join_meta */
+	uint32_t	sent_version;	/* the version the database has */
+	uint32_t	sending_version;	/* ... the one in flight */
+	unsigned	watching:1;		/* subscribed: gets the channel's frames */
+	unsigned	wants_state:1;	/* waiting for the channel's state */
+	unsigned	has_state:1;	/* its state was sent: it gets the events */
+	unsigned	present:1;		/* joined: its session is to be a member */
+	unsigned	db_member:1;	/* the database has the membership */
+	unsigned	in_flight:1;	/* a call for it is out */
+	unsigned	solo:1;			/* its batch failed: alone next time */
 };
 
 /* json.c: JSON built afresh, with LWS_PRE bytes of headroom */
@@ -277,26 +355,15 @@ void		origin_link_down(void);
 int			origin_pump(void);
 void		origin_cleanup(void);
 
-/* hash.c: hash tables with string keys, entries embed a struct hnode */
-struct hnode
-{
-	struct hnode *next;
-	uint64_t	hash;
-	const char *key;			/* the entry's own copy */
-	size_t		klen;
-};
-struct htable
-{
-	struct hnode **slots;
-	size_t		nslots,
-				used;
-};
-int			hash_init(struct htable *t, size_t nslots);
-struct hnode *hash_find(const struct htable *t, const char *key, size_t n);
-void		hash_add(struct htable *t, struct hnode *e, const char *key, size_t n);
-void		hash_remove(struct htable *t, struct hnode *e);
-void		hash_each(struct htable *t, void (*fn) (struct hnode *e, void *arg), void *arg);
-void		hash_free(struct htable *t);
+/*
+ * access.c: the channels a token's "channels" claim lets a client use:
+ * names, and prefixes ending in "*".
+ */
+#define RELAY_MAX_GRANTS 64
+struct grants;
+struct grants *access_parse(const char *claim, int *bad);
+int			access_allows(const struct grants *gs, const char *channel, size_t len);
+void		access_free(struct grants *gs);
 
 /* caps.c: sockets per user and per client address */
 int			caps_init(void);
@@ -346,25 +413,33 @@ enum auth_result
 	AUTH_BAD_CLAIM,				/* exp or nbf not a NumericDate */
 	AUTH_NO_SUBJECT,
 	AUTH_NO_SECRET,
+	AUTH_BAD_CHANNELS,			/* "channels" not as documented */
 };
 int			auth_init(const char *secret_file, int demo);
 void		auth_cleanup(void);
 enum auth_result auth_verify_token(const unsigned char *key, size_t keylen,
 								   const char *token, double now,
-								   char *user, size_t usersz, double *exp);
+								   char *user, size_t usersz, double *exp,
+								   struct grants **grants);
 enum auth_result auth_request(struct lws *wsi, char *user, size_t usersz,
-							  double *exp);
+							  double *exp, struct grants **grants);
 enum auth_result auth_check(const char *token, char *user, size_t usersz,
-							double *exp);
+							double *exp, struct grants **grants);
 const char *auth_result_str(enum auth_result r);
 char	   *auth_mint_token(const char *user, int ttl);
 
 /* message.c: what clients send */
+#define RELAY_MAX_CHANNEL_MESSAGE (8 * 1024)	/* a join with a meta escaped at length */
 enum message_kind
 {
 	MESSAGE_HEARTBEAT,
 	MESSAGE_VISIBILITY,
 	MESSAGE_TOKEN,				/* {"type":"token","token":"..."} */
+	MESSAGE_JOIN,				/* the channel messages, JOIN to UPDATE */
+	MESSAGE_SUBSCRIBE,
+	MESSAGE_LEAVE,
+	MESSAGE_UNSUBSCRIBE,
+	MESSAGE_UPDATE,
 	MESSAGE_OTHER,				/* valid JSON we do not act on */
 	MESSAGE_MALFORMED,
 };
@@ -374,6 +449,13 @@ struct message
 	int			active;			/* heartbeat: 1 unless "active":false */
 	int			visible;		/* visibility: 1 or 0 */
 	char	   *token;			/* token: malloc'd, freed by message_clear() */
+	/* channel messages */
+	const char *error;			/* what is wrong with it, an error code; NULL: nothing */
+	char		channel[RELAY_MAX_CHANNEL + 1];
+	size_t		channel_len;
+	char	   *meta;			/* written afresh, malloc'd; NULL: none given */
+	size_t		meta_len;
+	int			meta_bad;
 };
 struct message_parser;
 struct message_parser *message_begin(void);
@@ -454,7 +536,8 @@ struct relay_health
 struct http_view
 {
 	void		(*health) (struct relay_health *h);
-	int			(*online) (struct waiter *w);	/* -1: the database is unavailable */
+	int			(*online) (struct waiter *w);	/* -1: the database is unavailable, -2: no
+												 * global feed */
 	void		(*online_cancel) (struct waiter *w);
 };
 void		http_init(const struct http_view *view);
@@ -532,6 +615,7 @@ struct strbuf
 };
 void		sb_add(struct strbuf *b, const char *s, size_t n);
 void		sb_add_elem(struct strbuf *b, const char *s);
+void		sb_add_null(struct strbuf *b);
 void		sb_free(struct strbuf *b);
 
 /*
@@ -554,6 +638,48 @@ int			sessions_pump(void);
 int			sessions_pump_heartbeat(void);
 void		sessions_cleanup(void);
 
+/*
+ * members.c: the members of watched channels, kept from their states and
+ * events, and the frames (or diffs) their watchers get.  publish(ch, f)
+ * sends f to ch's watchers; f NULL: a diff of ch is due.
+ */
+typedef void (*members_publish_fn) (struct channel *ch, struct frame *f);
+int			members_init(void);
+void		members_cleanup(void);
+void		members_reset(struct channel *ch);
+int			members_load(struct channel *ch, const PGresult *res, int from, int to,
+						 int64_t seq, struct jbuf *b);
+void		members_event(const struct presence_event *ev, struct channel *ch,
+						  members_publish_fn publish);
+void		members_status(const struct presence_event *ev, members_publish_fn publish);
+struct frame *members_diff(struct channel *ch);
+void		members_set_large(struct channel *ch, int large);
+
+/* joins.c: the sockets' own memberships, written to the database */
+void		joins_init(void (*settled) (struct sub *s));
+void		joins_join(struct sub *s);
+void		joins_changed(struct sub *s);
+void		joins_forget(struct sub *s);
+int			joins_busy(const struct sub *s);
+void		joins_registered(struct client *c);
+int			joins_pump(void);
+void		joins_link_up(void);
+void		joins_link_down(lws_dll2_owner_t *clients);
+
+/* channels.c: the channels clients join and watch */
+int			channels_init(void);
+void		channels_cleanup(void);
+void		channels_message(struct client *c, struct message *m);
+void		channels_error(struct client *c, const char *request, const char *channel,
+						   size_t len, const char *code);
+void		channels_regrant(struct client *c);
+void		channels_remove_client(struct client *c);
+void		channels_settled(struct sub *s);
+void		channels_event(const struct presence_event *ev);
+void		channels_resync(void);
+void		channels_link_down(void);
+int			channels_pump_states(void);
+
 /* metrics.c */
 struct relay_metrics
 {
@@ -561,6 +687,8 @@ struct relay_metrics
 	int			clients;		/* WebSocket clients (out.c) */
 	int			tracked;		/* of them, presence sessions (sessions.c) */
 	int			db_up;			/* the link is up (dblink.c) */
+	int			channels;		/* channels watched or joined (channels.c) */
+	int			subscriptions;	/* client x channel watches (channels.c) */
 	/* counters */
 	uint64_t	connections_total;
 	uint64_t	auth_failures_total;
@@ -587,6 +715,12 @@ struct relay_metrics
 	uint64_t	tokens_refused_total;
 	uint64_t	wake_batches_total;
 	uint64_t	visibility_batches_total;
+	uint64_t	join_batches_total[3];	/* leave, join, update (joins.c) */
+	uint64_t	channel_states_total;	/* presence.members() queries */
+	uint64_t	channel_errors_total;	/* error frames for channel messages */
+	uint64_t	channel_forbidden_total;	/* of them, forbidden */
+	uint64_t	diffs_total;	/* diff frames made (large channels) */
+	uint64_t	seq_gaps_total; /* changes found missing, states read again */
 };
 extern struct relay_metrics relay_metrics;
 void		metrics_observe_delay(lws_usec_t us);

@@ -57,3 +57,10 @@ sb_free(struct strbuf *b)
 	free(b->p);
 	memset(b, 0, sizeof(*b));
 }
+
+/* Appends a NULL element. */
+void
+sb_add_null(struct strbuf *b)
+{
+	sb_add(b, b->len > 1 ? ",NULL" : "NULL", b->len > 1 ? 5 : 4);
+}

@@ -6,10 +6,11 @@
  * for a subprotocol other than "presence" (the relay's database link is a
  * protocol too, and not for clients), 401 for a bad token, 429 past a cap
  * per user or per address, 503 past --max-connections.
- * An established client is given to out.c (what it is sent) and the
- * global feed (a state, then changes) and, if it has a user, made a
- * presence session (sessions.c); it is closed with 4001 when its token
- * expires unless it sends a fresh one.  Its messages are parsed as
+ * An established client is given to out.c (what it is sent) and, unless
+ * --global-feed no, to the global feed (a state, then changes) and, if it
+ * has a user, made a presence session (sessions.c); it is closed with 4001
+ * when its token expires unless it sends a fresh one.  Its channel
+ * messages go to channels.c, with the grants of its token's "channels".  Its messages are parsed as
  * they stream in: over 64 kB closes it with 1009, binary with 1003,
  * malformed JSON is counted and ignored, and past --message-rate messages
  * are ignored (and persistent excess closes it with 1008).
@@ -81,7 +82,7 @@ confirm_upgrade(struct lws *wsi, const char *proto)
 		return http_refuse(wsi, 429, "too many connections from this address", cap) ? -1 : 1;
 	}
 
-	r = auth_request(wsi, user, sizeof(user), NULL);
+	r = auth_request(wsi, user, sizeof(user), NULL, NULL);
 	if (r != AUTH_OK && !(r == AUTH_NONE && relay_opts.allow_anonymous))
 	{
 		relay_metrics.auth_failures_total++;
@@ -127,7 +128,7 @@ identify(struct lws *wsi, struct client *c)
 	char		user[RELAY_MAX_USER_ID + 1],
 				addr[64];
 	double		exp = 0;
-	enum auth_result r = auth_request(wsi, user, sizeof(user), &exp);
+	enum auth_result r = auth_request(wsi, user, sizeof(user), &exp, &c->grants);
 
 	if (r == AUTH_OK)
 	{
@@ -156,7 +157,8 @@ close_with(struct client *c, enum lws_close_status code, const char *why)
 
 /*
  * {"type":"token","token":"..."}: a valid token for the socket's own user
- * moves its expiry (answer {"type":"token","exp":N}); a valid token for
+ * moves its expiry (answer {"type":"token","exp":N}) and its grants of
+ * channels (subscriptions it no longer allows end); a valid token for
  * another user closes it with 4003; any other token is answered with an
  * error frame and changes nothing (the socket still closes at the old
  * expiry).
@@ -168,11 +170,13 @@ refresh_token(struct client *c, const char *token)
 	double		exp = 0;
 	enum auth_result r = AUTH_NONE;
 	struct jbuf b = {0};
+	struct grants *grants = NULL;
 
 	if (c->user)
-		r = auth_check(token, user, sizeof(user), &exp);
+		r = auth_check(token, user, sizeof(user), &exp, &grants);
 	if (r == AUTH_OK && strcmp(user, c->user))
 	{
+		access_free(grants);
 		relay_metrics.tokens_refused_total++;
 		lwsl_user("closing a socket that sent a token for another user\n");
 		out_close(c, RELAY_CLOSE_TOKEN_REFUSED, "token for another user");
@@ -190,6 +194,9 @@ refresh_token(struct client *c, const char *token)
 	}
 	relay_metrics.tokens_refreshed_total++;
 	set_expiry(c, exp);
+	access_free(c->grants);
+	c->grants = grants;
+	channels_regrant(c);
 	jbuf_printf(&b, "{\"type\":\"token\",\"exp\":%.15g}", exp);
 	out_reply(c, &b);
 }
@@ -205,7 +212,26 @@ act_on(struct client *c, struct message *m)
 		sessions_set_visible(c, m->visible);
 	else if (m->kind == MESSAGE_TOKEN)
 		refresh_token(c, m->token);
+	else if (m->kind >= MESSAGE_JOIN && m->kind <= MESSAGE_UPDATE)
+		channels_message(c, m);
 	message_clear(m);
+}
+
+/*
+ * {"type":"error","code":"rate_limited"}: messages are being ignored.  Once
+ * a second at most, so that a flood does not become one.
+ */
+static void
+tell_rate_limited(struct client *c)
+{
+	struct jbuf b = {0};
+	lws_usec_t	now = lws_now_usecs();
+
+	if (c->rate_told && now - c->rate_told < LWS_US_PER_SEC)
+		return;
+	c->rate_told = now;
+	jbuf_str(&b, "{\"type\":\"error\",\"code\":\"rate_limited\"}");
+	out_reply(c, &b);
 }
 
 /*
@@ -225,6 +251,7 @@ admit(struct client *c)
 		case BUCKET_EXCESS:
 			relay_metrics.messages_rate_limited_total++;
 			c->skipping = 1;
+			tell_rate_limited(c);
 			return 0;
 		case BUCKET_ABUSE:
 		default:
@@ -318,16 +345,20 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			relay_metrics.connections_total++;
 			if (c->user)
 				sessions_add(c);
-			feed_add(c);
+			if (relay_opts.global_feed)
+				feed_add(c);
 			return 0;
 
 		case LWS_CALLBACK_CLOSED:
 			if (!c->is_ws)
 				return 0;
 			feed_remove(c);
+			channels_remove_client(c);
 			out_remove(c);
 			if (c->user)
 				sessions_remove(c);
+			access_free(c->grants);
+			c->grants = NULL;
 			caps_remove(c);
 			free(c->user);
 			c->user = NULL;
@@ -361,6 +392,8 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 				caps_remove(c);
 				free(c->user);
 				c->user = NULL;
+				access_free(c->grants);
+				c->grants = NULL;
 			}
 			return http_callback(wsi, reason, user, in, len);
 
