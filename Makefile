@@ -11,6 +11,7 @@ OBJS = \
 	src/presence.o \
 	src/registry.o \
 	src/track.o \
+	src/batch.o \
 	src/status.o \
 	src/wheel.o \
 	src/sync.o \
@@ -20,7 +21,12 @@ OBJS = \
 	src/membership.o \
 	src/channel_api.o \
 	src/channel_sync.o \
+	src/message.o \
+	src/message_api.o \
 	src/persist.o \
+	src/mirror_target.o \
+	src/mirror_api.o \
+	src/mirror.o \
 	src/notify.o \
 	src/worker.o \
 	src/flusher.o \
@@ -33,7 +39,7 @@ PG_CPPFLAGS = -I$(srcdir)/src
 # every fmgr entry point and callback would trip.
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Werror
 
-REGRESS = setup api validation visibility limits channels privileges
+REGRESS = setup api validation visibility limits heartbeat_many channels mirror status_message privileges
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/presence.conf \
 	--use-existing
 

@@ -2,6 +2,8 @@
 # unprivileged user, stopped (by its postmaster's PID) when the script exits.
 #   cluster_start DIR "setting = value" ...
 #   psql_b ARGS...        psql on it;   pgbench_b ARGS...   pgbench on it
+#   stop_with PID         another process the benchmark started, stopped
+#                         (by its PID) before the cluster
 
 BIN=$(pg_config --bindir)
 RUNAS=""
@@ -27,8 +29,13 @@ cluster_start()
 	psql_b -c 'CREATE EXTENSION presence' >/dev/null
 }
 
+STOP_PIDS=""
+stop_with() { STOP_PIDS="$STOP_PIDS $1"; }
+
 cluster_stop()
 {
+	for p in $STOP_PIDS; do kill "$p" 2>/dev/null || true; done
+	STOP_PIDS=""
 	[ -n "${CPID:-}" ] && kill -INT "$CPID" 2>/dev/null
 	while [ -n "${CPID:-}" ] && kill -0 "$CPID" 2>/dev/null; do sleep 0.1; done
 	CPID=""

@@ -17,10 +17,12 @@ SELECT user_id, status FROM presence.online_users();
 SELECT presence.status('hidden'), presence.last_active('hidden');
 SELECT try($$SELECT presence.connect('mallory')$$);
 SELECT try($$SELECT presence.heartbeat('lena')$$);
+SELECT try($$SELECT presence.heartbeat_many(ARRAY['lena'], ARRAY['default'])$$);
 SELECT try($$SELECT presence.disconnect('lena')$$);
 SELECT try($$SELECT presence.set_visible('lena', false)$$);
 SELECT try($$SELECT * FROM presence.sessions()$$);
 SELECT try($$SELECT * FROM presence.stats()$$);
+SELECT try($$SELECT * FROM presence.tick_parts()$$);
 SELECT try($$SELECT presence._reset_registry()$$);
 SELECT try($$SELECT * FROM presence.users$$);
 SELECT try($$SELECT * FROM presence.sessions$$);
@@ -35,18 +37,29 @@ SELECT try($$SELECT * FROM presence.members('room:1')$$);
 SELECT try($$SELECT * FROM presence.channels('lena')$$);
 SELECT try($$SELECT presence.occupancy('room:1')$$);
 SELECT try($$SELECT * FROM presence.memberships$$);
+-- Status messages: anyone reads them (of users anyone sees), nobody but
+-- the application sets them.  Mirrors are their tables' owners' business.
+SELECT try($$SELECT presence.set_status_message('lena', 'hacked')$$);
+SELECT presence.status_message('lena'), presence.status_message('hidden');
+SELECT try($$SELECT presence.mirror('pg_class', 'oid', 'relhasindex')$$);
+SELECT try($$SELECT presence.unmirror('pg_class')$$);
+SELECT try($$SELECT * FROM presence.mirrors$$);
+SELECT try($$SELECT * FROM presence.mirror_state$$);
 RESET ROLE;
 
 -- The GRANTs docs/sql.md shows for an application role.
 GRANT EXECUTE ON FUNCTION
   presence.connect(text, text, jsonb, boolean),
   presence.heartbeat(text, text, boolean),
+  presence.heartbeat_many(text[], text[], boolean),
   presence.disconnect(text, text),
   presence.set_visible(text, boolean)
   TO presence_app;
 SET ROLE presence_app;
 SELECT presence.connect('mallory');
 SELECT presence.heartbeat('mallory');
+SELECT presence.heartbeat_many(ARRAY['mallory', 'mallory'], ARRAY['default', 'tab2']);
+SELECT presence.disconnect('mallory', 'tab2');
 SELECT presence.disconnect('mallory');
 SELECT try($$SELECT * FROM presence.sessions()$$);
 SELECT try($$SELECT * FROM presence.stats()$$);
@@ -75,6 +88,14 @@ SELECT try($$SELECT * FROM presence.memberships$$);
 RESET ROLE;
 -- (mallory gone at the worker's next tick)
 SELECT wait_until($$SELECT users = 2 FROM presence.stats()$$);
+-- For status messages, the write.
+GRANT EXECUTE ON FUNCTION presence.set_status_message(text, text, timestamptz)
+  TO presence_app;
+SET ROLE presence_app;
+SELECT presence.set_status_message('lena', 'In a meeting', now() + interval '1 hour');
+SELECT presence.status_message('lena');
+SELECT presence.set_status_message('lena', NULL);
+RESET ROLE;
 -- ... and, if it needs them, sessions(), which lists visible users' only.
 GRANT EXECUTE ON FUNCTION presence.sessions(text) TO presence_app;
 SET ROLE presence_app;
@@ -86,6 +107,7 @@ RESET ROLE;
 GRANT EXECUTE ON FUNCTION
   presence.connect(text, text, jsonb, boolean),
   presence.heartbeat(text, text, boolean),
+  presence.heartbeat_many(text[], text[], boolean),
   presence.disconnect(text, text),
   presence.set_visible(text, boolean),
   presence.stats()
@@ -102,6 +124,7 @@ GRANT EXECUTE ON FUNCTION
   TO presence_relay;
 SET ROLE presence_relay;
 SELECT presence.connect('relayed', 'ws-1', NULL, true);
+SELECT presence.heartbeat_many(ARRAY['relayed'], ARRAY['ws-1'], false);
 SELECT user_id, status FROM presence.online_users() ORDER BY user_id;
 SELECT users, sessions, ready FROM presence.stats();
 SELECT presence.join('room:1', 'relayed', 'ws-1', '{"typing": false}');
@@ -136,6 +159,7 @@ DROP ROLE presence_reader;
 REVOKE EXECUTE ON FUNCTION
   presence.connect(text, text, jsonb, boolean),
   presence.heartbeat(text, text, boolean),
+  presence.heartbeat_many(text[], text[], boolean),
   presence.disconnect(text, text),
   presence.set_visible(text, boolean),
   presence.sessions(text),
@@ -144,12 +168,14 @@ REVOKE EXECUTE ON FUNCTION
   presence.update(text, text, text, jsonb),
   presence.members(text),
   presence.channels(text),
-  presence.occupancy(text)
+  presence.occupancy(text),
+  presence.set_status_message(text, text, timestamptz)
   FROM presence_app;
 DROP ROLE presence_app;
 REVOKE EXECUTE ON FUNCTION
   presence.connect(text, text, jsonb, boolean),
   presence.heartbeat(text, text, boolean),
+  presence.heartbeat_many(text[], text[], boolean),
   presence.disconnect(text, text),
   presence.set_visible(text, boolean),
   presence.stats(),

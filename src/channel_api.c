@@ -145,8 +145,8 @@ put_member(const char *user_id, const PresenceUserView *view,
 {
 	MemberRows *rows = arg;
 	MemoryContext old = MemoryContextSwitchTo(rows->row_context);
-	Datum		values[5];
-	bool		nulls[5] = {false, false, false, false, false};
+	Datum		values[6];
+	bool		nulls[6] = {false, false, false, false, false, false};
 
 	values[0] = CStringGetTextDatum(user_id);
 	values[1] = CStringGetTextDatum(presence_status_name(view->status));
@@ -154,6 +154,9 @@ put_member(const char *user_id, const PresenceUserView *view,
 	nulls[2] = view->last_active == 0;
 	values[3] = Int32GetDatum(view->sessions);
 	values[4] = metas_array(metas, nmetas);
+	values[5] = view->status_message ?
+		CStringGetTextDatum(view->status_message) : (Datum) 0;
+	nulls[5] = view->status_message == NULL;
 	tuplestore_putvalues(rows->rsinfo->setResult, rows->rsinfo->setDesc,
 						 values, nulls);
 	MemoryContextSwitchTo(old);

@@ -98,7 +98,7 @@ members_status_announced(PresenceBatch *batch, PresenceUser *u,
 	bool		was_shown = previous != PRESENCE_OFFLINE;
 	bool		shown = u->notified != PRESENCE_OFFLINE;
 	slist_iter	iter;
-	int			sub = 1;
+	int			sub = 2;		/* after the status (0) and its message (1) */
 
 	if (!batch->with_members || was_shown == shown)
 		return;

@@ -75,6 +75,18 @@ static const EventKind kinds[PRESENCE_EVENTS] = {
 		"a session was in presence.max_channels_per_session channels",
 		"Raise presence.max_channels_per_session if sessions need more channels."
 	},
+	[EVENT_MIRROR_FAILED] = {
+		"presence flusher: a mirror was not written", NULL,
+		"The users it missed are written at the next fold that works. Fix the table, or call presence.mirror() again or presence.unmirror()."
+	},
+	[EVENT_MIRROR_SKIPPED] = {
+		"presence flusher: a mirror skipped rows that its table refused", NULL,
+		"Those users are written again when their status changes."
+	},
+	[EVENT_MIRROR_REMOVED] = {
+		"presence flusher: removed the mirror of a table that no longer exists", NULL,
+		NULL
+	},
 };
 
 /* Empties the counts, in new shared memory. */

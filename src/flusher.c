@@ -16,6 +16,8 @@
  */
 #include "postgres.h"
 
+#include <sys/resource.h>
+
 #include "access/xlog.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
@@ -40,7 +42,7 @@ flush(void)
 	{
 		worker_begin_work("flushing");
 		if (OidIsValid(get_extension_oid("presence", true)))
-			folded = persist_flush();
+			folded = persist_flush(true);
 		worker_end_work();
 	}
 	PG_CATCH();
@@ -58,6 +60,30 @@ flush(void)
 		presence_shared->last_flush_ms = (GetCurrentTimestamp() - start) / 1000.0;
 	}
 	SpinLockRelease(&presence_shared->mutex);
+}
+
+/*
+ * How much nicer than the server's other processes the flusher runs.  Its
+ * folds take seconds of CPU and nobody waits for them; the worker's ticks
+ * are on the way of every notification, and on a machine whose cores are
+ * busy (heartbeat batches, the relays, the flusher itself) they would
+ * otherwise get only a share of one.  A lower priority only matters when
+ * the cores are all busy: then the worker's tick runs first.
+ */
+#define FLUSHER_NICENESS	10
+
+static void
+flusher_lower_priority(void)
+{
+	int			niceness;
+
+	errno = 0;
+	niceness = getpriority(PRIO_PROCESS, 0);
+	if (errno == 0)
+		niceness = Min(niceness + FLUSHER_NICENESS, 19);
+	if (errno != 0 || setpriority(PRIO_PROCESS, 0, niceness) != 0)
+		ereport(LOG,
+				(errmsg("presence flusher could not lower its priority: %m")));
 }
 
 static void
@@ -78,6 +104,7 @@ void
 presence_flusher_main(Datum main_arg)
 {
 	presence_writer_start();
+	flusher_lower_priority();
 	SpinLockAcquire(&presence_shared->mutex);
 	presence_shared->flusher_latch = MyLatch;
 	SpinLockRelease(&presence_shared->mutex);

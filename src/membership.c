@@ -233,10 +233,7 @@ join_new(RegistryLookup *l, PresenceSession *s, PresenceId channel,
 		/* As heartbeat opens one: unbound, without the meta it had. */
 		registry_free_string(s->meta_dp);
 		s->meta_dp = InvalidDsaPointer;
-		registry_start_session(part, s, now);
-		s->bound = false;
-		s->owner_pid = 0;
-		*wake = status_session_started(part, u, now, true);
+		*wake = registry_open_session(part, s, false, true, now);
 	}
 	else
 		*wake = registry_session_alive(part, s, now, true);
@@ -422,6 +419,7 @@ visit_member(PresenceMember *m, PresenceMemberCallback cb, void *arg,
 	view.status = status_as_seen(u);
 	view.last_active = status_last_active(u);
 	view.sessions = m->nlive;
+	view.status_message = message_as_seen(u, GetCurrentTimestamp());
 	cb(u->key.user, &view, *metas, n, arg);
 }
 

@@ -11,10 +11,14 @@
  *	{"seq":2,"channel":"room:42","event":"join","user_id":"42","status":"online","meta":{...}}
  *	{"seq":3,"channel":"room:42","event":"update","user_id":"42","meta":{...}}
  *	{"seq":4,"channel":"room:42","event":"leave","user_id":"42"}
+ * and a user's status message (version 1.1), null when cleared; expires_at
+ * null when it does not expire:
+ *	{"seq":5,"event":"status_message","user_id":"42","status_message":"In a meeting","expires_at":"..."}
  *
- * Ids escaped as JSON take at most 6 x 256 bytes each and meta at most 1 kB
- * (the limit is on its JSON text, which is what goes out), so the largest
- * payload, a join, is under 4.2 kB: always under NOTIFY's 8000 bytes.
+ * Ids escaped as JSON take at most 6 x 256 bytes each, meta at most 1 kB
+ * (the limit is on its JSON text, which is what goes out) and a status
+ * message at most 6 x 140 bytes, so the largest payload, a join, is under
+ * 4.2 kB: always under NOTIFY's 8000 bytes.
  *
  *-------------------------------------------------------------------------
  */
@@ -30,8 +34,8 @@
 
 /*
  * In the order the changes took effect; ties in the order they were made,
- * then in the order of one entry's events (a status before the joins it
- * brings, a join before updates).
+ * then in the order of one entry's events (a status before the message and
+ * the joins it brings, a join before updates).
  */
 static int
 compare_order(const void *a, const void *b)
@@ -72,10 +76,47 @@ channel_payload(StringInfo buf, const PresenceChange *change)
 	appendStringInfoChar(buf, '}');
 }
 
+/* Appends a timestamp as JSON, or null for 0. */
+static void
+append_time(StringInfo buf, TimestampTz t)
+{
+	char		ts[MAXDATELEN + 1];
+
+	if (t == 0)
+	{
+		appendStringInfoString(buf, "null");
+		return;
+	}
+	JsonEncodeDateTime(ts, TimestampTzGetDatum(t), TIMESTAMPTZOID, NULL);
+	appendStringInfo(buf, "\"%s\"", ts);
+}
+
+/* Appends the JSON payload of a user's status message to buf. */
+static void
+message_payload(StringInfo buf, const PresenceChange *change)
+{
+	appendStringInfo(buf, "{\"seq\":" INT64_FORMAT ",\"event\":\"status_message\",\"user_id\":",
+					 change->seq);
+	escape_json(buf, change->user_id);
+	appendStringInfoString(buf, ",\"status_message\":");
+	if (change->message)
+		escape_json(buf, change->message);
+	else
+		appendStringInfoString(buf, "null");
+	appendStringInfoString(buf, ",\"expires_at\":");
+	append_time(buf, change->expires_at);
+	appendStringInfoChar(buf, '}');
+}
+
 /* Appends the JSON payload of one change to buf. */
 void
 notify_payload(StringInfo buf, const PresenceChange *change)
 {
+	if (change->kind == CHANGE_MESSAGE)
+	{
+		message_payload(buf, change);
+		return;
+	}
 	if (change->kind != CHANGE_STATUS)
 	{
 		channel_payload(buf, change);
@@ -86,16 +127,7 @@ notify_payload(StringInfo buf, const PresenceChange *change)
 	appendStringInfo(buf, ",\"status\":\"%s\",\"previous\":\"%s\",\"last_active\":",
 					 presence_status_name(change->status),
 					 presence_status_name(change->previous));
-	if (change->last_active != 0)
-	{
-		char		ts[MAXDATELEN + 1];
-
-		JsonEncodeDateTime(ts, TimestampTzGetDatum(change->last_active),
-						   TIMESTAMPTZOID, NULL);
-		appendStringInfo(buf, "\"%s\"", ts);
-	}
-	else
-		appendStringInfoString(buf, "null");
+	append_time(buf, change->last_active);
 	appendStringInfoChar(buf, '}');
 }
 

@@ -33,6 +33,7 @@
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 
+#include "mirror.h"
 #include "persist.h"
 
 /* Rows fetched at a time while loading. */
@@ -148,6 +149,29 @@ user_columns(PresenceBatch *batch, Datum *args)
 }
 
 /*
+ * The status messages of a batch's users (1.1), beside user_columns': the
+ * text or NULL, and when it expires or NULL.
+ */
+static void
+message_columns(PresenceBatch *batch, Datum *args)
+{
+	Columns		cols;
+
+	columns_init(&cols, 2, batch->nusers);
+	for (int i = 0; i < batch->nusers; i++)
+	{
+		PresenceUserRow *row = &batch->users[i];
+
+		cols.nulls[0][i] = row->message == NULL;
+		cols.values[0][i] = row->message ? CStringGetTextDatum(row->message) : (Datum) 0;
+		cols.nulls[1][i] = row->message_expires == 0;
+		cols.values[1][i] = TimestampTzGetDatum(row->message_expires);
+	}
+	args[0] = column(&cols, 0, TEXTOID);
+	args[1] = column(&cols, 1, TIMESTAMPTZOID);
+}
+
+/*
  * The sessions of a batch, written and ended, as 6 arrays: user id, session
  * id, connected_at, meta, bound, ended.
  */
@@ -223,13 +247,13 @@ journal_append(PresenceBatch *batch)
 	static SPIPlanPtr plan_1_0 = NULL;
 	static SPIPlanPtr plan = NULL;
 	static int64 last_tick = 0;
-	Oid			types[16] = {INT8OID,
+	Oid			types[18] = {INT8OID,
 		TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, BOOLARRAYOID,
 		TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, TEXTARRAYOID,
 		BOOLARRAYOID, BOOLARRAYOID,
 		TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, JSONBARRAYOID,
-	TIMESTAMPTZARRAYOID};
-	Datum		args[16];
+		TIMESTAMPTZARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID};
+	Datum		args[18];
 
 	last_tick = Max(last_tick + 1, GetCurrentTimestamp());
 	args[0] = Int64GetDatum(last_tick);
@@ -248,15 +272,17 @@ journal_append(PresenceBatch *batch)
 		return;
 	}
 	member_columns(batch, &args[11]);
+	message_columns(batch, &args[16]);
 	run(prepare(&plan,
 				"INSERT INTO presence.journal (tick, user_ids, user_statuses,"
 				" user_last_active, user_visible, session_users, session_ids,"
 				" session_connected_at, session_meta, session_bound,"
 				" session_ended, member_channels, member_users,"
-				" member_sessions, member_metas, member_joined_at) VALUES"
+				" member_sessions, member_metas, member_joined_at,"
+				" user_status_messages, user_message_expires) VALUES"
 				" ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
-				" $14, $15, $16)",
-				16, types),
+				" $14, $15, $16, $17, $18)",
+				18, types),
 		args, SPI_OK_INSERT);
 }
 
@@ -280,13 +306,6 @@ lock_tables(void)
 					   PRESENCE_LOCK_SUBID, ExclusiveLock);
 }
 
-/*
- * Folds the journal into presence.users and presence.sessions: the latest
- * entry of each user and of each session, in three statements, then empties
- * the journal.  Returns whether there was anything to fold.  The latest
- * entries are found in byte order (COLLATE "C"): it groups ids exactly as
- * the database's deterministic collation does, and sorts them twice as fast.
- */
 /*
  * Folds the members' entries of the journal into presence.memberships: the
  * latest entry of each (channel, user) holds all of its memberships then,
@@ -334,30 +353,68 @@ fold_memberships(Datum *last)
 		last, SPI_OK_INSERT);
 }
 
-bool
-persist_flush(void)
+/*
+ * The statement that folds the users' entries of the journal into
+ * presence.users: the latest entry of each user.  With returning, it
+ * returns the rows it wrote, for the mirrors.
+ */
+static SPIPlanPtr
+users_fold_plan(bool version_1_1, bool returning)
 {
-	static SPIPlanPtr last_plan = NULL;
-	static SPIPlanPtr users_plan = NULL;
+	static SPIPlanPtr plans[2][2] = {{NULL, NULL}, {NULL, NULL}};
+	Oid			type = INT8OID;
+	StringInfoData sql;
+
+	if (plans[version_1_1][returning])
+		return plans[version_1_1][returning];
+	initStringInfo(&sql);
+	appendStringInfo(&sql,
+					 "INSERT INTO presence.users AS u"
+					 " (user_id, is_online, status, last_active, visible%s)"
+					 " SELECT DISTINCT ON (e.user_id COLLATE pg_catalog.\"C\")"
+					 " e.user_id, e.status OPERATOR(pg_catalog.<>) 'offline',"
+					 " e.status, e.last_active, e.visible%s"
+					 " FROM presence.journal j, ROWS FROM ("
+					 " pg_catalog.unnest(j.user_ids),"
+					 " pg_catalog.unnest(j.user_statuses),"
+					 " pg_catalog.unnest(j.user_last_active),"
+					 " pg_catalog.unnest(j.user_visible)%s)"
+					 " AS e(user_id, status, last_active, visible%s)"
+					 " WHERE j.tick OPERATOR(pg_catalog.<=) $1"
+					 " ORDER BY e.user_id COLLATE pg_catalog.\"C\", j.tick DESC"
+					 " ON CONFLICT (user_id) DO UPDATE SET"
+					 " is_online = excluded.is_online, status = excluded.status,"
+					 " last_active = COALESCE(excluded.last_active, u.last_active),"
+					 " visible = excluded.visible%s",
+					 version_1_1 ? ", status_message, status_message_expires_at" : "",
+					 version_1_1 ? ", e.status_message, e.expires_at" : "",
+					 version_1_1 ? ", pg_catalog.unnest(j.user_status_messages),"
+					 " pg_catalog.unnest(j.user_message_expires)" : "",
+					 version_1_1 ? ", status_message, expires_at" : "",
+					 version_1_1 ? ", status_message = excluded.status_message,"
+					 " status_message_expires_at = excluded.status_message_expires_at" : "");
+	if (returning)
+		appendStringInfoString(&sql,
+							   " RETURNING u.user_id, u.status, u.last_active, u.visible");
+	return prepare(&plans[version_1_1][returning], sql.data, 1, &type);
+}
+
+/*
+ * Folds the journal up to tick *last into the tables, then empties it.
+ * version_1_1: the tables have 1.1's columns.  changed: if not NULL, gets
+ * the users whose row was written, for the mirrors.
+ */
+static void
+fold(Datum *last, bool version_1_1, MirrorRows *changed)
+{
 	static SPIPlanPtr sessions_plan = NULL;
 	static SPIPlanPtr ended_plan = NULL;
 	static SPIPlanPtr clear_plan = NULL;
 	Oid			type = INT8OID;
-	Datum		last;
-	bool		isnull;
-	bool		with_members;
 
-	lock_tables();
-	run(prepare(&last_plan, "SELECT pg_catalog.max(tick) FROM presence.journal",
-				0, NULL),
-		NULL, SPI_OK_SELECT);
-	last = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (isnull)
-		return false;
-	with_members = persist_has_memberships();
-	if (with_members)
+	if (version_1_1)
 	{
-		fold_memberships(&last);
+		fold_memberships(last);
 		run(prepare(&ended_plan,
 					"WITH latest AS ("
 					" SELECT DISTINCT ON (e.user_id COLLATE pg_catalog.\"C\","
@@ -374,29 +431,17 @@ persist_flush(void)
 					" WHERE l.ended AND m.user_id OPERATOR(pg_catalog.=) l.user_id"
 					" AND m.session_id OPERATOR(pg_catalog.=) l.session_id",
 					1, &type),
-			&last, SPI_OK_DELETE);
+			last, SPI_OK_DELETE);
 	}
 
-	run(prepare(&users_plan,
-				"INSERT INTO presence.users AS u"
-				" (user_id, is_online, status, last_active, visible)"
-				" SELECT DISTINCT ON (e.user_id COLLATE pg_catalog.\"C\")"
-				" e.user_id, e.status OPERATOR(pg_catalog.<>) 'offline',"
-				" e.status, e.last_active, e.visible"
-				" FROM presence.journal j, ROWS FROM ("
-				" pg_catalog.unnest(j.user_ids),"
-				" pg_catalog.unnest(j.user_statuses),"
-				" pg_catalog.unnest(j.user_last_active),"
-				" pg_catalog.unnest(j.user_visible))"
-				" AS e(user_id, status, last_active, visible)"
-				" WHERE j.tick OPERATOR(pg_catalog.<=) $1"
-				" ORDER BY e.user_id COLLATE pg_catalog.\"C\", j.tick DESC"
-				" ON CONFLICT (user_id) DO UPDATE SET"
-				" is_online = excluded.is_online, status = excluded.status,"
-				" last_active = coalesce(excluded.last_active, u.last_active),"
-				" visible = excluded.visible",
-				1, &type),
-		&last, SPI_OK_INSERT);
+	if (changed)
+	{
+		run(users_fold_plan(version_1_1, true), last, SPI_OK_INSERT_RETURNING);
+		mirror_rows_from_spi(changed);
+		SPI_freetuptable(SPI_tuptable);
+	}
+	else
+		run(users_fold_plan(version_1_1, false), last, SPI_OK_INSERT);
 	run(prepare(&sessions_plan,
 				"WITH latest AS ("
 				" SELECT DISTINCT ON (e.user_id COLLATE pg_catalog.\"C\","
@@ -424,19 +469,56 @@ persist_flush(void)
 				" connected_at = excluded.connected_at, meta = excluded.meta,"
 				" bound = excluded.bound",
 				1, &type),
-		&last, SPI_OK_INSERT);
+		last, SPI_OK_INSERT);
 	run(prepare(&clear_plan,
 				"DELETE FROM presence.journal"
 				" WHERE tick OPERATOR(pg_catalog.<=) $1",
 				1, &type),
-		&last, SPI_OK_DELETE);
-	return true;
+		last, SPI_OK_DELETE);
+}
+
+/*
+ * Folds the journal into the tables: the latest entry of each user, of
+ * each session and of each member, in a few statements, then empties the
+ * journal.  Then the mirrors get the users whose row changed: written at
+ * once by the flusher (in_flusher), or left in presence.mirror_state for
+ * its next fold by the worker, which runs no application code.  Returns
+ * whether there was anything to fold or to mirror (a new mirror's sync).  The latest entries are found in
+ * byte order (COLLATE "C"): it groups ids exactly as the database's
+ * deterministic collation does, and sorts them twice as fast.
+ */
+bool
+persist_flush(bool in_flusher)
+{
+	static SPIPlanPtr last_plan = NULL;
+	MirrorRows	changed = {0};
+	Datum		last;
+	bool		isnull;
+	bool		version_1_1;
+	bool		mirrors;
+
+	lock_tables();
+	run(prepare(&last_plan, "SELECT pg_catalog.max(tick) FROM presence.journal",
+				0, NULL),
+		NULL, SPI_OK_SELECT);
+	last = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	/* Mirrors and memberships are 1.1's; a database may still be at 1.0. */
+	version_1_1 = persist_has_memberships();
+	mirrors = version_1_1 && mirror_configured();
+	if (!isnull)
+		fold(&last, version_1_1, mirrors ? &changed : NULL);
+	if (mirrors && in_flusher)
+		return mirror_flush(&changed) || !isnull;
+	if (mirrors)
+		mirror_defer(&changed);
+	return !isnull;
 }
 
 /*
  * Before a full batch, which holds every user and session of the registry:
  * the tables and the journal are emptied of sessions, and users the
- * registry no longer tracks are marked offline.
+ * registry no longer tracks are marked offline (and, for the mirrors,
+ * left in presence.mirror_state).
  */
 static void
 replace_all(PresenceBatch *batch)
@@ -465,9 +547,19 @@ replace_all(PresenceBatch *batch)
 				"UPDATE presence.users u SET status = 'offline', is_online = false"
 				" WHERE u.status OPERATOR(pg_catalog.<>) 'offline' AND NOT EXISTS"
 				" (SELECT FROM pg_catalog.unnest($1) AS k(user_id)"
-				" WHERE k.user_id OPERATOR(pg_catalog.=) u.user_id)",
+				" WHERE k.user_id OPERATOR(pg_catalog.=) u.user_id)"
+				" RETURNING u.user_id, u.status, u.last_active, u.visible",
 				1, &type),
-		&arg, SPI_OK_UPDATE);
+		&arg, SPI_OK_UPDATE_RETURNING);
+	/* Those users changed outside the journal: the mirrors need them. */
+	if (batch->with_members && SPI_processed > 0)
+	{
+		MirrorRows	offline = {0};
+
+		mirror_rows_from_spi(&offline);
+		if (mirror_configured())
+			mirror_defer(&offline);
+	}
 }
 
 /*
@@ -534,8 +626,10 @@ get_bool(HeapTuple tuple, TupleDesc desc, int col)
 }
 
 /*
- * Loads the registry from the tables: invisible users and users not known
- * to be offline, then the sessions of users that have a row.  The worker
+ * Loads the registry from the tables: invisible users, users not known to
+ * be offline, users with sessions (shown offline for
+ * presence.offline_after) and users with a status message (1.1), then the
+ * sessions of users that have a row.  The worker
  * writes a user's row no later than the tick after its session's, and a
  * restore copies presence.sessions before presence.users: a session whose
  * user has no row yet waits for the next load, because its user may be
@@ -549,11 +643,14 @@ load_user_row(HeapTuple t, TupleDesc d, TimestampTz now)
 {
 	char	   *status_name = SPI_getvalue(t, d, 2);
 	PresenceStatus status = PRESENCE_OFFLINE;
+	bool		version_1_1 = d->natts > 4;
 
 	if (status_name)
 		presence_status_parse(status_name, &status);
 	return registry_load_user(SPI_getvalue(t, d, 1), status,
-							  get_timestamp(t, d, 3), get_bool(t, d, 4));
+							  get_timestamp(t, d, 3), get_bool(t, d, 4),
+							  version_1_1 ? SPI_getvalue(t, d, 5) : NULL,
+							  version_1_1 ? get_timestamp(t, d, 6) : 0, now);
 }
 
 /* Loads one row of presence.sessions; false when the registry is full. */
@@ -614,12 +711,22 @@ persist_load(TimestampTz now, bool with_members)
 	 * committing presence.users between them would otherwise bring sessions
 	 * of users whose rows (and visibility) were not loaded.
 	 */
-	persist_flush();
+	persist_flush(false);
 	CommandCounterIncrement();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	room = load_rows("SELECT user_id, status, last_active, visible"
-					 " FROM presence.users"
-					 " WHERE NOT visible OR status OPERATOR(pg_catalog.<>) 'offline'",
+	room = load_rows(with_members ?
+					 "SELECT u.user_id, u.status, u.last_active, u.visible,"
+					 " u.status_message, u.status_message_expires_at"
+					 " FROM presence.users u"
+					 " WHERE NOT u.visible OR u.status OPERATOR(pg_catalog.<>) 'offline'"
+					 " OR u.status_message IS NOT NULL"
+					 " OR EXISTS (SELECT FROM presence.sessions s"
+					 " WHERE s.user_id OPERATOR(pg_catalog.=) u.user_id)" :
+					 "SELECT u.user_id, u.status, u.last_active, u.visible"
+					 " FROM presence.users u"
+					 " WHERE NOT u.visible OR u.status OPERATOR(pg_catalog.<>) 'offline'"
+					 " OR EXISTS (SELECT FROM presence.sessions s"
+					 " WHERE s.user_id OPERATOR(pg_catalog.=) u.user_id)",
 					 load_user_row, now) &&
 		load_rows("SELECT s.user_id, s.session_id, s.connected_at,"
 				  " s.meta::pg_catalog.text, s.bound"

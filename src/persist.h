@@ -20,7 +20,7 @@
 #define PRESENCE_LOCK_SUBID		1
 
 extern bool persist_batch(PresenceBatch *batch);
-extern bool persist_flush(void);
+extern bool persist_flush(bool in_flusher);
 extern int64 persist_reserve_seq(int64 last_used, int n);
 extern void persist_load(TimestampTz now, bool with_members);
 extern bool persist_has_memberships(void);

@@ -16,7 +16,10 @@ CREATE TABLE presence.users (
 	status text NOT NULL DEFAULT 'offline'
 		CHECK (status IN ('online', 'away', 'offline')),
 	last_active timestamptz,
-	visible boolean NOT NULL DEFAULT true
+	visible boolean NOT NULL DEFAULT true,
+	status_message text
+		CHECK (char_length(status_message) BETWEEN 1 AND 140),
+	status_message_expires_at timestamptz
 ) WITH (fillfactor = 50);
 
 CREATE TABLE presence.sessions (
@@ -48,7 +51,9 @@ CREATE TABLE presence.journal (
 	member_users text[] NOT NULL DEFAULT '{}',
 	member_sessions text[] NOT NULL DEFAULT '{}',
 	member_metas jsonb[] NOT NULL DEFAULT '{}',
-	member_joined_at timestamptz[] NOT NULL DEFAULT '{}'
+	member_joined_at timestamptz[] NOT NULL DEFAULT '{}',
+	user_status_messages text[] NOT NULL DEFAULT '{}',
+	user_message_expires timestamptz[] NOT NULL DEFAULT '{}'
 );
 ALTER TABLE presence.journal
 	ALTER user_ids SET STORAGE EXTERNAL,
@@ -65,7 +70,9 @@ ALTER TABLE presence.journal
 	ALTER member_users SET STORAGE EXTERNAL,
 	ALTER member_sessions SET STORAGE EXTERNAL,
 	ALTER member_metas SET STORAGE EXTERNAL,
-	ALTER member_joined_at SET STORAGE EXTERNAL;
+	ALTER member_joined_at SET STORAGE EXTERNAL,
+	ALTER user_status_messages SET STORAGE EXTERNAL,
+	ALTER user_message_expires SET STORAGE EXTERNAL;
 
 -- The durable mirror of channel memberships: a session in a channel, with
 -- its meta, written only by the presence worker's flusher.  Keyed by user
@@ -136,6 +143,17 @@ REVOKE EXECUTE ON FUNCTION
 	presence.set_visible(text, boolean)
 	FROM PUBLIC;
 
+-- Heartbeats of many sessions in one call (an app server's or a relay's
+-- batch): how many were live; the others are opened as heartbeat() opens
+-- them.  A write function, not for PUBLIC.
+CREATE FUNCTION presence.heartbeat_many(user_ids text[], session_ids text[],
+										active boolean DEFAULT true)
+	RETURNS int
+	AS 'MODULE_PATHNAME', 'presence_heartbeat_many'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+REVOKE EXECUTE ON FUNCTION
+	presence.heartbeat_many(text[], text[], boolean) FROM PUBLIC;
+
 -- Read functions: PUBLIC, and never reveal an invisible user.
 
 CREATE FUNCTION presence.status(user_id text)
@@ -158,7 +176,7 @@ CREATE FUNCTION presence.last_active(user_id text)
 
 CREATE FUNCTION presence.online_users()
 	RETURNS TABLE (user_id text, status text, last_active timestamptz,
-				   sessions int)
+				   sessions int, status_message text)
 	AS 'MODULE_PATHNAME', 'presence_online_users'
 	LANGUAGE C VOLATILE PARALLEL RESTRICTED ROWS 100;
 
@@ -191,6 +209,29 @@ CREATE FUNCTION presence.stats(
 -- goes: not for PUBLIC, like sessions().
 REVOKE EXECUTE ON FUNCTION presence.stats() FROM PUBLIC;
 
+-- Where the worker's ticks spend their time: the last tick, and the slowest
+-- of the last one to two minutes.  Like stats(), not for PUBLIC.
+CREATE FUNCTION presence.tick_parts(
+	OUT tick text,
+	OUT started_at timestamptz,
+	OUT total_ms double precision,
+	OUT sweep_ms double precision,
+	OUT collect_ms double precision,
+	OUT activity_ms double precision,
+	OUT lock_wait_ms double precision,
+	OUT journal_ms double precision,
+	OUT notify_ms double precision,
+	OUT commit_ms double precision,
+	OUT queue_ms double precision,
+	OUT notifications bigint,
+	OUT journal_rows bigint,
+	OUT active_users_examined bigint,
+	OUT other_ms double precision)
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'presence_tick_parts'
+	LANGUAGE C VOLATILE PARALLEL RESTRICTED ROWS 2;
+REVOKE EXECUTE ON FUNCTION presence.tick_parts() FROM PUBLIC;
+
 -- Channels: write functions, and reads, none executable by PUBLIC (who is in
 -- a private room is private).
 
@@ -215,7 +256,7 @@ CREATE FUNCTION presence.update(channel text, user_id text, session_id text,
 
 CREATE FUNCTION presence.members(channel text)
 	RETURNS TABLE (user_id text, status text, last_active timestamptz,
-				   sessions int, metas jsonb)
+				   sessions int, metas jsonb, status_message text)
 	AS 'MODULE_PATHNAME', 'presence_members'
 	LANGUAGE C VOLATILE PARALLEL RESTRICTED ROWS 100;
 
@@ -237,6 +278,78 @@ REVOKE EXECUTE ON FUNCTION
 	presence.channels(text),
 	presence.occupancy(text)
 	FROM PUBLIC;
+
+-- Status messages: what a user is up to, shown while others see them
+-- online or away.  Setting one is a write function, not for PUBLIC;
+-- reading one is for PUBLIC, like status().
+CREATE FUNCTION presence.set_status_message(user_id text, message text,
+											expires_at timestamptz DEFAULT NULL)
+	RETURNS void
+	AS 'MODULE_PATHNAME', 'presence_set_status_message'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+REVOKE EXECUTE ON FUNCTION
+	presence.set_status_message(text, text, timestamptz) FROM PUBLIC;
+
+CREATE FUNCTION presence.status_message(user_id text)
+	RETURNS text
+	AS 'MODULE_PATHNAME', 'presence_status_message'
+	LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
+-- Mirrors: an application's own users table, whose online, last activity
+-- and status columns the flusher keeps in step (presence.mirror()).  The
+-- configuration is kept by pg_dump; presence.mirror_state, the flusher's
+-- own record of which configuration it has synced (by its created_at) and
+-- of the users a failed write still owes, is not: a restored mirror is
+-- synced whole again.
+CREATE TABLE presence.mirrors (
+	target regclass PRIMARY KEY,
+	id_column name NOT NULL,
+	online_column name,
+	last_active_column name,
+	status_column name,
+	created_by name NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	CHECK (online_column IS NOT NULL OR last_active_column IS NOT NULL
+		   OR status_column IS NOT NULL)
+);
+CREATE TABLE presence.mirror_state (
+	target regclass PRIMARY KEY,
+	synced timestamptz NOT NULL,
+	pending text[] NOT NULL DEFAULT '{}'
+);
+SELECT pg_catalog.pg_extension_config_dump('presence.mirrors', '');
+REVOKE ALL ON presence.mirrors, presence.mirror_state FROM PUBLIC;
+
+-- Not for PUBLIC either: grant them to the role that owns the table.  They
+-- check that the calling role owns the table (or is a superuser).
+CREATE FUNCTION presence.mirror(target regclass, id_column name,
+								online_column name DEFAULT NULL,
+								last_active_column name DEFAULT NULL,
+								status_column name DEFAULT NULL)
+	RETURNS void
+	AS 'MODULE_PATHNAME', 'presence_mirror'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION presence.unmirror(target regclass)
+	RETURNS boolean
+	AS 'MODULE_PATHNAME', 'presence_unmirror'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+REVOKE EXECUTE ON FUNCTION
+	presence.mirror(regclass, name, name, name, name),
+	presence.unmirror(regclass)
+	FROM PUBLIC;
+
+-- A dropped table's mirror goes with it.  SECURITY DEFINER: whoever drops a
+-- table may not write presence.mirrors.
+CREATE FUNCTION presence._mirrors_dropped()
+	RETURNS event_trigger
+	AS 'MODULE_PATHNAME', 'presence_mirrors_dropped'
+	LANGUAGE C SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp;
+REVOKE EXECUTE ON FUNCTION presence._mirrors_dropped() FROM PUBLIC;
+CREATE EVENT TRIGGER presence_mirrors_dropped ON sql_drop
+	EXECUTE FUNCTION presence._mirrors_dropped();
 
 -- A new extension starts from empty tables: the registry starts empty too,
 -- and the worker loads it from the tables.

@@ -33,6 +33,7 @@ int			presence_idle_timeout_ms = 5 * 60 * 1000;
 int			presence_reconnect_grace_ms = 5 * 1000;
 int			presence_sweep_interval_ms = 1000;
 int			presence_flush_interval_ms = 10 * 1000;
+int			presence_offline_after_ms = 0;
 char	   *presence_channel = NULL;
 
 void		_PG_init(void);
@@ -102,6 +103,11 @@ define_settings(void)
 							"How often the worker writes the last activity of active users to presence.users.",
 							NULL,
 							&presence_flush_interval_ms, 10 * 1000, 100, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("presence.offline_after",
+							"A user with live sessions but no activity for this long is shown offline.",
+							"0 means never: such a user stays away.",
+							&presence_offline_after_ms, 0, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomStringVariable("presence.channel",
 							   "NOTIFY channel of status changes.",

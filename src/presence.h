@@ -22,6 +22,7 @@
 #define PRESENCE_MAX_ID_BYTES		256
 #define PRESENCE_MAX_META_BYTES		1024
 #define PRESENCE_DEFAULT_SESSION	"default"
+#define PRESENCE_MAX_MESSAGE_CHARS	140		/* a status message */
 
 /* Settings (presence.c) */
 extern char *presence_database;
@@ -34,6 +35,7 @@ extern int	presence_idle_timeout_ms;
 extern int	presence_reconnect_grace_ms;
 extern int	presence_sweep_interval_ms;
 extern int	presence_flush_interval_ms;
+extern int	presence_offline_after_ms;
 extern char *presence_channel;
 
 /* Status model (status.c) */
@@ -41,7 +43,10 @@ typedef enum PresenceStatus
 {
 	PRESENCE_OFFLINE = 0,
 	PRESENCE_AWAY,
-	PRESENCE_ONLINE
+	PRESENCE_ONLINE,
+	PRESENCE_INACTIVE			/* live sessions but no activity for
+								 * presence.offline_after: others see
+								 * offline (never stored or announced) */
 } PresenceStatus;
 
 extern const char *presence_status_name(PresenceStatus status);
@@ -60,6 +65,8 @@ typedef struct PresenceUserView
 	PresenceStatus status;
 	TimestampTz last_active;	/* 0 when unknown or hidden */
 	int			sessions;
+	const char *status_message; /* NULL when none or hidden; valid during
+								 * the call it is passed to */
 } PresenceUserView;
 
 /* Registry: shared memory (registry.c) */
@@ -74,9 +81,15 @@ extern void registry_check_usable(bool for_write);
 extern bool registry_connect(PresenceId user, PresenceId session,
 							 const char *meta, bool bound, bool active);
 extern bool registry_heartbeat(PresenceId user, PresenceId session, bool active);
+extern int	registry_heartbeat_many(const PresenceId *users,
+									const PresenceId *sessions, int n,
+									bool active);
 extern bool registry_disconnect(PresenceId user, PresenceId session);
 extern void registry_end_owned_session(PresenceId user, PresenceId session);
 extern void registry_set_visible(PresenceId user, bool visible);
+extern void registry_set_message(PresenceId user, const char *text, int len,
+								 TimestampTz expires_at);
+extern char *registry_message(PresenceId user);
 extern bool registry_lookup_user(PresenceId user, PresenceUserView *view,
 								 bool *hidden);
 
@@ -152,6 +165,9 @@ typedef enum PresenceEvent
 	EVENT_USER_LIMIT,			/* presence.max_sessions_per_user */
 	EVENT_MEMBERSHIPS_FULL,		/* joins refused: presence.max_memberships */
 	EVENT_CHANNEL_LIMIT,		/* presence.max_channels_per_session */
+	EVENT_MIRROR_FAILED,		/* a mirror not written in a fold */
+	EVENT_MIRROR_SKIPPED,		/* users a mirror could not write */
+	EVENT_MIRROR_REMOVED,		/* the mirror of a table that is gone */
 	PRESENCE_EVENTS
 } PresenceEvent;
 

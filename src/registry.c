@@ -19,6 +19,7 @@
 #include "common/hashfn.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "port/pg_bitutils.h"
 #include "storage/ipc.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
@@ -32,6 +33,7 @@
  */
 #define STRING_BYTES_PER_SESSION	256
 #define STRING_BYTES_PER_MEMBERSHIP	64
+#define STRING_BYTES_PER_MESSAGE	64	/* a short status message per user */
 #define STRING_BYTES_BASE			(4 * 1024 * 1024)
 
 /* How long a call waits for the worker to load the registry. */
@@ -46,10 +48,26 @@ HTAB	   *presence_session_table = NULL;
 
 static dsa_area *string_area = NULL;
 
+/*
+ * Session hints: a direct-mapped array of session entries, a slot per
+ * masked session hash, each holding the latest session created with that
+ * slot (or none).  The session hash's low bits are its partition's, and
+ * the mask keeps them, so a slot is only ever read or written under its
+ * partition's lock, and it never points to a freed entry (freeing one clears
+ * its slot).  A batch reads a slot ahead of time and prefetches the entry it
+ * names, so that most of its lookups find their entry in the cache without
+ * the hash table's bucket, which it cannot prefetch (dynahash keeps its
+ * layout to itself); the others fall back to the table.  Twice as many slots
+ * as sessions: about four in five live sessions own their slot.
+ */
+static PresenceSession **session_hints = NULL;
+static uint32 hint_mask = 0;
+
 /* What registry.h promises of the layout. */
 #define ELEMENT_OFFSET(type, field) \
 	(MAXALIGN(sizeof(HASHELEMENT)) + offsetof(type, field))
-StaticAssertDecl(ELEMENT_OFFSET(PresenceUser, in_active) < 128 &&
+/* The user's flags are the bits just before its message pointer. */
+StaticAssertDecl(ELEMENT_OFFSET(PresenceUser, message) < 128 &&
 				 ELEMENT_OFFSET(PresenceSession, ids_inline) < 128,
 				 "a heartbeat's fields must be in the first 128 bytes");
 StaticAssertDecl(MAXALIGN(sizeof(HASHELEMENT)) + sizeof(PresenceUser) <= 256 &&
@@ -68,14 +86,21 @@ static uint32 key_hash(const void *key, Size keysize);
 static int	key_match(const void *key1, const void *key2, Size keysize);
 
 /*
- * Ids and meta of the sessions, and channel names and members' meta: one
- * area for all, sized for both.
+ * Ids and meta of the sessions, channel names and members' meta, users'
+ * status messages: one area for all, sized for all.
  */
+static Size
+hint_slots(void)
+{
+	return pg_nextpower2_64(Max(2 * (uint64) presence_max_sessions, 1024));
+}
+
 static Size
 string_area_size(void)
 {
 	return STRING_BYTES_BASE +
 		(Size) presence_max_sessions * STRING_BYTES_PER_SESSION +
+		(Size) presence_max_sessions * STRING_BYTES_PER_MESSAGE +
 		(Size) presence_max_memberships * STRING_BYTES_PER_MEMBERSHIP;
 }
 
@@ -102,6 +127,7 @@ registry_shmem_size(void)
 											 REGISTRY_ENTRY_SIZE(PresenceSession)));
 	size = add_size(size, channels_shmem_size());
 	size = add_size(size, string_area_size());
+	size = add_size(size, mul_size(hint_slots(), sizeof(PresenceSession *)));
 	return size;
 }
 
@@ -135,13 +161,19 @@ registry_shmem_startup_hook(void)
 	user_table = NULL;
 	session_table = NULL;
 	string_area = NULL;
+	session_hints = NULL;
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 
 	presence_shared = ShmemInitStruct("presence", sizeof(PresenceShared), &found);
 	place = ShmemInitStruct("presence strings", string_area_size(), &found);
+	session_hints = ShmemInitStruct("presence session hints",
+									hint_slots() * sizeof(PresenceSession *),
+									&found);
+	hint_mask = hint_slots() - 1;
 	if (!found)
 	{
+		memset(session_hints, 0, hint_slots() * sizeof(PresenceSession *));
 		memset(presence_shared, 0, sizeof(PresenceShared));
 		presence_shared->locks = GetNamedLWLockTranche("presence");
 		presence_shared->channel_locks = GetNamedLWLockTranche("presence_channels");
@@ -210,6 +242,7 @@ registry_partition_init(PresencePartition *part)
 	dlist_init(&part->users);
 	wheel_init(&part->timeouts, now);
 	wheel_init(&part->idle, now);
+	wheel_init(&part->expiries, now);
 	dlist_init(&part->grace);
 	dlist_init(&part->user_changes);
 	dlist_init(&part->session_changes);
@@ -219,6 +252,9 @@ registry_partition_init(PresencePartition *part)
 	part->nusers = 0;
 	part->nsessions = 0;
 	part->nmembers = 0;
+	part->nactive = 0;
+	/* Never back to a value a batch may have seen. */
+	part->generation++;
 }
 
 /*
@@ -473,6 +509,65 @@ registry_lookup_init(RegistryLookup *l, const char *user, int user_len,
 	l->lock = &presence_shared->locks[l->uhash & (PRESENCE_PARTITIONS - 1)].lock;
 }
 
+/* The hashes a lookup of (user, session) uses, for the batch (batch.c). */
+void
+registry_key_hashes(const PresenceKey *key, uint32 *uhash, uint32 *shash)
+{
+	*uhash = user_hash(key->user, key->user_len);
+	*shash = session_hash(*uhash, key->session, key->session_len);
+}
+
+/*
+ * The hash a table's element was filed under, from its entry: what a
+ * lookup or a removal of the entry would otherwise hash its ids again for.
+ */
+static inline uint32
+entry_hash(const void *entry)
+{
+	return ((const HASHELEMENT *)
+			((const char *) entry - MAXALIGN(sizeof(HASHELEMENT))))->hashvalue;
+}
+
+/* Where the hint for a session hash is: to prefetch it. */
+PresenceSession *const *
+registry_hint_slot(uint32 shash)
+{
+	return &session_hints[shash & hint_mask];
+}
+
+/*
+ * The session of a key whose hash registry_key_hashes gave, or NULL: from
+ * its hint when it has it, else from the table.  Under the partition's lock.
+ */
+PresenceSession *
+registry_find_session_key(const PresenceKey *key, uint32 shash)
+{
+	PresenceSession *s = session_hints[shash & hint_mask];
+
+	if (s != NULL && entry_hash(s) == shash &&
+		key_match(&s->key, key, sizeof(PresenceKey)) == 0)
+		return s;
+	return hash_search_with_hash_value(session_table, key, shash,
+									   HASH_FIND, NULL);
+}
+
+/* A session's entry leaves the table: its slot no longer names it. */
+static void
+hint_forget(PresenceSession *session)
+{
+	PresenceSession **slot = &session_hints[entry_hash(session) & hint_mask];
+
+	if (*slot == session)
+		*slot = NULL;
+}
+
+/* Empties every slot, with every partition's lock held (registry_clear). */
+void
+registry_forget_hints(void)
+{
+	memset(session_hints, 0, (Size) (hint_mask + 1) * sizeof(PresenceSession *));
+}
+
 LWLock *
 registry_partition_lock(int i)
 {
@@ -615,14 +710,18 @@ registry_remove_user(PresencePartition *part, PresenceUser *user)
 	dsa_pointer dp = user->user_dp;
 
 	Assert(user->nrefs == 0 && !wheel_filed(&user->idle_timer) &&
-		   !user->in_grace);
+		   !user->in_grace && user->message == NULL);
 	if (user->in_changes)
 		dlist_delete(&user->change_node);
 	if (user->in_active)
+	{
 		dlist_delete(&user->active_node);
+		part->nactive--;
+	}
 	dlist_delete(&user->member_node);
 	part->nusers--;
-	if (hash_search(user_table, &key, HASH_REMOVE, NULL) == NULL)
+	if (hash_search_with_hash_value(user_table, &key, entry_hash(user),
+									HASH_REMOVE, NULL) == NULL)
 		elog(ERROR, "presence user entry vanished from its table");
 	registry_free_string(dp);
 }
@@ -688,6 +787,7 @@ registry_create_session(RegistryLookup *l, PresenceUser *user,
 	session->session_dp = session_dp;
 	session->meta_dp = meta_dp;
 	session->user = user;
+	session_hints[l->shash & hint_mask] = session;
 	slist_init(&session->memberships);
 	session->ended = true;		/* registry_start_session makes it live */
 	user->nrefs++;
@@ -726,6 +826,7 @@ registry_start_session(PresencePartition *part, PresenceSession *session,
 	PresenceUser *user = session->user;
 
 	Assert(session->ended);
+	part->generation++;
 	session->ended = false;
 	session->connected_at = now;
 	session->last_heartbeat = now;
@@ -771,11 +872,40 @@ registry_free_session(PresencePartition *part, PresenceSession *session)
 	dsa_pointer meta_dp = session->meta_dp;
 
 	Assert(session->ended && !session->in_changes);
-	if (hash_search(session_table, &key, HASH_REMOVE, NULL) == NULL)
+	hint_forget(session);
+	if (hash_search_with_hash_value(session_table, &key, entry_hash(session),
+									HASH_REMOVE, NULL) == NULL)
 		elog(ERROR, "presence session entry vanished from its table");
 	registry_free_string(session_dp);
 	registry_free_string(meta_dp);
 	registry_user_unref(part, user);
+}
+
+/*
+ * Takes back a session that registry_prepare_session created and nobody
+ * has seen (its partition's lock was held all along): the entry goes, its
+ * reservation too, and its user if created with it.
+ */
+void
+registry_discard_session(PresencePartition *part, PresenceSession *session,
+						 bool new_user)
+{
+	PresenceKey key = session->key;
+	PresenceUser *user = session->user;
+	dsa_pointer session_dp = session->session_dp;
+	dsa_pointer meta_dp = session->meta_dp;
+
+	Assert(session->ended && !session->in_changes && !session->persisted);
+	hint_forget(session);
+	if (hash_search_with_hash_value(session_table, &key, entry_hash(session),
+									HASH_REMOVE, NULL) == NULL)
+		elog(ERROR, "presence session entry vanished from its table");
+	registry_free_string(session_dp);
+	registry_free_string(meta_dp);
+	user->nrefs--;
+	if (new_user)
+		registry_remove_user(part, user);
+	registry_release_session();
 }
 
 /*
@@ -803,6 +933,7 @@ registry_end_session(PresencePartition *part, PresenceSession *session,
 	bool		wake;
 
 	Assert(!session->ended);
+	part->generation++;
 	/* Its channels first: their leaves go out before the user's offline. */
 	wake = memberships_end_session(part, session, now);
 	wheel_cancel(&session->timeout_timer);
@@ -863,7 +994,8 @@ bool
 registry_user_evictable(const PresenceUser *user)
 {
 	return user->nrefs == 0 && !user->in_grace && user->visible &&
-		user->status == PRESENCE_OFFLINE && user->notified == PRESENCE_OFFLINE;
+		user->status == PRESENCE_OFFLINE && user->notified == PRESENCE_OFFLINE &&
+		user->message == NULL;
 }
 
 /* Raises the ERROR for a registry that has no room left. */
@@ -897,6 +1029,21 @@ registry_report_full(RegistryFull full)
 }
 
 /* Whole-registry reads. */
+
+/*
+ * The last tick's parts, and the slowest tick's of the last one to two
+ * minutes (worker.c keeps them).
+ */
+void
+registry_get_tick_parts(PresenceTickParts *last, PresenceTickParts *slowest)
+{
+	SpinLockAcquire(&presence_shared->mutex);
+	*last = presence_shared->last_tick;
+	*slowest = presence_shared->slowest_tick.total_ms >=
+		presence_shared->slowest_before.total_ms ?
+		presence_shared->slowest_tick : presence_shared->slowest_before;
+	SpinLockRelease(&presence_shared->mutex);
+}
 
 void
 registry_get_stats(PresenceStats *stats)

@@ -85,19 +85,26 @@ typedef struct PresenceUser
 	PresenceUserKey key;		/* must be first */
 	char		id_inline[USER_INLINE_BYTES];
 	TimestampTz last_active;
-	WheelTimer	idle_timer;		/* while online */
-	PresenceStatus status;		/* true status, frozen during grace */
+	WheelTimer	idle_timer;		/* while online, or away with
+								 * presence.offline_after */
 	int			nsessions;		/* live sessions */
-	bool		in_active;		/* on the partition's active list */
-	bool		visible;
-	bool		in_grace;
-	bool		in_changes;
-	bool		persisted;		/* has a row in presence.users */
-	bool		loading;		/* read from the tables, not yet settled */
-	bool		visible_changed;	/* since its row was last written */
+	uint8		status;			/* PresenceStatus: the true status, frozen
+								 * during grace */
 	uint8		notified;		/* PresenceStatus last announced, as others
-								 * saw it; one byte, so the element stays
-								 * 256 bytes */
+								 * saw it */
+	/* One bit each, so that the element stays 256 bytes. */
+	bool		in_active:1;	/* on the partition's active list */
+	bool		visible:1;
+	bool		in_grace:1;
+	bool		in_changes:1;
+	bool		persisted:1;	/* has a row in presence.users */
+	bool		loading:1;		/* read from the tables, not yet settled */
+	bool		visible_changed:1;	/* since its row was last written */
+	bool		message_pending:1;	/* its status message changed since the
+									 * worker last took it */
+	bool		message_notified:1; /* listeners were told its message, and
+									 * not of an offline since */
+	struct PresenceMessage *message;	/* its status message, or NULL */
 	dsa_pointer user_dp;		/* key.user's storage, unless in id_inline */
 	uint32		batch_id;		/* last worker batch that wrote its row */
 	int			nrefs;			/* live sessions plus ended ones not yet
@@ -113,6 +120,21 @@ typedef struct PresenceUser
 	dlist_node	active_node;
 	slist_head	members;		/* its PresenceMembers, oldest first */
 } PresenceUser;
+
+/*
+ * A user's status message (version 1.1), in the string area: text of any
+ * length up to the limit, and its expiry timer, cost the user entry only a
+ * pointer.
+ */
+typedef struct PresenceMessage
+{
+	WheelTimer	timer;			/* on the partition's expiry wheel, if it
+								 * expires */
+	struct PresenceUser *user;
+	dsa_pointer dp;				/* this entry's own storage */
+	TimestampTz expires_at;		/* 0: never */
+	char		text[FLEXIBLE_ARRAY_MEMBER];	/* NUL-terminated */
+} PresenceMessage;
 
 /*
  * A heartbeat writes the fields that follow the key, reads the flags and
@@ -238,6 +260,7 @@ typedef struct PresencePartition
 	dlist_head	users;
 	PresenceWheel timeouts;
 	PresenceWheel idle;
+	PresenceWheel expiries;		/* users' status messages */
 	dlist_head	grace;
 	dlist_head	user_changes;
 	dlist_head	session_changes;
@@ -247,6 +270,10 @@ typedef struct PresencePartition
 	int			nusers;
 	int			nsessions;		/* live ones */
 	int			nmembers;
+	int			nactive;		/* users on the active list */
+	uint64		generation;		/* counts sessions started and ended: a
+								 * batch that saw it unchanged knows its
+								 * live sessions still are (batch.c) */
 } PresencePartition;
 
 typedef enum PresenceRegistryState
@@ -267,6 +294,33 @@ typedef struct PresenceEventLog
 	int			sqlerrcode;		/* of the latest time */
 	char		message[EVENT_MESSAGE_BYTES];	/* its message */
 } PresenceEventLog;
+
+/*
+ * Where one worker tick's time went, in milliseconds (presence.tick_parts()).
+ * The parts follow each other; total_ms is the whole tick, which also has
+ * its start (a transaction, a look at the extension) and end.
+ */
+typedef struct PresenceTickParts
+{
+	TimestampTz at;				/* when it started; 0: no tick yet */
+	double		total_ms;
+	double		sweep_ms;		/* applying the timeouts */
+	double		collect_ms;		/* taking out the changes and rows */
+	double		activity_ms;	/* of which, the last activity of users
+								 * active since the last flush */
+	double		lock_wait_ms;	/* of sweep and collect, waiting for
+								 * partition locks */
+	double		journal_ms;		/* appending to presence.journal */
+	double		notify_ms;		/* numbering the changes and queueing the
+								 * NOTIFYs */
+	double		commit_ms;		/* the commit */
+	double		queue_ms;		/* of which, PostgreSQL's notification
+								 * queue written and the commit record */
+	int64		changes;		/* notifications */
+	int64		rows;			/* users, sessions and members journaled */
+	int64		active_examined;	/* active users whose last activity it
+									 * looked at */
+} PresenceTickParts;
 
 typedef struct PresenceShared
 {
@@ -289,6 +343,10 @@ typedef struct PresenceShared
 									 * someone else (a restore) */
 	double		last_sweep_ms;
 	double		last_flush_ms;
+	PresenceTickParts last_tick;
+	PresenceTickParts slowest_tick;	/* of the current window */
+	PresenceTickParts slowest_before;	/* of the window before */
+	TimestampTz window_start;
 	uint64		notifications;
 	uint64		flushes;
 
@@ -332,6 +390,14 @@ typedef enum RegistryFull
 	REGISTRY_FULL_MEMBERSHIPS
 } RegistryFull;
 
+typedef enum ConnectResult
+{
+	CONNECT_REFRESHED,
+	CONNECT_OPENED,
+	CONNECT_FULL,
+	CONNECT_USER_FULL
+} ConnectResult;
+
 /* registry.c: memory, hashing and entries, for track.c, status.c, sync.c */
 extern void registry_wake_worker(void);
 extern void registry_wake_flusher(void);
@@ -344,6 +410,12 @@ extern void registry_lookup_init(RegistryLookup *l, const char *user,
 extern LWLock *registry_partition_lock(int i);
 extern PresenceUser *registry_find_user(RegistryLookup *l);
 extern PresenceSession *registry_find_session(RegistryLookup *l);
+extern void registry_key_hashes(const PresenceKey *key, uint32 *uhash,
+								uint32 *shash);
+extern PresenceSession *registry_find_session_key(const PresenceKey *key,
+												  uint32 shash);
+extern PresenceSession *const *registry_hint_slot(uint32 shash);
+extern void registry_forget_hints(void);
 extern dsa_pointer registry_store_string(const char *data, int len,
 										 const char **copy);
 extern void registry_free_string(dsa_pointer dp);
@@ -378,6 +450,17 @@ extern uint32 registry_user_hash(const char *user, int len);
 extern bool registry_session_alive(PresencePartition *part,
 								   PresenceSession *session, TimestampTz now,
 								   bool active);
+extern void registry_discard_session(PresencePartition *part,
+									 PresenceSession *session, bool new_user);
+
+/* track.c: opening a session, for connect, heartbeat, join and the batch */
+extern ConnectResult registry_prepare_session(RegistryLookup *l,
+											  PresenceSession **s,
+											  const char *meta,
+											  RegistryFull *full,
+											  bool *new_user);
+extern bool registry_open_session(PresencePartition *part, PresenceSession *s,
+								  bool bound, bool active, TimestampTz now);
 
 /* channels.c: the channel half of the registry, under the same locks */
 extern Size channels_shmem_size(void);
@@ -437,6 +520,18 @@ extern bool status_last_session_ended(PresencePartition *part,
 									  PresenceUser *user, TimestampTz now);
 extern void status_shown(PresenceUser *user);
 extern void status_sweep(PresencePartition *part, TimestampTz now);
+/* message.c: status messages, under the partition's lock */
+extern void message_free(PresenceUser *user);
+extern const char *message_as_seen(const PresenceUser *user, TimestampTz now);
+extern void message_sweep(PresencePartition *part, TimestampTz now);
+extern bool message_load(PresencePartition *part, PresenceUser *u,
+						 const char *text, TimestampTz expires_at,
+						 TimestampTz now);
+
+extern void status_file_timer(PresencePartition *part, PresenceUser *user,
+							  TimestampTz last_active);
+extern void status_timeouts_changed(PresencePartition *part,
+									PresenceUser *user, TimestampTz now);
 
 /* What one worker tick takes out of the registry, in worker memory. */
 typedef struct PresenceUserRow
@@ -445,6 +540,8 @@ typedef struct PresenceUserRow
 	PresenceStatus status;		/* as others see it */
 	TimestampTz last_active;
 	bool		visible;
+	char	   *message;		/* its status message, or NULL */
+	TimestampTz message_expires;	/* 0: never */
 } PresenceUserRow;
 
 typedef struct PresenceSessionRow
@@ -462,7 +559,8 @@ typedef enum PresenceChangeKind
 	CHANGE_STATUS,				/* a user's status, as others see it */
 	CHANGE_JOIN,				/* a member in a channel */
 	CHANGE_UPDATE,				/* a member's meta there */
-	CHANGE_LEAVE
+	CHANGE_LEAVE,
+	CHANGE_MESSAGE				/* a user's status message, as others see it */
 } PresenceChangeKind;
 
 typedef struct PresenceChange
@@ -474,6 +572,8 @@ typedef struct PresenceChange
 	PresenceStatus status;		/* status and join */
 	PresenceStatus previous;
 	TimestampTz last_active;	/* 0 when hidden */
+	char	   *message;		/* message: the text, or NULL when cleared */
+	TimestampTz expires_at;		/* message: 0 for never */
 	TimestampTz changed_at;
 	uint64		order;
 	int			sub;			/* events of one entry: in this order */
@@ -530,9 +630,16 @@ extern void registry_attach(void);
 
 /* sync.c: the worker's side of the registry */
 extern void registry_collect(PresenceBatch *batch, TimestampTz now,
-							 bool with_activity, bool full);
+							 double activity_share, bool full,
+							 PresenceTickParts *parts);
+extern void registry_get_tick_parts(PresenceTickParts *last,
+									PresenceTickParts *slowest);
+/* message.c: what a tick announces of a user's status message */
+extern void message_take(PresenceBatch *batch, PresenceUser *u);
 extern bool registry_load_user(const char *user_id, PresenceStatus status,
-							   TimestampTz last_active, bool visible);
+							   TimestampTz last_active, bool visible,
+							   const char *message, TimestampTz message_expires,
+							   TimestampTz now);
 extern bool registry_load_session(const char *user_id, const char *session_id,
 								  TimestampTz connected_at, const char *meta,
 								  bool bound, TimestampTz now);

@@ -21,6 +21,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
@@ -29,6 +30,7 @@
 
 PG_FUNCTION_INFO_V1(presence_connect);
 PG_FUNCTION_INFO_V1(presence_heartbeat);
+PG_FUNCTION_INFO_V1(presence_heartbeat_many);
 PG_FUNCTION_INFO_V1(presence_disconnect);
 PG_FUNCTION_INFO_V1(presence_set_visible);
 PG_FUNCTION_INFO_V1(presence_status);
@@ -37,8 +39,44 @@ PG_FUNCTION_INFO_V1(presence_last_active);
 PG_FUNCTION_INFO_V1(presence_online_users);
 PG_FUNCTION_INFO_V1(presence_sessions);
 PG_FUNCTION_INFO_V1(presence_stats);
+PG_FUNCTION_INFO_V1(presence_tick_parts);
 PG_FUNCTION_INFO_V1(presence_rows_added);
 PG_FUNCTION_INFO_V1(presence_reset_registry);
+
+/*
+ * Raises the ERROR for an id that is empty or too long.  element: its
+ * position in the array named, or -1 for an argument of its own.
+ */
+static void
+reject_id(const char *name, int len, int element)
+{
+	if (len == 0 && element < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be empty", name)));
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not contain empty ids", name),
+				 errdetail("Element %d is empty.", element)));
+	if (element < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s is too long", name),
+				 errdetail("It is %d bytes; the limit is %d.",
+						   len, PRESENCE_MAX_ID_BYTES)));
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("%s must not contain ids longer than %d bytes", name,
+					PRESENCE_MAX_ID_BYTES),
+			 errdetail("Element %d is %d bytes.", element, len)));
+}
+
+static inline bool
+id_valid(int len)
+{
+	return len > 0 && len <= PRESENCE_MAX_ID_BYTES;
+}
 
 /*
  * A user or session id, or a channel name: not NULL (unless it may
@@ -64,17 +102,53 @@ arg_id(FunctionCallInfo fcinfo, int argno, const char *name,
 	t = PG_GETARG_TEXT_PP(argno);
 	id.data = VARDATA_ANY(t);
 	id.len = VARSIZE_ANY_EXHDR(t);
-	if (id.len == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must not be empty", name)));
-	if (id.len > PRESENCE_MAX_ID_BYTES)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s is too long", name),
-				 errdetail("It is %d bytes; the limit is %d.",
-						   id.len, PRESENCE_MAX_ID_BYTES)));
+	if (!id_valid(id.len))
+		reject_id(name, id.len, -1);
 	return id;
+}
+
+/*
+ * An array of ids (heartbeat_many): not NULL, one dimension at most (an
+ * empty array has none), no NULL element, each a valid id.  Elements are
+ * numbered in errors as the array numbers them.
+ */
+static PresenceId *
+arg_id_array(FunctionCallInfo fcinfo, int argno, const char *name, int *n)
+{
+	ArrayType  *a;
+	Datum	   *elems;
+	bool	   *nulls;
+	PresenceId *ids;
+	int			lbound;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", name)));
+	a = PG_GETARG_ARRAYTYPE_P(argno);
+	if (ARR_NDIM(a) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("%s must be a one-dimensional array", name),
+				 errdetail("It has %d dimensions.", ARR_NDIM(a))));
+	lbound = ARR_NDIM(a) == 1 ? ARR_LBOUND(a)[0] : 1;
+	deconstruct_array(a, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, n);
+	ids = palloc_extended(sizeof(PresenceId) * Max(*n, 1), MCXT_ALLOC_HUGE);
+	for (int i = 0; i < *n; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("%s must not contain nulls", name),
+					 errdetail("Element %d is null.", lbound + i)));
+		ids[i].data = VARDATA_ANY(elems[i]);
+		ids[i].len = VARSIZE_ANY_EXHDR(elems[i]);
+		if (!id_valid(ids[i].len))
+			reject_id(name, ids[i].len, lbound + i);
+	}
+	pfree(elems);
+	pfree(nulls);
+	return ids;
 }
 
 static PresenceId
@@ -190,6 +264,37 @@ presence_heartbeat(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/*
+ * heartbeat_many(user_ids, session_ids, active) -> how many were live: the
+ * heartbeats of the pairs (user_ids[i], session_ids[i]), sessions the
+ * registry does not hold live opened as heartbeat() opens them.  The whole
+ * batch is checked before the registry is touched, and a limit that refuses
+ * a session to open changes nothing (batch.c).
+ */
+Datum
+presence_heartbeat_many(PG_FUNCTION_ARGS)
+{
+	int			nusers;
+	int			nsessions;
+	PresenceId *users;
+	PresenceId *sessions;
+	bool		active;
+
+	active = arg_bool(fcinfo, 2, "active");
+	users = arg_id_array(fcinfo, 0, "user_ids", &nusers);
+	sessions = arg_id_array(fcinfo, 1, "session_ids", &nsessions);
+	if (nusers != nsessions)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("user_ids and session_ids must have the same length"),
+				 errdetail("user_ids has %d elements, session_ids %d.",
+						   nusers, nsessions),
+				 errhint("Pass one session id per user id; 'default' is the session heartbeat() uses when given none.")));
+
+	registry_check_usable(true);
+	PG_RETURN_INT32(registry_heartbeat_many(users, sessions, nusers, active));
+}
+
 Datum
 presence_disconnect(PG_FUNCTION_ARGS)
 {
@@ -296,14 +401,18 @@ static void
 put_user(const char *user_id, const PresenceUserView *view, void *arg)
 {
 	ReturnSetInfo *rsinfo = arg;
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, false};
+	Datum		values[5];
+	bool		nulls[5] = {false, false, false, false, false};
 
+	/* 1.0's online_users() has the first four columns. */
 	values[0] = CStringGetTextDatum(user_id);
 	values[1] = CStringGetTextDatum(presence_status_name(view->status));
 	values[2] = TimestampTzGetDatum(view->last_active);
 	nulls[2] = view->last_active == 0;
 	values[3] = Int32GetDatum(view->sessions);
+	values[4] = view->status_message ?
+		CStringGetTextDatum(view->status_message) : (Datum) 0;
+	nulls[4] = view->status_message == NULL;
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 }
 
@@ -381,6 +490,51 @@ presence_stats(PG_FUNCTION_ARGS)
 	values[11] = Int64GetDatum(stats.max_memberships);
 	values[12] = Int64GetDatum(stats.channels);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+static void
+put_tick(ReturnSetInfo *rsinfo, const char *which, const PresenceTickParts *t)
+{
+	Datum		values[15];
+	bool		nulls[15] = {false};
+
+	if (t->at == 0)
+		return;
+	values[0] = CStringGetTextDatum(which);
+	values[1] = TimestampTzGetDatum(t->at);
+	values[2] = Float8GetDatum(t->total_ms);
+	values[3] = Float8GetDatum(t->sweep_ms);
+	values[4] = Float8GetDatum(t->collect_ms);
+	values[5] = Float8GetDatum(t->activity_ms);
+	values[6] = Float8GetDatum(t->lock_wait_ms);
+	values[7] = Float8GetDatum(t->journal_ms);
+	values[8] = Float8GetDatum(t->notify_ms);
+	values[9] = Float8GetDatum(t->commit_ms);
+	values[10] = Float8GetDatum(t->queue_ms);
+	values[11] = Int64GetDatum(t->changes);
+	values[12] = Int64GetDatum(t->rows);
+	values[13] = Int64GetDatum(t->active_examined);
+	values[14] = Float8GetDatum(t->total_ms - t->sweep_ms - t->collect_ms -
+								t->journal_ms - t->notify_ms - t->commit_ms);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+/*
+ * tick_parts(): where the worker's last tick, and its slowest of the last
+ * one to two minutes, spent their time.  No rows before the first tick.
+ */
+Datum
+presence_tick_parts(PG_FUNCTION_ARGS)
+{
+	PresenceTickParts last;
+	PresenceTickParts slowest;
+
+	registry_check_preloaded();
+	InitMaterializedSRF(fcinfo, 0);
+	registry_get_tick_parts(&last, &slowest);
+	put_tick((ReturnSetInfo *) fcinfo->resultinfo, "last", &last);
+	put_tick((ReturnSetInfo *) fcinfo->resultinfo, "slowest", &slowest);
+	return (Datum) 0;
 }
 
 static bool merge_on_commit = false;

@@ -45,11 +45,45 @@ presence_status_parse(const char *name, PresenceStatus *status)
 	return false;
 }
 
-/* Invisible users look offline to everyone, everywhere. */
+/*
+ * Invisible users look offline to everyone, everywhere; so do users
+ * inactive for presence.offline_after.
+ */
 PresenceStatus
 status_as_seen(const PresenceUser *user)
 {
-	return user->visible ? user->status : PRESENCE_OFFLINE;
+	return user->visible && user->status != PRESENCE_INACTIVE ?
+		user->status : PRESENCE_OFFLINE;
+}
+
+/* How long after its last activity an online user's timer is due. */
+static int64
+online_usec(void)
+{
+	int64		usec = (int64) presence_idle_timeout_ms * 1000;
+
+	if (presence_offline_after_ms > 0)
+		usec = Min(usec, (int64) presence_offline_after_ms * 1000);
+	return usec;
+}
+
+/*
+ * Files the idle timer of a user with live sessions at the next deadline
+ * its status has, counted from last_active: an online user's away (or its
+ * offline_after, if that comes first), an away user's offline_after.  An
+ * inactive user has no deadline left.
+ */
+void
+status_file_timer(PresencePartition *part, PresenceUser *user,
+				  TimestampTz last_active)
+{
+	if (user->status == PRESENCE_ONLINE)
+		wheel_file(&part->idle, &user->idle_timer, last_active + online_usec());
+	else if (user->status == PRESENCE_AWAY && presence_offline_after_ms > 0)
+		wheel_file(&part->idle, &user->idle_timer,
+				   last_active + (int64) presence_offline_after_ms * 1000);
+	else
+		wheel_cancel(&user->idle_timer);
 }
 
 /*
@@ -77,7 +111,9 @@ status_set(PresencePartition *part, PresenceUser *user, PresenceStatus status,
 /*
  * A session of the user started: a connect, or a heartbeat on a session the
  * registry did not know.  A session that starts during the reconnect grace
- * cancels it, which is what makes a page reload invisible.
+ * cancels it, which is what makes a page reload invisible.  A session that
+ * starts without activity does not bring back a user inactive for
+ * presence.offline_after.
  */
 bool
 status_session_started(PresencePartition *part, PresenceUser *user,
@@ -87,6 +123,9 @@ status_session_started(PresencePartition *part, PresenceUser *user,
 	{
 		dlist_delete(&user->grace_node);
 		user->in_grace = false;
+		/* Its timer stopped with its last session: the status goes on. */
+		if (!active)
+			status_file_timer(part, user, status_last_active(user));
 	}
 	if (active || user->status == PRESENCE_OFFLINE)
 		return status_activity(part, user, now);
@@ -162,19 +201,25 @@ status_session_activity(PresencePartition *part, PresenceSession *session,
 bool
 status_activity(PresencePartition *part, PresenceUser *user, TimestampTz now)
 {
+	bool		wake = false;
+
 	Assert(user->nsessions > 0);
 	user->last_active = now;
-	if (!wheel_filed(&user->idle_timer))
-		wheel_file(&part->idle, &user->idle_timer,
-				   now + (int64) presence_idle_timeout_ms * 1000);
 	if (!user->in_active)
 	{
 		dlist_push_tail(&part->active, &user->active_node);
 		user->in_active = true;
+		part->nactive++;
 	}
 	if (user->status != PRESENCE_ONLINE)
-		return status_set(part, user, PRESENCE_ONLINE, now);
-	return false;
+	{
+		/* An away user's timer waits for offline_after: sooner now. */
+		wake = status_set(part, user, PRESENCE_ONLINE, now);
+		status_file_timer(part, user, now);
+	}
+	else if (!wheel_filed(&user->idle_timer))
+		status_file_timer(part, user, now);
+	return wake;
 }
 
 /*
@@ -189,6 +234,9 @@ status_last_session_ended(PresencePartition *part, PresenceUser *user,
 {
 	Assert(user->nsessions == 0 && !user->in_grace);
 	wheel_cancel(&user->idle_timer);
+	/* Shown offline already: no grace, and nothing to announce. */
+	if (user->status == PRESENCE_INACTIVE)
+		user->status = PRESENCE_OFFLINE;
 	if (user->status == PRESENCE_OFFLINE)
 		return false;
 	user->grace_since = now;
@@ -214,19 +262,51 @@ status_shown(PresenceUser *user)
 	}
 }
 
-/* An online user's idle timer came due: away, unless active since. */
+/*
+ * A user's idle timer came due: an online user is away, an away one (or an
+ * online one, if presence.offline_after is the shorter) inactive, unless
+ * active since; the timer is filed again for what comes next.
+ */
 static void
 idle_due(WheelTimer *timer, TimestampTz now, void *arg)
 {
 	PresencePartition *part = arg;
 	PresenceUser *user = wheel_container(PresenceUser, idle_timer, timer);
-	TimestampTz deadline = status_sync_last_active(user) +
-		(int64) presence_idle_timeout_ms * 1000;
+	TimestampTz last = status_sync_last_active(user);
+	TimestampTz away_at = last + (int64) presence_idle_timeout_ms * 1000;
+	TimestampTz inactive_at = last + (int64) presence_offline_after_ms * 1000;
 
-	if (deadline > now)
-		wheel_file(&part->idle, timer, deadline);
+	if (presence_offline_after_ms > 0 && inactive_at <= now &&
+		(user->status == PRESENCE_ONLINE || user->status == PRESENCE_AWAY))
+		status_set(part, user, PRESENCE_INACTIVE, inactive_at);
+	else if (user->status == PRESENCE_ONLINE && away_at <= now)
+	{
+		status_set(part, user, PRESENCE_AWAY, away_at);
+		status_file_timer(part, user, last);
+	}
 	else
-		status_set(part, user, PRESENCE_AWAY, deadline);
+		status_file_timer(part, user, last);
+}
+
+/*
+ * After a reload changed the timeouts: the user's timer at the deadline
+ * they give now, and an inactive user whom presence.offline_after no
+ * longer covers away again.
+ */
+void
+status_timeouts_changed(PresencePartition *part, PresenceUser *user,
+						TimestampTz now)
+{
+	TimestampTz last;
+
+	if (user->nsessions == 0)
+		return;
+	last = status_sync_last_active(user);
+	if (user->status == PRESENCE_INACTIVE &&
+		(presence_offline_after_ms == 0 ||
+		 last + (int64) presence_offline_after_ms * 1000 > now))
+		status_set(part, user, PRESENCE_AWAY, now);
+	status_file_timer(part, user, last);
 }
 
 /*

@@ -12,6 +12,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "miscadmin.h"
 #include "storage/condition_variable.h"
 
@@ -36,6 +38,8 @@ batch_add_user(PresenceBatch *batch, PresenceUser *u)
 	row->status = status_as_seen(u);
 	row->last_active = u->last_active;
 	row->visible = u->visible;
+	row->message = u->message ? pstrdup(u->message->text) : NULL;
+	row->message_expires = u->message ? u->message->expires_at : 0;
 }
 
 static void
@@ -109,6 +113,7 @@ sweep_partition(PresencePartition *part, TimestampTz now)
 	wheel_expire(&part->timeouts, now, timeout_due, part);
 	member_grace_sweep(part, now);
 	status_sweep(part, now);
+	message_sweep(part, now);
 }
 
 /* A user or a member with changes to take, in the order they were made. */
@@ -134,9 +139,52 @@ take_user(PresencePartition *part, PresenceBatch *batch, PresenceUser *u)
 	dlist_delete(&u->change_node);
 	u->in_changes = false;
 	batch_add_change(batch, u);
+	message_take(batch, u);
 	batch_add_user(batch, u);
 	if (registry_user_evictable(u))
 		registry_remove_user(part, u);
+}
+
+/*
+ * The last activity of users who stay online, written at most once a
+ * minute each: status changes carry it at once, and nothing that matters
+ * after a crash needs it more precise (see registry_load_finish).  A tick
+ * looks at 'share' of the partition's active list, from its head: a user
+ * due is written and leaves the list, one active since it was last written
+ * goes to the tail for a later look, one not active since leaves the list
+ * (its next activity puts it back).  So the worker's ticks share the walk
+ * (worker.c gives each a share in proportion to the time since the last),
+ * and no tick writes every active user at once.
+ */
+static void
+take_activity(PresencePartition *part, PresenceBatch *batch, double share,
+			  PresenceTickParts *parts)
+{
+	TimestampTz due = (int64) Max(60 * 1000, presence_flush_interval_ms) * 1000;
+	TimestampTz started = GetCurrentTimestamp();
+	int			n = share >= 1.0 ? part->nactive :
+		Min(part->nactive, (int) ceil(part->nactive * share));
+
+	for (int i = 0; i < n; i++)
+	{
+		PresenceUser *u = dlist_head_element(PresenceUser, active_node,
+											 &part->active);
+
+		dlist_delete(&u->active_node);
+		status_sync_last_active(u);
+		if (u->last_active - u->persisted_active >= due)
+			batch_add_user(batch, u);
+		else if (u->last_active > u->persisted_active)
+		{
+			dlist_push_tail(&part->active, &u->active_node);
+			continue;			/* a later look */
+		}
+		u->in_active = false;
+		part->nactive--;
+		status_unsteady(u);
+	}
+	parts->active_examined += n;
+	parts->activity_ms += (GetCurrentTimestamp() - started) / 1000.0;
 }
 
 /*
@@ -147,7 +195,8 @@ take_user(PresencePartition *part, PresenceBatch *batch, PresenceUser *u)
  */
 static void
 drain_partition(PresencePartition *part, PresenceBatch *batch, uint64 cutoff,
-				bool with_activity, bool full, TimestampTz now)
+				double activity_share, bool full, TimestampTz now,
+				PresenceTickParts *parts)
 {
 	dlist_mutable_iter miter;
 	dlist_iter	iter;
@@ -232,72 +281,75 @@ drain_partition(PresencePartition *part, PresenceBatch *batch, uint64 cutoff,
 				members_add_all(batch, u);
 		}
 	}
-	if (with_activity)
-	{
-		/*
-		 * The last activity of users who stay online, at most once a minute
-		 * each: status changes carry it at once, and nothing that matters
-		 * after a crash needs it more precise (see registry_load_finish).
-		 */
-		TimestampTz due = (int64) Max(60 * 1000, presence_flush_interval_ms) * 1000;
+	if (activity_share > 0 && part->nactive > 0)
+		take_activity(part, batch, activity_share, parts);
+}
 
-		dlist_foreach_modify(miter, &part->active)
-		{
-			PresenceUser *u = dlist_container(PresenceUser, active_node, miter.cur);
+/*
+ * Takes a partition's lock for the worker, adding to *waited the time it
+ * waited for it (a clock is read only when the lock is busy).
+ */
+static void
+lock_partition(int i, double *waited)
+{
+	LWLock	   *lock = registry_partition_lock(i);
+	TimestampTz started;
 
-			status_sync_last_active(u);
-			if (u->last_active - u->persisted_active >= due)
-				batch_add_user(batch, u);
-			else if (u->last_active > u->persisted_active)
-				continue;		/* next time */
-			dlist_delete(&u->active_node);
-			u->in_active = false;
-			status_unsteady(u);
-		}
-	}
+	if (LWLockConditionalAcquire(lock, LW_EXCLUSIVE))
+		return;
+	started = GetCurrentTimestamp();
+	LWLockAcquire(lock, LW_EXCLUSIVE);
+	*waited += (GetCurrentTimestamp() - started) / 1000.0;
 }
 
 /*
  * One worker tick's look at the registry: applies the timeouts, then takes
- * out every row to write and every change to announce.  With with_activity,
- * also the last activity of users active since the last time; with full,
- * every user and session (the tables are then rewritten to match).
+ * out every row to write and every change to announce, and the last
+ * activity due of activity_share of the active users; with full, every user
+ * and session (the tables are then rewritten to match).
  */
 void
-registry_collect(PresenceBatch *batch, TimestampTz now, bool with_activity,
-				 bool full)
+registry_collect(PresenceBatch *batch, TimestampTz now, double activity_share,
+				 bool full, PresenceTickParts *parts)
 {
 	uint64		cutoff;
+	TimestampTz started = GetCurrentTimestamp();
+	TimestampTz swept;
 
 	for (int i = 0; i < PRESENCE_PARTITIONS; i++)
 	{
-		LWLockAcquire(registry_partition_lock(i), LW_EXCLUSIVE);
+		lock_partition(i, &parts->lock_wait_ms);
 		sweep_partition(&presence_shared->partitions[i], now);
 		LWLockRelease(registry_partition_lock(i));
 	}
+	swept = GetCurrentTimestamp();
+	parts->sweep_ms = (swept - started) / 1000.0;
 
 	/* Every change counted before this point is on its partition's list. */
 	cutoff = pg_atomic_read_u64(&presence_shared->change_counter);
 	batch->full = full;
 	for (int i = 0; i < PRESENCE_PARTITIONS; i++)
 	{
-		LWLockAcquire(registry_partition_lock(i), LW_EXCLUSIVE);
+		lock_partition(i, &parts->lock_wait_ms);
 		drain_partition(&presence_shared->partitions[i], batch, cutoff,
-						with_activity, full, now);
+						activity_share, full, now, parts);
 		LWLockRelease(registry_partition_lock(i));
 	}
+	parts->collect_ms = (GetCurrentTimestamp() - swept) / 1000.0;
 }
 
 /*
  * Loading from the tables.  Entries already in the registry win, except
  * that a row can make a user invisible: loading also merges rows that a
  * restore put in the tables into a live registry, and a privacy choice must
- * not be lost to the order the rows arrive in.  Returns false when the
- * registry has no room for the row.
+ * not be lost to the order the rows arrive in.  A user loaded gets their
+ * status message (1.1) too.  Returns false when the registry has no room
+ * for the row.
  */
 bool
 registry_load_user(const char *user_id, PresenceStatus status,
-				   TimestampTz last_active, bool visible)
+				   TimestampTz last_active, bool visible, const char *message,
+				   TimestampTz message_expires, TimestampTz now)
 {
 	RegistryLookup l;
 	PresenceUser *u;
@@ -319,6 +371,12 @@ registry_load_user(const char *user_id, PresenceStatus status,
 		u->last_active = last_active;
 		u->persisted = true;
 		u->loading = true;
+		if (!message_load(l.part, u, message, message_expires, now))
+		{
+			registry_remove_user(l.part, u);
+			LWLockRelease(l.lock);
+			return false;
+		}
 	}
 	else if (!visible && u->visible)
 	{
@@ -385,8 +443,9 @@ registry_load_session(const char *user_id, const char *session_id,
 
 /*
  * Settles the status of every user loaded since the last call: with
- * sessions back, away if the table said so, else online; without, offline
- * after the reconnect grace if it was online or away.  Users whose status
+ * sessions back, away if the table said so, inactive if it said offline
+ * (presence.offline_after hid them), else online; without, offline after
+ * the reconnect grace if it was online or away.  Users whose status
  * as seen differs from what the table said go to the worker, to announce.
  */
 void
@@ -407,7 +466,15 @@ registry_load_finish(TimestampTz now)
 			u->loading = false;
 			status_unsteady(u);
 			if (u->nsessions > 0 && u->visible && u->notified == PRESENCE_AWAY)
+			{
+				/* Written when they went away: their last activity is exact. */
 				u->status = PRESENCE_AWAY;
+				status_file_timer(part, u, u->last_active);
+			}
+			else if (u->nsessions > 0 && u->visible &&
+					 u->notified == PRESENCE_OFFLINE &&
+					 presence_offline_after_ms > 0)
+				u->status = PRESENCE_INACTIVE;	/* for offline_after */
 			else if (u->nsessions > 0)
 			{
 				/*
@@ -417,8 +484,7 @@ registry_load_finish(TimestampTz now)
 				 * down.
 				 */
 				u->status = PRESENCE_ONLINE;
-				wheel_file(&part->idle, &u->idle_timer,
-						   now + (int64) presence_idle_timeout_ms * 1000);
+				status_file_timer(part, u, now);
 			}
 			else if (u->notified != PRESENCE_OFFLINE)
 			{
@@ -446,6 +512,8 @@ registry_load_finish(TimestampTz now)
 void
 registry_refile_timers(void)
 {
+	TimestampTz now = GetCurrentTimestamp();
+
 	for (int i = 0; i < PRESENCE_PARTITIONS; i++)
 	{
 		PresencePartition *part = &presence_shared->partitions[i];
@@ -457,10 +525,7 @@ registry_refile_timers(void)
 			PresenceUser *u = dlist_container(PresenceUser, member_node, uiter.cur);
 			dlist_iter	siter;
 
-			if (wheel_filed(&u->idle_timer))
-				wheel_file(&part->idle, &u->idle_timer,
-						   status_sync_last_active(u) +
-						   (int64) presence_idle_timeout_ms * 1000);
+			status_timeouts_changed(part, u, now);
 			dlist_foreach(siter, &u->sessions)
 			{
 				PresenceSession *s = dlist_container(PresenceSession, user_node,
@@ -504,9 +569,12 @@ registry_clear(void)
 		PresenceUserKey key = u->key;
 		dsa_pointer dp = u->user_dp;
 
+		if (u->message)
+			registry_free_string(u->message->dp);
 		hash_search(presence_user_table, &key, HASH_REMOVE, NULL);
 		registry_free_string(dp);
 	}
+	registry_forget_hints();
 	for (int i = 0; i < PRESENCE_PARTITIONS; i++)
 		registry_partition_init(&presence_shared->partitions[i]);
 	pg_atomic_write_u32(&presence_shared->live_sessions, 0);

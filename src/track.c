@@ -71,28 +71,84 @@ session_set_owner(PresencePartition *part, PresenceSession *session, bool bound)
 	session->owner_pid = bound ? MyProcPid : 0;
 }
 
-typedef enum ConnectResult
+/*
+ * Readies the session of l to be opened, under its partition's lock held
+ * exclusively: *s is its ended entry (an ended session whose row is not
+ * deleted yet comes back, new) or NULL.  Checks the user's share
+ * (presence.max_sessions_per_user) and the registry's room, reserves the
+ * session, and gives the ended entry the new meta or creates the entry (and
+ * its user's, *new_user).  Returns CONNECT_OPENED with *s set, or why not,
+ * with *full saying why when the registry has no room: then nothing has
+ * changed.  The user's count of live sessions only changes under the
+ * partition's lock, so the limit is exact however many connect at once.
+ */
+ConnectResult
+registry_prepare_session(RegistryLookup *l, PresenceSession **s,
+						 const char *meta, RegistryFull *full, bool *new_user)
 {
-	CONNECT_REFRESHED,
-	CONNECT_OPENED,
-	CONNECT_FULL,
-	CONNECT_USER_FULL
-} ConnectResult;
+	PresenceUser *u = *s != NULL ? (*s)->user : registry_find_user(l);
+
+	*new_user = false;
+	if (u != NULL && u->nsessions >= presence_max_sessions_per_user)
+		return CONNECT_USER_FULL;
+	if (!registry_reserve_session())
+	{
+		*full = REGISTRY_FULL_ENTRIES;
+		return CONNECT_FULL;
+	}
+	if (*s != NULL)
+	{
+		/* Nobody reads an ended session's meta: replacing it shows nothing. */
+		if (meta && !session_set_meta(*s, meta))
+		{
+			registry_release_session();
+			*full = REGISTRY_FULL_MEMORY;
+			return CONNECT_FULL;
+		}
+		if (!meta)
+		{
+			registry_free_string((*s)->meta_dp);
+			(*s)->meta_dp = InvalidDsaPointer;
+		}
+		return CONNECT_OPENED;
+	}
+	*s = u != NULL ? registry_create_session(l, u, meta, full) :
+		registry_create_user_session(l, meta, full, new_user);
+	if (*s == NULL)
+	{
+		registry_release_session();
+		return CONNECT_FULL;
+	}
+	return CONNECT_OPENED;
+}
+
+/*
+ * Makes a session that registry_prepare_session readied live: connect,
+ * heartbeat, join and heartbeat_many all open one this way, so the status
+ * rules see the same event.  Returns whether the worker should be woken.
+ */
+bool
+registry_open_session(PresencePartition *part, PresenceSession *s,
+					  bool bound, bool active, TimestampTz now)
+{
+	registry_start_session(part, s, now);
+	session_set_owner(part, s, bound);
+	return status_session_started(part, s->user, now, active);
+}
 
 /*
  * Opens the session, or refreshes it if it is live.  A connect is activity.
- * When the registry has no room, changes nothing and says why in *full;
- * when the user has presence.max_sessions_per_user live sessions, changes
- * nothing either.  The user's count of live sessions only changes under
- * the partition's lock, so the limit is exact however many connect at once.
+ * When the registry has no room, or the user has
+ * presence.max_sessions_per_user live sessions, changes nothing and says
+ * why.
  */
 static ConnectResult
 try_connect(PresenceId user, PresenceId session, const char *meta,
 			bool bound, bool active, RegistryFull *full)
 {
 	RegistryLookup l;
-	PresenceUser *u;
 	PresenceSession *s;
+	ConnectResult result;
 	bool		new_user;
 	bool		wake;
 	TimestampTz now;
@@ -118,50 +174,13 @@ try_connect(PresenceId user, PresenceId session, const char *meta,
 		return CONNECT_REFRESHED;
 	}
 
-	u = s != NULL ? s->user : registry_find_user(&l);
-	if (u != NULL && u->nsessions >= presence_max_sessions_per_user)
+	result = registry_prepare_session(&l, &s, meta, full, &new_user);
+	if (result != CONNECT_OPENED)
 	{
 		LWLockRelease(l.lock);
-		return CONNECT_USER_FULL;
+		return result;
 	}
-	if (!registry_reserve_session())
-	{
-		LWLockRelease(l.lock);
-		*full = REGISTRY_FULL_ENTRIES;
-		return CONNECT_FULL;
-	}
-	if (s != NULL)
-	{
-		/* An ended session whose row is not deleted yet comes back, new. */
-		if (meta && !session_set_meta(s, meta))
-		{
-			registry_release_session();
-			LWLockRelease(l.lock);
-			*full = REGISTRY_FULL_MEMORY;
-			return CONNECT_FULL;
-		}
-		if (!meta)
-		{
-			registry_free_string(s->meta_dp);
-			s->meta_dp = InvalidDsaPointer;
-		}
-	}
-	else
-	{
-		s = u != NULL ? registry_create_session(&l, u, meta, full) :
-			registry_create_user_session(&l, meta, full, &new_user);
-		if (s == NULL)
-		{
-			registry_release_session();
-			LWLockRelease(l.lock);
-			return CONNECT_FULL;
-		}
-		u = s->user;
-	}
-
-	registry_start_session(l.part, s, now);
-	session_set_owner(l.part, s, bound);
-	wake = status_session_started(l.part, u, now, active);
+	wake = registry_open_session(l.part, s, bound, active, now);
 	registry_release(l.lock, wake);
 	return CONNECT_OPENED;
 }
@@ -315,11 +334,12 @@ registry_set_visible(PresenceId user, bool visible)
 }
 
 static void
-fill_view(const PresenceUser *u, PresenceUserView *view)
+fill_view(const PresenceUser *u, PresenceUserView *view, TimestampTz now)
 {
 	view->status = status_as_seen(u);
 	view->last_active = u->visible ? status_last_active(u) : 0;
 	view->sessions = u->visible ? u->nsessions : 0;
+	view->status_message = message_as_seen(u, now);
 }
 
 /*
@@ -338,7 +358,8 @@ registry_lookup_user(PresenceId user, PresenceUserView *view, bool *hidden)
 	u = registry_find_user(&l);
 	if (u != NULL)
 	{
-		fill_view(u, view);
+		fill_view(u, view, 0);
+		view->status_message = NULL;	/* not valid once the lock is gone */
 		*hidden = !u->visible;
 	}
 	LWLockRelease(l.lock);
@@ -349,6 +370,8 @@ registry_lookup_user(PresenceId user, PresenceUserView *view, bool *hidden)
 void
 registry_foreach_visible_user(PresenceUserCallback cb, void *arg)
 {
+	TimestampTz now = GetCurrentTimestamp();
+
 	for (int i = 0; i < PRESENCE_PARTITIONS; i++)
 	{
 		PresencePartition *part = &presence_shared->partitions[i];
@@ -362,7 +385,7 @@ registry_foreach_visible_user(PresenceUserCallback cb, void *arg)
 
 			if (status_as_seen(u) == PRESENCE_OFFLINE)
 				continue;
-			fill_view(u, &view);
+			fill_view(u, &view, now);
 			cb(u->key.user, &view, arg);
 		}
 		LWLockRelease(registry_partition_lock(i));

@@ -54,7 +54,8 @@
 bool		presence_writer = false;
 
 static int64 last_seq = 0;
-static TimestampTz last_activity = 0;
+static TimestampTz last_activity = 0;	/* when the last tick looked at
+										 * active users */
 static uint32 batch_counter = 0;
 
 /* Why the tables are to be written again: the last tick's ERROR. */
@@ -184,33 +185,83 @@ worker_recover(PresenceEvent event, MemoryContext context)
 }
 
 /*
- * The end of a tick, whether it worked or not: stats() shows a tick's
- * figures together, and calls waiting for a tick (registry_wait_for_tick)
- * go on.
+ * When the commit of the worker's transaction got to its notifications
+ * (XACT_EVENT_PRE_COMMIT comes just before PostgreSQL writes them into its
+ * queue, then the commit record) and when it was done with both.
  */
+static TimestampTz pre_commit_at = 0;
+static TimestampTz committed_at = 0;
+
 static void
-tick_finished(TimestampTz start, int notifications)
+commit_times(XactEvent event, void *arg)
 {
-	SpinLockAcquire(&presence_shared->mutex);
-	presence_shared->last_sweep_ms = (GetCurrentTimestamp() - start) / 1000.0;
-	presence_shared->notifications += notifications;
-	pg_atomic_fetch_add_u64(&presence_shared->sweeps, 1);
-	SpinLockRelease(&presence_shared->mutex);
-	ConditionVariableBroadcast(&presence_shared->tick_cv);
+	if (event == XACT_EVENT_PRE_COMMIT)
+		pre_commit_at = GetCurrentTimestamp();
+	else if (event == XACT_EVENT_COMMIT)
+		committed_at = GetCurrentTimestamp();
+}
+
+static double
+ms_between(TimestampTz from, TimestampTz to)
+{
+	return (to - from) / 1000.0;
+}
+
+/*
+ * The end of a tick, whether it worked or not: stats() and tick_parts()
+ * show a tick's figures together, and calls waiting for a tick
+ * (registry_wait_for_tick) go on.  The slowest tick is kept per window of
+ * TICK_WINDOW_USEC, the current one and the one before: tick_parts() shows
+ * the slowest of the last one to two windows.
+ */
+#define TICK_WINDOW_USEC	(60 * USECS_PER_SEC)
+
+static void
+tick_finished(TimestampTz start, PresenceTickParts *parts)
+{
+	TimestampTz end = GetCurrentTimestamp();
+	PresenceShared *sh = presence_shared;
+
+	parts->at = start;
+	parts->total_ms = ms_between(start, end);
+	elog(DEBUG1, "presence tick: %.3f ms: sweep %.3f, collect %.3f (activity %.3f, %lld users), lock waits %.3f, journal %.3f (%lld rows), notify %.3f (%lld), commit %.3f (queue and record %.3f)",
+		 parts->total_ms, parts->sweep_ms, parts->collect_ms,
+		 parts->activity_ms, (long long) parts->active_examined,
+		 parts->lock_wait_ms, parts->journal_ms,
+		 (long long) parts->rows, parts->notify_ms,
+		 (long long) parts->changes, parts->commit_ms, parts->queue_ms);
+
+	SpinLockAcquire(&sh->mutex);
+	sh->last_sweep_ms = parts->total_ms;
+	sh->notifications += parts->changes;
+	sh->last_tick = *parts;
+	if (end - sh->window_start >= TICK_WINDOW_USEC)
+	{
+		sh->slowest_before = sh->slowest_tick;
+		sh->slowest_tick = *parts;
+		sh->window_start = end;
+	}
+	else if (parts->total_ms > sh->slowest_tick.total_ms)
+		sh->slowest_tick = *parts;
+	pg_atomic_fetch_add_u64(&sh->sweeps, 1);
+	SpinLockRelease(&sh->mutex);
+	ConditionVariableBroadcast(&sh->tick_cv);
 }
 
 /*
  * One tick, in one transaction: sweep, journal, notify.  Returns whether
- * there is an extension to work for.  with_activity: also journal the last
- * activity of users active since the last flush, which is about to fold it.
+ * there is an extension to work for.  activity_share: the share of the
+ * active users whose last activity it looks at (sync.c take_activity).
  * Not inlined into worker_try_tick, whose setjmp would make its locals
- * unreliable after an ERROR.
+ * unreliable after an ERROR.  Each part's time goes to tick_parts().
  */
 static pg_noinline bool
-worker_tick(bool with_activity)
+worker_tick(double activity_share)
 {
 	TimestampTz start = GetCurrentTimestamp();
+	TimestampTz t;
 	PresenceBatch batch = {0};
+	PresenceTickParts parts = {0};
 	bool		tracking;
 	bool		resync = false;
 
@@ -228,16 +279,27 @@ worker_tick(bool with_activity)
 		batch.id = ++batch_counter;
 		if (batch.id == 0)
 			batch.id = ++batch_counter;
-		registry_collect(&batch, start, with_activity, resync);
+		registry_collect(&batch, start, activity_share, resync, &parts);
+		t = GetCurrentTimestamp();
 		persist_batch(&batch);
+		parts.journal_ms = ms_between(t, GetCurrentTimestamp());
+		parts.rows = batch.nusers + batch.nupserts + batch.ndeletes + batch.nmembers;
+		t = GetCurrentTimestamp();
 		if (batch.nchanges > 0)
 			notify_changes(batch.changes, batch.nchanges, &last_seq);
+		parts.notify_ms = ms_between(t, GetCurrentTimestamp());
+		parts.changes = batch.nchanges;
 
 		SpinLockAcquire(&presence_shared->mutex);
 		presence_shared->resync_needed = false;
 		SpinLockRelease(&presence_shared->mutex);
 	}
+	t = GetCurrentTimestamp();
+	pre_commit_at = committed_at = 0;
 	worker_end_work();
+	parts.commit_ms = ms_between(t, GetCurrentTimestamp());
+	if (pre_commit_at != 0 && committed_at != 0)
+		parts.queue_ms = ms_between(pre_commit_at, committed_at);
 
 	if (tracking && resync)
 		event_record(EVENT_RESYNC, failed_sqlerrcode, failed_message);
@@ -246,7 +308,7 @@ worker_tick(bool with_activity)
 	if (batch.urgent)
 		registry_wake_flusher();
 
-	tick_finished(start, batch.nchanges);
+	tick_finished(start, &parts);
 	return tracking;
 }
 
@@ -256,7 +318,7 @@ worker_tick(bool with_activity)
  * writes everything.  Returns whether the tick worked.
  */
 static bool
-worker_try_tick(bool with_activity)
+worker_try_tick(double activity_share)
 {
 	MemoryContext context = CurrentMemoryContext;
 	TimestampTz start = GetCurrentTimestamp();
@@ -264,16 +326,17 @@ worker_try_tick(bool with_activity)
 
 	PG_TRY();
 	{
-		worker_tick(with_activity);
+		worker_tick(activity_share);
 	}
 	PG_CATCH();
 	{
 		ErrorData  *edata = worker_recover(EVENT_TICK_FAILED, context);
+		PresenceTickParts parts = {0};
 
 		failed_sqlerrcode = edata->sqlerrcode;
 		strlcpy(failed_message, edata->message, sizeof(failed_message));
 		FreeErrorData(edata);
-		tick_finished(start, 0);
+		tick_finished(start, &parts);
 		worked = false;
 	}
 	PG_END_TRY();
@@ -281,19 +344,23 @@ worker_try_tick(bool with_activity)
 }
 
 /*
- * A tick; once presence.flush_interval has passed since the last time (or
- * when the worker is about to exit), with the activity of users who stay
- * online, for the flusher to fold.  Then the server log hears of what
- * happened, at most once a minute of each kind.
+ * A tick, then what the server log should hear, at most once a minute of
+ * each kind.  Each tick looks at the last activity of a share of the active
+ * users in proportion to the time since the last tick, so that each is
+ * looked at about twice within the minute in which its last activity is
+ * written (sync.c): a tick in which a million users are active looks at a
+ * few tens of thousands, not at all of them every presence.flush_interval.
+ * The last tick, when the worker is about to exit, looks at all.
  */
 static void
 worker_work(bool final)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	bool		with_activity = final ||
-		now - last_activity >= (int64) presence_flush_interval_ms * 1000;
+	int64		period = (int64) Max(60 * 1000, presence_flush_interval_ms) * 1000 / 2;
+	double		share = final ? 1.0 :
+		Min(1.0, (double) (now - last_activity) / period);
 
-	if (worker_try_tick(with_activity) && with_activity)
+	if (worker_try_tick(share))
 		last_activity = now;
 	event_report();
 }
@@ -336,6 +403,7 @@ presence_worker_main(Datum main_arg)
 	SpinLockRelease(&presence_shared->mutex);
 	on_shmem_exit(worker_detach, 0);
 	registry_attach();
+	RegisterXactCallback(commit_times, NULL);
 
 	while (!ShutdownRequestPending)
 	{
@@ -343,11 +411,13 @@ presence_worker_main(Datum main_arg)
 		{
 			int			session_timeout = presence_session_timeout_ms;
 			int			idle_timeout = presence_idle_timeout_ms;
+			int			offline_after = presence_offline_after_ms;
 
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 			if ((session_timeout != presence_session_timeout_ms ||
-				 idle_timeout != presence_idle_timeout_ms) &&
+				 idle_timeout != presence_idle_timeout_ms ||
+				 offline_after != presence_offline_after_ms) &&
 				presence_shared->state == REGISTRY_READY)
 				registry_refile_timers();
 		}

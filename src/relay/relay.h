@@ -47,6 +47,7 @@
 #define RELAY_MAX_USER_ID	256		/* as presence.connect() */
 #define RELAY_MAX_CHANNEL	256		/* as presence.join() */
 #define RELAY_MAX_META		1024	/* as presence.join(), as jsonb text */
+#define RELAY_MAX_STATUS_MESSAGE (140 * 4)	/* 140 characters of UTF-8 */
 #define RELAY_MAX_MESSAGE	(64 * 1024)	/* bigger client frames: 1009 */
 #define RELAY_MAX_TOKEN		4096
 #define RELAY_MAX_PAYLOAD	8000		/* NOTIFY's own limit */

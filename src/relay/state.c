@@ -5,7 +5,7 @@
  * names every object by schema, and the link pins search_path too).
  *
  * {"type":"state","seq":N,"users":[{"user_id":...,"status":...,
- *  "last_active":...,"sessions":N},...]}: seq is the seq of the last
+ *  "last_active":...,"sessions":N,"status_message":...},...]}: seq is the seq of the last
  * change the relay had queued when the snapshot arrived (null if none
  * since the link came up); see docs/relay.md for the rule clients follow.
  */
@@ -17,7 +17,7 @@
 const char	state_query[] =
 "SELECT u.user_id, u.status,"
 "       pg_catalog.to_json(u.last_active) OPERATOR(pg_catalog.#>>) '{}'::pg_catalog.text[],"
-"       u.sessions"
+"       u.sessions, u.status_message"
 "  FROM presence.online_users() AS u";
 
 static int
@@ -44,13 +44,17 @@ add_user(struct jbuf *b, const PGresult *res, int row, int *first)
 	const char *user = PQgetvalue(res, row, 0),
 			   *status = PQgetvalue(res, row, 1),
 			   *last = PQgetvalue(res, row, 2),
-			   *sessions = PQgetvalue(res, row, 3);
-	size_t		ulen = (size_t) PQgetlength(res, row, 0);
-	int			has_last = !PQgetisnull(res, row, 2);
+			   *sessions = PQgetvalue(res, row, 3),
+			   *message = PQgetvalue(res, row, 4);
+	size_t		ulen = (size_t) PQgetlength(res, row, 0),
+				mlen = (size_t) PQgetlength(res, row, 4);
+	int			has_last = !PQgetisnull(res, row, 2),
+				has_message = !PQgetisnull(res, row, 4);
 
 	if (PQgetisnull(res, row, 0) || !ulen || ulen > RELAY_MAX_USER_ID ||
 		!json_utf8_ok(user, ulen) || !known_status(status) || !digits(sessions) ||
-		(has_last && !event_timestamp_ok(last, strlen(last))))
+		(has_last && !event_timestamp_ok(last, strlen(last))) ||
+		(has_message && (mlen > RELAY_MAX_STATUS_MESSAGE || !json_utf8_ok(message, mlen))))
 	{
 		lwsl_warn("state: skipping a row of online_users() that is not as expected\n");
 		return;
@@ -63,7 +67,12 @@ add_user(struct jbuf *b, const PGresult *res, int row, int *first)
 		jbuf_quote(b, last, strlen(last));
 	else
 		jbuf_str(b, "null");
-	jbuf_printf(b, ",\"sessions\":%s}", sessions);
+	jbuf_printf(b, ",\"sessions\":%s,\"status_message\":", sessions);
+	if (has_message)
+		jbuf_quote(b, message, mlen);
+	else
+		jbuf_str(b, "null");
+	jbuf_str(b, "}");
 }
 
 /*
@@ -77,7 +86,7 @@ state_build(const PGresult *res, int64_t seq, struct jbuf *out)
 	int			i,
 				first = 1;
 
-	if (PQnfields(res) != 4)
+	if (PQnfields(res) != 5)
 		return -1;
 	if (seq >= 0)
 		jbuf_printf(out, "{\"type\":\"state\",\"seq\":%lld,\"users\":[", (long long) seq);

@@ -221,6 +221,7 @@ test('the application role of sql.md can make every call', async () => {
       await c.query('SET ROLE app');
       await c.query("SELECT presence.connect('doc-app', 'tab')");
       await c.query("SELECT presence.heartbeat('doc-app', 'tab', false)");
+      assert.equal((await c.query("SELECT presence.heartbeat_many(ARRAY['doc-app'], ARRAY['tab'], false) AS n")).rows[0].n, 1);
       await c.query("SELECT presence.set_visible('doc-app', true)");
       assert.equal((await c.query("SELECT presence.status('doc-app') AS s")).rows[0].s, 'online');
       assert.equal((await c.query("SELECT count(*)::int AS n FROM presence.online_users() WHERE user_id = 'doc-app'")).rows[0].n, 1);

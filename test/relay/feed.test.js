@@ -36,7 +36,8 @@ test('the first message is a state that includes users already online', async ()
   assert.ok(names.includes('from-sql'));
   assert.ok(names.includes('newcomer'), 'a client finds itself in its first state');
   const me = first.users.find((u) => u.user_id === 'newcomer');
-  assert.deepEqual(Object.keys(me).sort(), ['last_active', 'sessions', 'status', 'user_id']);
+  assert.deepEqual(Object.keys(me).sort(), ['last_active', 'sessions', 'status', 'status_message', 'user_id']);
+  assert.equal(me.status_message, null, 'online_users()\'s status message (1.1), none here');
   assert.equal(me.status, 'online');
   await p.close();
   await pg.query("SELECT presence.disconnect('from-sql', 's1')");

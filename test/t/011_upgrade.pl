@@ -68,6 +68,23 @@ is($n && $n->{seq}, $seq + 1, 'seq carries on');
 sql($node, q{SELECT presence.connect('eve')});
 $n = listen_next($l, 10);
 is($n && "$n->{user_id}:$n->{status}", 'eve:online', 'eve announced after the update');
+
+# 1.1's status messages and mirrors work at once on the updated database.
+sql($node, q{SELECT presence.set_status_message('ada', 'Updated')});
+$n = listen_next($l, 10);
+is($n && "$n->{event} $n->{user_id} $n->{status_message}", 'status_message ada Updated',
+	'a status message, announced');
+is(sql($node, q{SELECT status_message FROM presence.online_users() WHERE user_id = 'ada'}),
+	'Updated', 'online_users() has the column');
+sql($node, q{CREATE TABLE app_users (id text PRIMARY KEY, online boolean, seen timestamptz);
+	INSERT INTO app_users VALUES ('ada', false, NULL), ('bo', false, NULL), ('zed', true, NULL);
+	SELECT presence.mirror('app_users', 'id', 'online', 'seen')});
+ok( wait_for($node,
+		q{SELECT string_agg(id || ':' || online || ':' || (seen IS NOT NULL), ',' ORDER BY id)
+		           = 'ada:true:true,bo:true:true,zed:false:false' FROM app_users}),
+	'a mirror syncs its table');
+sql($node, q{DROP TABLE app_users});
+is(sql($node, q{SELECT count(*) FROM presence.mirrors}), '0', 'and goes with it');
 listen_stop($l);
 ok(wait_for($node, q{SELECT count(*) = 5 FROM presence.sessions}), 'and folded');
 
@@ -110,6 +127,7 @@ ok(wait_for($target, q{SELECT count(*) = 3 FROM presence.online_users()}),
 is( sql($target, $online),
 	'ada:online:1,bo:online:2,eve:online:1', 'the sessions are back (cy invisible, dee gone)');
 is(sql($target, q{SELECT presence.status('cy')}), 'offline', 'cy is still invisible');
+is(sql($target, q{SELECT presence.status_message('ada')}), 'Updated', 'ada\'s status message is back');
 $target->stop;
 
 done_testing();

@@ -141,6 +141,9 @@ SELECT string_agg(x, E'\n' ORDER BY x) FROM (
      AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'presence')
   UNION ALL
   SELECT 'schema acl ' || coalesce(nspacl::text, '') FROM pg_namespace WHERE nspname = 'presence'
+  UNION ALL
+  SELECT 'event trigger ' || evtname || ' on ' || evtevent || ' ' || evtfoid::regproc || ' ' || evtenabled::text
+    FROM pg_event_trigger
 ) objects};
 sql($node, 'CREATE DATABASE fresh');
 $node->safe_psql('fresh', 'CREATE EXTENSION presence');
@@ -150,6 +153,9 @@ like($upgraded, qr/function join\(channel text, user_id text, session_id text DE
 	'the signature lists the channel functions');
 like($upgraded, qr/column journal.member_metas #15 jsonb\[\] notnull=true storage=e/,
 	'and the journal\'s new columns');
+like($upgraded, qr/event trigger presence_mirrors_dropped on sql_drop presence._mirrors_dropped O/,
+	'and the mirrors\' event trigger');
+like($upgraded, qr/column users.status_message #6 text/, 'and presence.users\' status message');
 is($upgraded, $fresh, 'upgraded from 1.0 = installed as 1.1');
 
 $node->stop;

@@ -14,7 +14,7 @@ use Test::More;
 use Time::HiRes qw(time usleep);
 
 our @EXPORT = qw(presence_node listen_start listen_next listen_none
-  listen_stop wait_for sql);
+  listen_stop wait_for sql listen_next_in_order reload_and_wait);
 
 # A started cluster with presence preloaded, CREATE EXTENSION done, short
 # timeouts.  %conf overrides or adds settings; init => {...} goes to init().
@@ -102,6 +102,29 @@ sub listen_none
 	my $n = listen_next($l, $seconds);
 	diag('unexpected notification: ' . encode_json($n)) if defined $n;
 	return !defined $n;
+}
+
+# The next notification, as listen_next, checking that its seq is one
+# more than $$seq when that is defined; $$seq then holds it.
+sub listen_next_in_order
+{
+	my ($l, $seq, $seconds) = @_;
+	my $n = listen_next($l, $seconds);
+	return undef unless defined $n;
+	is($n->{seq}, $$seq + 1, 'seq grows by one') if defined $$seq;
+	$$seq = $n->{seq};
+	return $n;
+}
+
+# Sets presence settings with ALTER SYSTEM and a reload; returns once the
+# worker has finished two ticks since (the first may have begun before).
+sub reload_and_wait
+{
+	my ($node, %settings) = @_;
+	sql($node, "ALTER SYSTEM SET $_ = '$settings{$_}'") for sort keys %settings;
+	sql($node, 'SELECT pg_reload_conf()');
+	my $ticks = sql($node, 'SELECT sweeps FROM presence.stats()');
+	wait_for($node, "SELECT sweeps >= $ticks + 2 FROM presence.stats()");
 }
 
 sub listen_stop
