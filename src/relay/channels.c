@@ -43,6 +43,9 @@ static lws_dll2_owner_t reading;	/* channels whose state query is out */
 static lws_dll2_owner_t diffs_due;	/* large channels with a diff to send */
 static lws_sorted_usec_list_t sul_diff;
 static lws_sorted_usec_list_t sul_retry;
+static lws_sorted_usec_list_t sul_sweep;
+
+static void sweep_soon(void);
 
 /*
  * The state query: presence.members() of each channel, in the order given,
@@ -53,7 +56,7 @@ static lws_sorted_usec_list_t sul_retry;
 static const char sql_members[] =
 "SELECT t.c, m.user_id, m.status,"
 "       pg_catalog.to_json(m.last_active) OPERATOR(pg_catalog.#>>) '{}'::pg_catalog.text[],"
-"       m.sessions, m.metas::pg_catalog.text"
+"       m.sessions, m.metas::pg_catalog.text, m.status_message"
 "  FROM pg_catalog.unnest($1::pg_catalog.text[]) WITH ORDINALITY AS t(c, n)"
 "  LEFT JOIN LATERAL presence.members(t.c) AS m ON true"
 " ORDER BY t.n";
@@ -98,6 +101,7 @@ drop_channel(struct channel *ch)
 	hash_remove(&channels, &ch->node);
 	free(ch);
 	relay_metrics.channels = (int) channels.used;
+	sweep_soon();
 }
 
 /* The error frame of a channel message: {"type":"error","channel":C,"code":...}. */
@@ -211,16 +215,32 @@ size_up(struct channel *ch)
 	members_set_large(ch, large);
 }
 
+/* Users' entries kept for their status message are let go in time. */
+static void
+sweep(lws_sorted_usec_list_t *sul)
+{
+	if (members_sweep(lws_now_usecs()))
+		lws_sul_schedule(relay_context, 0, &sul_sweep, sweep, LWS_US_PER_SEC);
+}
+
+static void
+sweep_soon(void)
+{
+	if (members_lonely() && !sul_sweep.list.owner)
+		lws_sul_schedule(relay_context, 0, &sul_sweep, sweep, LWS_US_PER_SEC);
+}
+
 /* A change from the presence worker, for the channels it concerns. */
 void
 channels_event(const struct presence_event *ev)
 {
 	struct channel *ch;
 
-	if (ev->kind == EVENT_PRESENCE)
+	if (ev->kind == EVENT_PRESENCE || ev->kind == EVENT_MESSAGE)
 		members_status(ev, publish);
 	else if ((ch = find_channel(ev->channel, ev->channel_len)))
 		members_event(ev, ch, publish);
+	sweep_soon();
 }
 
 /* s waits for its channel's state, and gets none of its events until then. */
@@ -503,6 +523,7 @@ channels_resync(void)
 			lws_end_foreach_dll(d);
 		}
 	}
+	sweep_soon();
 }
 
 static void
@@ -570,7 +591,7 @@ states_done(PGresult *res, void *arg)
 		requeue_reading();		/* the link is lost: read again when it is back */
 		return;
 	}
-	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQnfields(res) != 6)
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQnfields(res) != 7)
 	{
 		lwsl_err("reading presence.members() failed: %s", PQresultErrorMessage(res));
 		requeue_reading();
@@ -659,6 +680,7 @@ channels_cleanup(void)
 {
 	lws_sul_cancel(&sul_diff);
 	lws_sul_cancel(&sul_retry);
+	lws_sul_cancel(&sul_sweep);
 	if (channels.slots)
 		hash_each(&channels, free_channel_cb, NULL);
 	hash_free(&channels);

@@ -53,6 +53,7 @@ static enum link_state state;
 static PostgresPollingStatusType poll_wants;
 static int	ever_up;
 static int	session_timeout_ms;
+static char extversion[32];
 
 static dblink_result_cb job_cb;
 static void *job_arg;
@@ -416,6 +417,7 @@ setup_probe_listen(PGresult *res, void *arg)
 	lwsl_user("database link up (session_timeout %d ms)\n", session_timeout_ms);
 	probe_start(conninfo, conn, probe_done);
 	info.session_timeout_ms = session_timeout_ms;
+	info.extversion = extversion;
 	handlers->up(&info);
 }
 
@@ -473,6 +475,7 @@ setup_settings(PGresult *res, void *arg)
 		return;
 	}
 	session_timeout_ms = atoi(PQgetvalue(res, 0, 1));
+	lws_snprintf(extversion, sizeof(extversion), "%s", PQgetvalue(res, 0, 2));
 	send_listen(PQgetvalue(res, 0, 0), setup_listen);
 }
 

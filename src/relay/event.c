@@ -7,6 +7,7 @@
  *   {"seq":N,"channel":C,"event":"join","user_id":U,"status":"online"|"away","meta":{...}|null}
  *   {"seq":N,"channel":C,"event":"update","user_id":U,"meta":{...}}
  *   {"seq":N,"channel":C,"event":"leave","user_id":U}
+ *   {"seq":N,"event":"status_message","user_id":U,"status_message":M|null,"expires_at":T|null}
  * Each is read with jsonv.c into a struct presence_event; anything else (a
  * member unknown to its kind, missing, twice, of the wrong type, an
  * unknown status or event, an oversized or non-UTF-8 string, a meta that
@@ -32,10 +33,13 @@ enum
 	M_CHANNEL,
 	M_EVENT,
 	M_META,
+	M_STATUS_MESSAGE,
+	M_EXPIRES_AT,
 	M_COUNT
 };
 static const char *const names[M_COUNT] = {
-	"seq", "user_id", "status", "previous", "last_active", "channel", "event", "meta"
+	"seq", "user_id", "status", "previous", "last_active", "channel", "event", "meta",
+	"status_message", "expires_at"
 };
 
 #define BIT(m) (1u << (m))
@@ -47,12 +51,15 @@ static const unsigned shapes[] = {
 	BIT(M_STATUS) | BIT(M_META),
 	[EVENT_UPDATE] = BIT(M_SEQ) | BIT(M_CHANNEL) | BIT(M_EVENT) | BIT(M_USER_ID) | BIT(M_META),
 	[EVENT_LEAVE] = BIT(M_SEQ) | BIT(M_CHANNEL) | BIT(M_EVENT) | BIT(M_USER_ID),
+	[EVENT_MESSAGE] = BIT(M_SEQ) | BIT(M_EVENT) | BIT(M_USER_ID) | BIT(M_STATUS_MESSAGE) |
+	BIT(M_EXPIRES_AT),
 };
 static const char *const kind_names[] = {
 	[EVENT_PRESENCE] = "presence",
 	[EVENT_JOIN] = "join",
 	[EVENT_UPDATE] = "update",
 	[EVENT_LEAVE] = "leave",
+	[EVENT_MESSAGE] = "status_message",
 };
 
 static const char *const status_names[] = {"online", "away", "offline"};
@@ -179,6 +186,20 @@ take_meta(const char *v, size_t n, int null_ok, struct presence_event *ev)
 	return r;
 }
 
+/* A status message: a string of 1 to RELAY_MAX_STATUS_MESSAGE bytes, or null. */
+static int
+take_message(const char *v, size_t n, struct presence_event *ev)
+{
+	ev->message_len = 0;
+	if (jsonv_is(v, n, "null"))
+		return 0;
+	if (jsonv_string(v, n, ev->message, RELAY_MAX_STATUS_MESSAGE, &ev->message_len) ||
+		!ev->message_len)
+		return -1;
+	ev->message[ev->message_len] = '\0';
+	return 0;
+}
+
 /* The kind a payload's "event" names (no "event": a status change). */
 static int
 take_kind(const struct raw *raw, enum event_kind *kind)
@@ -215,8 +236,8 @@ event_parse(const char *payload, size_t len, struct presence_event *ev)
 	if (len > RELAY_MAX_PAYLOAD)
 		return -1;
 	memset(&raw, 0, sizeof(raw));
-	ev->user_len = ev->channel_len = ev->meta_len = 0;
-	ev->channel[0] = ev->last_active[0] = '\0';
+	ev->user_len = ev->channel_len = ev->meta_len = ev->message_len = 0;
+	ev->channel[0] = ev->last_active[0] = ev->expires_at[0] = '\0';
 	if (jsonv_members(payload, len, collect, &raw) ||
 		take_kind(&raw, &ev->kind) || raw.seen != shapes[ev->kind])
 		return -1;
@@ -243,6 +264,11 @@ event_parse(const char *payload, size_t len, struct presence_event *ev)
 			break;
 		case EVENT_LEAVE:
 			break;
+		case EVENT_MESSAGE:
+			/* a user's, not a channel's */
+			return take_message(raw.v[M_STATUS_MESSAGE], raw.n[M_STATUS_MESSAGE], ev) ||
+				take_time(raw.v[M_EXPIRES_AT], raw.n[M_EXPIRES_AT], ev->expires_at,
+						  sizeof(ev->expires_at)) ? -1 : 0;
 	}
 	return take_name(raw.v[M_CHANNEL], raw.n[M_CHANNEL], ev->channel, &ev->channel_len);
 }
@@ -296,27 +322,38 @@ status_tail(const struct presence_event *ev, struct jbuf *out)
 {
 	jbuf_printf(out, ",\"status\":\"%s\",\"previous\":\"%s\",\"last_active\":",
 				status_names[ev->status], status_names[ev->previous]);
-	if (ev->last_active[0])
-		jbuf_quote(out, ev->last_active, strlen(ev->last_active));
-	else
-		jbuf_add(out, "null", 4);
+	jbuf_quote_or_null(out, ev->last_active[0] ? ev->last_active : NULL, strlen(ev->last_active));
 	jbuf_add(out, "}", 1);
+}
+
+/* ,"status_message":M,"expires_at":T} of a status message */
+static void
+message_tail(const struct presence_event *ev, struct jbuf *out)
+{
+	jbuf_str(out, ",\"status_message\":");
+	jbuf_quote_or_null(out, ev->message_len ? ev->message : NULL, ev->message_len);
+	jbuf_str(out, ",\"expires_at\":");
+	jbuf_quote_or_null(out, ev->expires_at[0] ? ev->expires_at : NULL, strlen(ev->expires_at));
+	jbuf_str(out, "}");
 }
 
 /*
  * The frame of ev, built from ev alone: {"type":"presence",...} for a
- * status change, {"type":"join"|"update"|"leave","channel":C,...} for a
- * channel event.
+ * status change, {"type":"status_message",...} for a status message,
+ * {"type":"join"|"update"|"leave","channel":C,...} for a channel event.
  */
 int
 event_frame(const struct presence_event *ev, struct jbuf *out)
 {
-	if (ev->kind == EVENT_PRESENCE)
+	if (ev->kind == EVENT_PRESENCE || ev->kind == EVENT_MESSAGE)
 	{
-		jbuf_printf(out, "{\"type\":\"presence\",\"seq\":%lld,\"user_id\":",
-					(long long) ev->seq);
+		jbuf_printf(out, "{\"type\":\"%s\",\"seq\":%lld,\"user_id\":",
+					kind_names[ev->kind], (long long) ev->seq);
 		jbuf_quote(out, ev->user_id, ev->user_len);
-		status_tail(ev, out);
+		if (ev->kind == EVENT_PRESENCE)
+			status_tail(ev, out);
+		else
+			message_tail(ev, out);
 		return out->oom ? -1 : 0;
 	}
 	jbuf_printf(out, "{\"type\":\"%s\",\"channel\":", kind_names[ev->kind]);
@@ -338,17 +375,38 @@ event_frame(const struct presence_event *ev, struct jbuf *out)
 }
 
 /*
- * The frame of a status change (ev) for the subscribers of one channel
- * its user is in: {"type":"presence","channel":C,...}.
+ * The frame of a join (ev) in a channel, with its user's status message
+ * (message[0..len), len 0: null) as the relay knows it.
+ */
+int
+event_frame_join(const struct presence_event *ev, const char *message, size_t len,
+				 struct jbuf *out)
+{
+	if (event_frame(ev, out))
+		return -1;
+	out->len--;					/* the closing brace */
+	jbuf_str(out, ",\"status_message\":");
+	jbuf_quote_or_null(out, len ? message : NULL, len);
+	jbuf_str(out, "}");
+	return out->oom ? -1 : 0;
+}
+
+/*
+ * The frame of a user's change (ev: a status change or a status message)
+ * for the watchers of one channel the user is in:
+ * {"type":"presence"|"status_message","channel":C,...}.
  */
 int
 event_frame_in(const struct presence_event *ev, const char *channel, size_t len,
 			   struct jbuf *out)
 {
-	jbuf_str(out, "{\"type\":\"presence\",\"channel\":");
+	jbuf_printf(out, "{\"type\":\"%s\",\"channel\":", kind_names[ev->kind]);
 	jbuf_quote(out, channel, len);
 	jbuf_printf(out, ",\"seq\":%lld,\"user_id\":", (long long) ev->seq);
 	jbuf_quote(out, ev->user_id, ev->user_len);
-	status_tail(ev, out);
+	if (ev->kind == EVENT_MESSAGE)
+		message_tail(ev, out);
+	else
+		status_tail(ev, out);
 	return out->oom ? -1 : 0;
 }

@@ -135,6 +135,28 @@ jbuf_quote(struct jbuf *b, const char *s, size_t n)
 	jbuf_add(b, "\"", 1);
 }
 
+/* Appends s[0..n) as a quoted JSON string, or null if s is NULL. */
+void
+jbuf_quote_or_null(struct jbuf *b, const char *s, size_t n)
+{
+	if (s)
+		jbuf_quote(b, s, n);
+	else
+		jbuf_add(b, "null", 4);
+}
+
+/* Is s one or more decimal digits and nothing else? */
+int
+json_digits(const char *s)
+{
+	if (!*s)
+		return 0;
+	for (; *s; s++)
+		if (*s < '0' || *s > '9')
+			return 0;
+	return 1;
+}
+
 /* The JSON text, NUL-terminated (LWS_PRE bytes of room before it). */
 char *
 jbuf_text(struct jbuf *b)

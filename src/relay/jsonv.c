@@ -365,6 +365,75 @@ jsonv_copy(const char *s, size_t n, struct jbuf *out, size_t *text_len)
 }
 
 /*
+ * Walks the object or array (open: '{' or '[') that is all of s[0..n)
+ * (blanks around it allowed): item(r, arg) reads each member or element
+ * and hands it on.  0, or -1 if s is not that or item() failed.
+ */
+static int
+walk(const char *s, size_t n, char open, int (*item) (struct reader *r, void *arg),
+	 void *arg)
+{
+	struct reader r = {(const unsigned char *) s, n, 0, NULL, 0};
+	char		close = open == '{' ? '}' : ']';
+	int			first = 1;
+
+	blanks(&r);
+	if (r.i >= n || r.s[r.i] != open)
+		return -1;
+	r.i++;
+	for (;;)
+	{
+		blanks(&r);
+		if (r.i < n && r.s[r.i] == close && first)
+			break;
+		if (!first)
+		{
+			if (r.i < n && r.s[r.i] == close)
+				break;
+			if (r.i >= n || r.s[r.i] != ',')
+				return -1;
+			r.i++;
+			blanks(&r);
+		}
+		first = 0;
+		if (item(&r, arg))
+			return -1;
+	}
+	r.i++;
+	blanks(&r);
+	return r.i == n ? 0 : -1;
+}
+
+struct member_walk
+{
+	jsonv_member_fn fn;
+	void	   *arg;
+};
+
+/* One "key": value of an object, to the caller's function. */
+static int
+member(struct reader *r, void *arg)
+{
+	struct member_walk *w = arg;
+	char		key[JSONV_MAX_KEY];
+	size_t		klen,
+				at;
+	int			k = decode_string(r->s, r->n, &r->i, key, sizeof(key), &klen);
+
+	if (k == -1)
+		return -1;
+	blanks(r);
+	if (r->i >= r->n || r->s[r->i] != ':')
+		return -1;
+	r->i++;
+	blanks(r);
+	at = r->i;
+	if (value(r, 1))
+		return -1;
+	return w->fn(w->arg, k ? NULL : key, klen, (const char *) r->s + at, r->i - at);
+}
+
+/*
  * Calls fn(arg, key, key_len, value, value_len) for each member of the
  * object s[0..n) (blanks around it allowed), in order: key decoded (NULL if
  * longer than JSONV_MAX_KEY bytes), value the member's raw text.  Returns 0,
@@ -373,49 +442,27 @@ jsonv_copy(const char *s, size_t n, struct jbuf *out, size_t *text_len)
 int
 jsonv_members(const char *s, size_t n, jsonv_member_fn fn, void *arg)
 {
-	struct reader r = {(const unsigned char *) s, n, 0, NULL, 0};
-	char		key[JSONV_MAX_KEY];
-	size_t		klen,
-				at;
-	int			first = 1,
-				k;
+	struct member_walk w = {fn, arg};
 
-	blanks(&r);
-	if (r.i >= n || r.s[r.i] != '{')
+	return walk(s, n, '{', member, &w);
+}
+
+struct element_walk
+{
+	jsonv_element_fn fn;
+	void	   *arg;
+};
+
+/* One element of an array, to the caller's function. */
+static int
+element(struct reader *r, void *arg)
+{
+	struct element_walk *w = arg;
+	size_t		at = r->i;
+
+	if (value(r, 1))
 		return -1;
-	r.i++;
-	for (;;)
-	{
-		blanks(&r);
-		if (r.i < n && r.s[r.i] == '}' && first)
-			break;
-		if (!first)
-		{
-			if (r.i < n && r.s[r.i] == '}')
-				break;
-			if (r.i >= n || r.s[r.i] != ',')
-				return -1;
-			r.i++;
-			blanks(&r);
-		}
-		first = 0;
-		k = decode_string(r.s, n, &r.i, key, sizeof(key), &klen);
-		if (k == -1)
-			return -1;
-		blanks(&r);
-		if (r.i >= n || r.s[r.i] != ':')
-			return -1;
-		r.i++;
-		blanks(&r);
-		at = r.i;
-		if (value(&r, 1))
-			return -1;
-		if (fn(arg, k ? NULL : key, klen, s + at, r.i - at))
-			return -1;
-	}
-	r.i++;
-	blanks(&r);
-	return r.i == n ? 0 : -1;
+	return w->fn(w->arg, (const char *) r->s + at, r->i - at);
 }
 
 /*
@@ -426,36 +473,9 @@ jsonv_members(const char *s, size_t n, jsonv_member_fn fn, void *arg)
 int
 jsonv_elements(const char *s, size_t n, jsonv_element_fn fn, void *arg)
 {
-	struct reader r = {(const unsigned char *) s, n, 0, NULL, 0};
-	size_t		at;
-	int			first = 1;
+	struct element_walk w = {fn, arg};
 
-	blanks(&r);
-	if (r.i >= n || r.s[r.i] != '[')
-		return -1;
-	r.i++;
-	for (;;)
-	{
-		blanks(&r);
-		if (r.i < n && r.s[r.i] == ']' && first)
-			break;
-		if (!first)
-		{
-			if (r.i < n && r.s[r.i] == ']')
-				break;
-			if (r.i >= n || r.s[r.i] != ',')
-				return -1;
-			r.i++;
-			blanks(&r);
-		}
-		first = 0;
-		at = r.i;
-		if (value(&r, 1) || fn(arg, s + at, r.i - at))
-			return -1;
-	}
-	r.i++;
-	blanks(&r);
-	return r.i == n ? 0 : -1;
+	return walk(s, n, '[', element, &w);
 }
 
 /*

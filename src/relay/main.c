@@ -420,14 +420,16 @@ start_metrics_listener(const struct lws_context_creation_info *main_info)
  */
 
 /*
- * A change from the presence worker, as origin.c let it through: a status
- * change to the global feed (if any), then to the channels.  -1 (the ring
+ * A change from the presence worker, as origin.c let it through: a user's
+ * change (status, status message) to the global feed (if any), then to the
+ * channels.  -1 (the ring
  * is full) holds it back whole, to be offered again.
  */
 static int
 on_event(const struct presence_event *ev)
 {
-	if (relay_opts.global_feed && ev->kind == EVENT_PRESENCE && feed_event(ev))
+	if (relay_opts.global_feed && (ev->kind == EVENT_PRESENCE || ev->kind == EVENT_MESSAGE) &&
+		feed_event(ev))
 		return -1;
 	channels_event(ev);
 	return 0;
@@ -445,7 +447,7 @@ static void
 on_link_up(const struct dblink_info *info)
 {
 	origin_link_up();
-	sessions_link_up(info->session_timeout_ms);
+	sessions_link_up(info->session_timeout_ms, info->extversion);
 	joins_link_up();
 	feed_resync();
 	channels_resync();

@@ -12,7 +12,12 @@
  *
  * A status change that makes a user offline (gone, or invisible) removes it
  * from every channel without a leave each, as the extension does; shown
- * again, its joins follow.
+ * again, its joins follow.  A user's status message (1.1) is the user's, not
+ * a member's: it is kept on the user's entry, sent to each of its channels
+ * when it changes, and with its joins.  The extension announces a user
+ * shown again as its status, then its message, then its joins: the message
+ * comes while the user is in no channel of the relay's, so an entry with a
+ * message and no member is kept a while (LONELY_US) for the joins to find.
  *
  * Frames are made here and handed to the caller's publish function (which
  * sends them to the channel's subscribers).  A large channel (channels.c
@@ -27,10 +32,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define LONELY_US	(2 * LWS_US_PER_SEC)
+
 struct user
 {
 	struct hnode node;			/* in users, by id */
 	lws_dll2_owner_t members;	/* its struct member, one per channel */
+	char	   *message;		/* its status message; NULL: none */
+	lws_usec_t	lonely_at;		/* when it was left with a message and no member */
 	char		id[];
 };
 
@@ -49,6 +58,7 @@ struct member
 };
 
 static struct htable users;
+static int	lonely;				/* entries with a message and no member */
 
 int
 members_init(void)
@@ -116,9 +126,55 @@ add_member(struct channel *ch, const char *id, size_t len)
 		return NULL;
 	m->ch = ch;
 	m->u = u;
+	if (u->lonely_at)
+	{
+		u->lonely_at = 0;
+		lonely--;
+	}
 	hash_add(&ch->members, &m->node, u->id, len);
 	lws_dll2_add_tail(&m->by_user, &u->members);
 	return m;
+}
+
+static void
+free_user(struct user *u)
+{
+	hash_remove(&users, &u->node);
+	free(u->message);
+	free(u);
+}
+
+/* u has no member any more: freed, or kept a while for its message. */
+static void
+unused(struct user *u)
+{
+	if (u->members.count || u->lonely_at)
+		return;
+	if (!u->message)
+		free_user(u);
+	else
+	{
+		u->lonely_at = lws_now_usecs();
+		lonely++;
+	}
+}
+
+/* Sets u's status message (len 0: none); -1 if out of memory. */
+static int
+set_message(struct user *u, const char *message, size_t len)
+{
+	char	   *copy = NULL;
+
+	if (len && !(copy = malloc(len + 1)))
+		return -1;
+	if (len)
+	{
+		memcpy(copy, message, len);
+		copy[len] = '\0';
+	}
+	free(u->message);
+	u->message = copy;
+	return 0;
 }
 
 static void
@@ -131,11 +187,38 @@ free_member(struct member *m)
 	lws_dll2_remove(&m->dirty);
 	free(m->meta);
 	free(m);
-	if (!u->members.count)
+	unused(u);
+}
+
+/*
+ * Frees the entries of users that have been in no channel, with a message,
+ * for LONELY_US; returns how many such entries are left.
+ */
+static void
+sweep_cb(struct hnode *e, void *arg)
+{
+	struct user *u = lws_container_of(e, struct user, node);
+	lws_usec_t	now = *(lws_usec_t *) arg;
+
+	if (u->lonely_at && !u->members.count && now - u->lonely_at >= LONELY_US)
 	{
-		hash_remove(&users, &u->node);
-		free(u);
+		lonely--;
+		free_user(u);
 	}
+}
+
+int
+members_lonely(void)
+{
+	return lonely;
+}
+
+int
+members_sweep(lws_usec_t now)
+{
+	if (lonely)
+		hash_each(&users, sweep_cb, &now);
+	return lonely;
 }
 
 /*
@@ -245,22 +328,35 @@ members_event(const struct presence_event *ev, struct channel *ch,
 		publish(ch, NULL);
 		return;
 	}
-	if (!event_frame(ev, &b))
+	if (!(ev->kind == EVENT_JOIN ?
+		  event_frame_join(ev, m->u->message, m->u->message ? strlen(m->u->message) : 0, &b) :
+		  event_frame(ev, &b)))
 		publish_frame(ch, &b, publish);
 	else
 		jbuf_free(&b);
 }
 
 /*
- * A user's status changed: applied in every channel it is in, and a
- * {"type":"presence","channel":C,...} published in each.  Offline means in
- * none of them any more.
+ * A user's status or status message changed: applied in every channel it
+ * is in, and a {"type":"presence"|"status_message","channel":C,...}
+ * published in each.  Offline means in none of them any more (and no
+ * message: the extension hides it).
  */
 void
 members_status(const struct presence_event *ev, members_publish_fn publish)
 {
 	struct user *u = find_user(ev->user_id, ev->user_len);
 
+	if (ev->kind == EVENT_MESSAGE)
+	{
+		/* (a user in no channel yet: its joins may follow) */
+		if ((!u && ev->message_len && !(u = get_user(ev->user_id, ev->user_len))) ||
+			!u || set_message(u, ev->message, ev->message_len))
+			return;
+		unused(u);
+	}
+	else if (u && ev->status == STATUS_OFFLINE)
+		set_message(u, NULL, 0);
 	if (!u)
 		return;
 	lws_start_foreach_dll_safe(struct lws_dll2 *, d, d1, u->members.head)
@@ -273,7 +369,12 @@ members_status(const struct presence_event *ev, members_publish_fn publish)
 		{
 			if (ev->seq > ch->dirty_seq)
 				ch->dirty_seq = ev->seq;
-			if (ev->status == STATUS_OFFLINE)
+			if (ev->kind == EVENT_MESSAGE)
+			{
+				if (ch->large)
+					mark(m, 1);
+			}
+			else if (ev->status == STATUS_OFFLINE)
 				gone(m);
 			else
 			{
@@ -290,7 +391,7 @@ members_status(const struct presence_event *ev, members_publish_fn publish)
 	lws_end_foreach_dll_safe(d, d1);
 }
 
-/* {"user_id":U,"status":S,"meta":M} */
+/* {"user_id":U,"status":S,"meta":M,"status_message":X} */
 static void
 member_object(struct jbuf *b, const struct member *m, int with_state)
 {
@@ -300,6 +401,8 @@ member_object(struct jbuf *b, const struct member *m, int with_state)
 	{
 		jbuf_printf(b, ",\"status\":\"%s\",\"meta\":", event_status_name(m->status));
 		jbuf_str(b, m->meta ? m->meta : "null");
+		jbuf_str(b, ",\"status_message\":");
+		jbuf_quote_or_null(b, m->u->message, m->u->message ? strlen(m->u->message) : 0);
 	}
 	jbuf_str(b, "}");
 }
@@ -392,19 +495,9 @@ enum
 	COL_LAST_ACTIVE,
 	COL_SESSIONS,
 	COL_METAS,
+	COL_MESSAGE,
 	STATE_COLUMNS
 };
-
-static int
-digits(const char *s)
-{
-	if (!*s)
-		return 0;
-	for (; *s; s++)
-		if (*s < '0' || *s > '9')
-			return 0;
-	return 1;
-}
 
 /* The first element of a metas array, for the member's "meta". */
 struct first
@@ -439,9 +532,12 @@ load_row(struct channel *ch, const PGresult *res, int row, struct jbuf *b, int *
 			   *status = PQgetvalue(res, row, COL_STATUS),
 			   *last = PQgetvalue(res, row, COL_LAST_ACTIVE),
 			   *sessions = PQgetvalue(res, row, COL_SESSIONS),
-			   *metas = PQgetvalue(res, row, COL_METAS);
-	size_t		ulen = (size_t) PQgetlength(res, row, COL_USER);
-	int			has_last = !PQgetisnull(res, row, COL_LAST_ACTIVE);
+			   *metas = PQgetvalue(res, row, COL_METAS),
+			   *message = PQgetvalue(res, row, COL_MESSAGE);
+	size_t		ulen = (size_t) PQgetlength(res, row, COL_USER),
+				mlen = (size_t) PQgetlength(res, row, COL_MESSAGE);
+	int			has_last = !PQgetisnull(res, row, COL_LAST_ACTIVE),
+				has_message = !PQgetisnull(res, row, COL_MESSAGE);
 	enum presence_status st = !strcmp(status, "online") ? STATUS_ONLINE :
 	!strcmp(status, "away") ? STATUS_AWAY : STATUS_OFFLINE;
 	struct jbuf copy = {0},
@@ -451,9 +547,10 @@ load_row(struct channel *ch, const PGresult *res, int row, struct jbuf *b, int *
 	const char *shown;
 
 	if (!ulen || ulen > RELAY_MAX_USER_ID || !json_utf8_ok(user, ulen) ||
-		st == STATUS_OFFLINE || !digits(sessions) ||
+		st == STATUS_OFFLINE || !json_digits(sessions) ||
 		(has_last && !event_timestamp_ok(last, strlen(last))) ||
 		PQgetisnull(res, row, COL_METAS) ||
+		(has_message && (!mlen || mlen > RELAY_MAX_STATUS_MESSAGE || !json_utf8_ok(message, mlen))) ||
 		jsonv_elements(metas, strlen(metas), first_cb, &f) ||
 		jsonv_copy(metas, strlen(metas), &copy, NULL) ||
 		(f.v && jsonv_copy(f.v, f.n, &meta, NULL)))
@@ -470,19 +567,19 @@ load_row(struct channel *ch, const PGresult *res, int row, struct jbuf *b, int *
 		m->status = st;
 		m->present = 1;
 		set_meta(m, shown, shown ? meta.len : 0);
+		set_message(m->u, message, has_message ? mlen : 0);
 	}
 	jbuf_str(b, *first ? "{\"user_id\":" : ",{\"user_id\":");
 	*first = 0;
 	jbuf_quote(b, user, ulen);
 	jbuf_printf(b, ",\"status\":\"%s\",\"last_active\":", status);
-	if (has_last)
-		jbuf_quote(b, last, strlen(last));
-	else
-		jbuf_str(b, "null");
+	jbuf_quote_or_null(b, has_last ? last : NULL, strlen(last));
 	jbuf_printf(b, ",\"sessions\":%s,\"meta\":", sessions);
 	jbuf_str(b, shown ? shown : "null");
 	jbuf_str(b, ",\"metas\":");
 	jbuf_add(b, (const char *) copy.p + LWS_PRE, copy.len);
+	jbuf_str(b, ",\"status_message\":");
+	jbuf_quote_or_null(b, has_message ? message : NULL, mlen);
 	jbuf_str(b, "}");
 	jbuf_free(&copy);
 	jbuf_free(&meta);
@@ -529,8 +626,17 @@ members_load(struct channel *ch, const PGresult *res, int from, int to, int64_t 
 	return b->oom ? -1 : 0;
 }
 
+static void
+free_user_cb(struct hnode *e, void *arg)
+{
+	free_user(lws_container_of(e, struct user, node));
+}
+
 void
 members_cleanup(void)
 {
+	if (users.slots)
+		hash_each(&users, free_user_cb, NULL);
 	hash_free(&users);
+	lonely = 0;
 }

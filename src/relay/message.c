@@ -1,19 +1,19 @@
 /*
  * message.c - what a WebSocket client may send: {"type":"heartbeat",
  * "active":bool}, {"type":"visibility","visible":bool},
- * {"type":"token","token":"..."}, and the channel messages
+ * {"type":"token","token":"..."}, the channel messages
  * {"type":"join"|"subscribe"|"leave"|"unsubscribe"|"update","channel":C,
- * "meta":{...}}.  A message is a JSON object: a bare array or scalar is
- * malformed.
+ * "meta":{...}}, and {"type":"status_message","message":M,"expires_in":N}.
+ * A message is a JSON object: a bare array or scalar is malformed.
  *
  * Parsed with lws's streaming JSON parser (lejp), so a message split over
  * several frames or reads needs no buffer of its own: only the parser
  * state (about 600 bytes) lives while a fragmented message is in progress,
  * and a "token" member's value, which is kept (up to RELAY_MAX_TOKEN).
- * A channel message is read again, whole, with jsonv.c, which gives back
- * the meta object as it is (lejp cannot: it keeps member names in a short
- * path); so the first RELAY_MAX_CHANNEL_MESSAGE bytes of a fragmented
- * message are kept too, and a longer channel message is refused
+ * A channel message (and a status message) is read again, whole, with
+ * jsonv.c, which gives back the meta object as it is (lejp cannot: it keeps
+ * member names in a short path); so the first RELAY_MAX_CHANNEL_MESSAGE
+ * bytes of a fragmented message are kept too, and a longer one is refused
  * ("too_large").
  * Pure code (no connection, no globals): the fuzzer drives it directly.
  */
@@ -74,6 +74,7 @@ static const struct
 	{"leave", MESSAGE_LEAVE},
 	{"unsubscribe", MESSAGE_UNSUBSCRIBE},
 	{"update", MESSAGE_UPDATE},
+	{"status_message", MESSAGE_STATUS_MESSAGE},
 };
 
 /* The kind a complete "type" string names. */
@@ -88,11 +89,71 @@ type_kind(const char *s, size_t len)
 	return MESSAGE_OTHER;
 }
 
-/* Is kind a channel message (read again whole, for "channel" and "meta")? */
+/* Is kind read again whole (a channel message, a status message)? */
 static int
-is_channel_kind(enum message_kind kind)
+is_reread_kind(enum message_kind kind)
 {
-	return kind >= MESSAGE_JOIN && kind <= MESSAGE_UPDATE;
+	return (kind >= MESSAGE_JOIN && kind <= MESSAGE_UPDATE) ||
+		kind == MESSAGE_STATUS_MESSAGE;
+}
+
+/* Characters (code points) of the UTF-8 text s[0..n). */
+static size_t
+characters(const char *s, size_t n)
+{
+	size_t		i,
+				k = 0;
+
+	for (i = 0; i < n; i++)
+		if (((unsigned char) s[i] & 0xc0) != 0x80)
+			k++;
+	return k;
+}
+
+/* jsonv_members()'s callback: "message" and "expires_in" of a status message. */
+static int
+status_member(void *arg, const char *key, size_t klen, const char *v, size_t vn)
+{
+	struct message *m = arg;
+	char		num[32],
+			   *end;
+	double		secs;
+
+	if (!key)
+		return 0;
+	if (klen == 7 && !memcmp(key, "message", 7))
+	{
+		if (m->has_status)
+			return -1;			/* twice */
+		m->has_status = 1;
+		if (jsonv_is(v, vn, "null"))
+			m->status_len = 0;
+		else if (jsonv_string(v, vn, m->status, RELAY_MAX_STATUS_MESSAGE, &m->status_len) ||
+				 characters(m->status, m->status_len) > RELAY_MAX_STATUS_CHARS)
+			m->error = "bad_status_message";
+		m->status[m->status_len] = '\0';
+		return 0;
+	}
+	if (klen == 10 && !memcmp(key, "expires_in", 10))
+	{
+		if (m->expires_in != 0)
+			return -1;			/* twice */
+		if (jsonv_is(v, vn, "null"))
+			m->expires_in = -1;	/* none, as if not given */
+		else if (vn >= sizeof(num) || (v[0] != '-' && (v[0] < '0' || v[0] > '9')))
+			m->error = "bad_expires_in";
+		else
+		{
+			memcpy(num, v, vn);
+			num[vn] = '\0';
+			secs = strtod(num, &end);
+			if (*end || !(secs > 0 && secs <= RELAY_MAX_EXPIRES_IN))
+				m->error = "bad_expires_in";
+			else
+				m->expires_in = secs;
+		}
+	}
+	return 0;
 }
 
 /* A boolean member: 1 or 0, or -1 (and the message is bad) if not one. */
@@ -354,6 +415,23 @@ channel_fields(const char *text, size_t len, struct message *m)
 	return 0;
 }
 
+/*
+ * A status message, read again whole: "message" (a string of at most 140
+ * characters, or null to clear: required) and "expires_in" (seconds, more
+ * than 0: optional).  -1 if the text is not one JSON object after all.
+ */
+static int
+status_fields(const char *text, size_t len, struct message *m)
+{
+	if (jsonv_members(text, len, status_member, m))
+		return -1;
+	if (!m->has_status && !m->error)
+		m->error = "bad_status_message";
+	if (m->expires_in < 0)
+		m->expires_in = 0;
+	return 0;
+}
+
 /* Ends the message, frees the parser, says what the message was. */
 enum message_kind
 message_end(struct message_parser *p, struct message *out)
@@ -369,13 +447,16 @@ message_end(struct message_parser *p, struct message *out)
 		kind = MESSAGE_MALFORMED;	/* so is "token" */
 	else
 		kind = p->type;
-	if (is_channel_kind(kind))
+	if (is_reread_kind(kind))
 	{
+		const char *text = p->whole ? p->whole : p->kept;
+		size_t		len = p->whole ? p->whole_len : p->kept_len;
+
 		/* the same verdict whether it came whole or in pieces */
 		if (p->whole ? p->whole_len > RELAY_MAX_CHANNEL_MESSAGE : !p->kept_all)
 			out->error = "too_large";
-		else if (channel_fields(p->whole ? p->whole : p->kept,
-								p->whole ? p->whole_len : p->kept_len, out))
+		else if (kind == MESSAGE_STATUS_MESSAGE ? status_fields(text, len, out) :
+				 channel_fields(text, len, out))
 		{
 			message_clear(out);
 			kind = MESSAGE_MALFORMED;

@@ -145,6 +145,9 @@ metrics_render(struct jbuf *out)
 	COUNTER("presence_relay_visibility_batches_total",
 			"Batched presence.set_visible() queries.",
 			relay_metrics.visibility_batches_total);
+	COUNTER("presence_relay_status_message_batches_total",
+			"Batched presence.set_status_message() queries.",
+			relay_metrics.status_message_batches_total);
 	jbuf_printf(out,
 				"# HELP presence_relay_channels Channels some client joins or watches.\n"
 				"# TYPE presence_relay_channels gauge\n"

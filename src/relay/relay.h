@@ -48,6 +48,8 @@
 #define RELAY_MAX_CHANNEL	256		/* as presence.join() */
 #define RELAY_MAX_META		1024	/* as presence.join(), as jsonb text */
 #define RELAY_MAX_STATUS_MESSAGE (140 * 4)	/* 140 characters of UTF-8 */
+#define RELAY_MAX_STATUS_CHARS 140	/* as presence.set_status_message() */
+#define RELAY_MAX_EXPIRES_IN (10.0 * 365 * 24 * 3600)	/* a status message's, seconds */
 #define RELAY_MAX_MESSAGE	(64 * 1024)	/* bigger client frames: 1009 */
 #define RELAY_MAX_TOKEN		4096
 #define RELAY_MAX_PAYLOAD	8000		/* NOTIFY's own limit */
@@ -278,6 +280,8 @@ void		jbuf_str(struct jbuf *b, const char *s);
 void		jbuf_printf(struct jbuf *b, const char *fmt,...)
 			__attribute__((format(printf, 2, 3)));
 void		jbuf_quote(struct jbuf *b, const char *s, size_t n);
+void		jbuf_quote_or_null(struct jbuf *b, const char *s, size_t n);
+int			json_digits(const char *s);
 char	   *jbuf_text(struct jbuf *b);
 void		jbuf_free(struct jbuf *b);
 int			json_utf8_ok(const char *s, size_t n);
@@ -304,6 +308,7 @@ enum event_kind
 	EVENT_JOIN,					/* a member is shown in a channel */
 	EVENT_UPDATE,				/* a member session's meta changed */
 	EVENT_LEAVE,				/* a member left a channel */
+	EVENT_MESSAGE,				/* a user's status message changed */
 };
 enum presence_status
 {
@@ -324,11 +329,16 @@ struct presence_event
 	char		last_active[48];	/* "": null */
 	char		meta[RELAY_MAX_PAYLOAD + 1];	/* written afresh */
 	size_t		meta_len;		/* 0: null */
+	char		message[RELAY_MAX_STATUS_MESSAGE + 1];	/* a status message */
+	size_t		message_len;	/* 0: null */
+	char		expires_at[48]; /* "": null */
 };
 int			event_parse(const char *payload, size_t len, struct presence_event *ev);
 int			event_frame(const struct presence_event *ev, struct jbuf *out);
 int			event_frame_in(const struct presence_event *ev, const char *channel,
 						   size_t len, struct jbuf *out);
+int			event_frame_join(const struct presence_event *ev, const char *message,
+							 size_t len, struct jbuf *out);
 int			event_timestamp_ok(const char *s, size_t n);
 const char *event_status_name(enum presence_status s);
 const char *event_kind_name(enum event_kind k);
@@ -441,6 +451,7 @@ enum message_kind
 	MESSAGE_LEAVE,
 	MESSAGE_UNSUBSCRIBE,
 	MESSAGE_UPDATE,
+	MESSAGE_STATUS_MESSAGE,		/* {"type":"status_message",...} */
 	MESSAGE_OTHER,				/* valid JSON we do not act on */
 	MESSAGE_MALFORMED,
 };
@@ -457,6 +468,11 @@ struct message
 	char	   *meta;			/* written afresh, malloc'd; NULL: none given */
 	size_t		meta_len;
 	int			meta_bad;
+	/* status messages */
+	char		status[RELAY_MAX_STATUS_MESSAGE + 1];
+	size_t		status_len;		/* 0: clear it */
+	int			has_status;
+	double		expires_in;		/* seconds; 0: no expiry */
 };
 struct message_parser;
 struct message_parser *message_begin(void);
@@ -577,6 +593,7 @@ int			conninfo_params(int first, const char **keys, const char **vals);
 struct dblink_info
 {
 	int			session_timeout_ms; /* presence.session_timeout */
+	const char *extversion;		/* the extension's, in this database */
 };
 struct dblink_handlers
 {
@@ -633,7 +650,9 @@ void		sessions_add(struct client *c);
 void		sessions_remove(struct client *c);
 void		sessions_activity(struct client *c, int active);
 void		sessions_set_visible(struct client *c, int visible);
-void		sessions_link_up(int session_timeout_ms);
+void		sessions_set_status_message(struct client *c, const char *message,
+										double expires_in);
+void		sessions_link_up(int session_timeout_ms, const char *extversion);
 void		sessions_link_down(void);
 int			sessions_pump(void);
 int			sessions_pump_heartbeat(void);
@@ -655,6 +674,8 @@ void		members_event(const struct presence_event *ev, struct channel *ch,
 void		members_status(const struct presence_event *ev, members_publish_fn publish);
 struct frame *members_diff(struct channel *ch);
 void		members_set_large(struct channel *ch, int large);
+int			members_sweep(lws_usec_t now);
+int			members_lonely(void);
 
 /* joins.c: the sockets' own memberships, written to the database */
 void		joins_init(void (*settled) (struct sub *s));
@@ -716,6 +737,7 @@ struct relay_metrics
 	uint64_t	tokens_refused_total;
 	uint64_t	wake_batches_total;
 	uint64_t	visibility_batches_total;
+	uint64_t	status_message_batches_total;
 	uint64_t	join_batches_total[3];	/* leave, join, update (joins.c) */
 	uint64_t	channel_states_total;	/* presence.members() queries */
 	uint64_t	channel_errors_total;	/* error frames for channel messages */

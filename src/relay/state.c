@@ -26,17 +26,6 @@ known_status(const char *s)
 	return !strcmp(s, "online") || !strcmp(s, "away") || !strcmp(s, "offline");
 }
 
-static int
-digits(const char *s)
-{
-	if (!*s)
-		return 0;
-	for (; *s; s++)
-		if (*s < '0' || *s > '9')
-			return 0;
-	return 1;
-}
-
 /* Appends one row as a user object; a row that is not as expected is skipped. */
 static void
 add_user(struct jbuf *b, const PGresult *res, int row, int *first)
@@ -52,7 +41,7 @@ add_user(struct jbuf *b, const PGresult *res, int row, int *first)
 				has_message = !PQgetisnull(res, row, 4);
 
 	if (PQgetisnull(res, row, 0) || !ulen || ulen > RELAY_MAX_USER_ID ||
-		!json_utf8_ok(user, ulen) || !known_status(status) || !digits(sessions) ||
+		!json_utf8_ok(user, ulen) || !known_status(status) || !json_digits(sessions) ||
 		(has_last && !event_timestamp_ok(last, strlen(last))) ||
 		(has_message && (mlen > RELAY_MAX_STATUS_MESSAGE || !json_utf8_ok(message, mlen))))
 	{
@@ -63,15 +52,9 @@ add_user(struct jbuf *b, const PGresult *res, int row, int *first)
 	*first = 0;
 	jbuf_quote(b, user, ulen);
 	jbuf_printf(b, ",\"status\":\"%s\",\"last_active\":", status);
-	if (has_last)
-		jbuf_quote(b, last, strlen(last));
-	else
-		jbuf_str(b, "null");
+	jbuf_quote_or_null(b, has_last ? last : NULL, strlen(last));
 	jbuf_printf(b, ",\"sessions\":%s,\"status_message\":", sessions);
-	if (has_message)
-		jbuf_quote(b, message, mlen);
-	else
-		jbuf_str(b, "null");
+	jbuf_quote_or_null(b, has_message ? message : NULL, mlen);
 	jbuf_str(b, "}");
 }
 

@@ -201,6 +201,26 @@ refresh_token(struct client *c, const char *token)
 	out_reply(c, &b);
 }
 
+/*
+ * {"type":"status_message","message":M,"expires_in":N}: the client's own
+ * user's status message (presence.set_status_message(), batched).  A bad
+ * one, or one from an anonymous watcher, is answered with an error frame.
+ */
+static void
+status_message(struct client *c, struct message *m)
+{
+	struct jbuf b = {0};
+	const char *code = m->error ? m->error : !c->user ? "forbidden" : NULL;
+
+	if (!code)
+	{
+		sessions_set_status_message(c, m->status_len ? m->status : NULL, m->expires_in);
+		return;
+	}
+	jbuf_printf(&b, "{\"type\":\"error\",\"request\":\"status_message\",\"code\":\"%s\"}", code);
+	out_reply(c, &b);
+}
+
 static void
 act_on(struct client *c, struct message *m)
 {
@@ -214,6 +234,8 @@ act_on(struct client *c, struct message *m)
 		refresh_token(c, m->token);
 	else if (m->kind >= MESSAGE_JOIN && m->kind <= MESSAGE_UPDATE)
 		channels_message(c, m);
+	else if (m->kind == MESSAGE_STATUS_MESSAGE)
+		status_message(c, m);
 	message_clear(m);
 }
 

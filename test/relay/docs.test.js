@@ -263,6 +263,8 @@ test('the channel examples of relay.md have the keys of real frames', async () =
     await w.waitFor((m) => m.type === 'update');
     a.send({ type: 'heartbeat', active: false });
     await w.waitFor((m) => m.type === 'presence', 8000);
+    a.send({ type: 'status_message', message: 'At lunch' });
+    await w.waitFor((m) => m.type === 'status_message');
     a.send({ type: 'leave', channel: 'room:docs' });
     await w.waitFor((m) => m.type === 'leave');
     w.send({ type: 'unsubscribe', channel: 'room:docs' });
@@ -270,7 +272,7 @@ test('the channel examples of relay.md have the keys of real frames', async () =
     const real = byType(w.messages);
     assert.deepEqual(keys(stateEx), keys(state));
     assert.deepEqual(keys(stateEx.members[0]), keys(state.members[0]));
-    for (const type of ['join', 'update', 'presence', 'leave', 'unsubscribed']) {
+    for (const type of ['join', 'update', 'presence', 'status_message', 'leave', 'unsubscribed']) {
       assert.deepEqual(keys(examples[type]), keys(real[type]), type);
     }
     assert.match(real.presence.last_active, ISO);
@@ -287,7 +289,9 @@ test('the channel examples of relay.md have the keys of real frames', async () =
     const diff = await ws[0].waitFor((m) => m.type === 'diff');
     assert.deepEqual(keys(diffEx), keys(diff));
     assert.deepEqual(keys(diffEx.joins[0]), keys(diff.joins[0]));
-    assert.deepEqual(keys(diffEx.updates[0]), keys(diff.joins[0]));
+    await pg.query("SELECT presence.update('room:diff', 'doc-d', 's', '{\"typing\":true}')");
+    const upd = await ws[0].waitFor((m) => m.type === 'diff' && m.updates.length);
+    assert.deepEqual(keys(diffEx.updates[0]), keys(upd.updates[0]));
     await pg.query("SELECT presence.disconnect('doc-d', 's')");
     const left = await ws[0].waitFor((m) => m.type === 'diff' && m.leaves.length);
     assert.deepEqual(keys(diffEx.leaves[0]), keys(left.leaves[0]));

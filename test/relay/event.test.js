@@ -148,3 +148,32 @@ test('channel events of any other shape are refused', () => {
   const [c256] = check([channelPayload('leave', { channel: 'c'.repeat(256) })]);
   assert.equal(c256.channel.length, 256);
 });
+
+// A user's status message (1.1, issue 11).
+test('status_message events of the documented shape pass; others are refused', () => {
+  const ok = { seq: 3001, event: 'status_message', user_id: '42', status_message: 'In a meeting', expires_at: '2026-11-28T04:00:00+00:00' };
+  const msg = (over = {}, drop = []) => {
+    const o = { ...ok, ...over };
+    for (const k of drop) delete o[k];
+    return JSON.stringify(o);
+  };
+  const [a, b, c] = check([msg(), msg({ status_message: null, expires_at: null }), msg({ status_message: 'é'.repeat(140) })]);
+  assert.deepEqual(a, { type: 'status_message', seq: 3001, user_id: '42', status_message: 'In a meeting', expires_at: '2026-11-28T04:00:00+00:00' });
+  assert.deepEqual(Object.keys(a), ['type', 'seq', 'user_id', 'status_message', 'expires_at']);
+  assert.equal(b.status_message, null);
+  assert.equal(b.expires_at, null);
+  assert.equal(c.status_message.length, 140);
+  const bad = {
+    'no expires_at': msg({}, ['expires_at']),
+    'no status_message': msg({}, ['status_message']),
+    'a channel': msg({ channel: 'room:1' }),
+    'a status': msg({ status: 'online' }),
+    'an empty message': msg({ status_message: '' }),
+    'a message over 560 bytes': msg({ status_message: 'x'.repeat(561) }),
+    'a message as a number': msg({ status_message: 5 }),
+    'expires_at not a timestamp': msg({ expires_at: 'soon' }),
+    'another event': msg({ event: 'status' }),
+  };
+  const verdicts = check(Object.values(bad));
+  Object.keys(bad).forEach((what, i) => assert.equal(verdicts[i], null, what));
+});

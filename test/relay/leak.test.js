@@ -2,8 +2,8 @@
 // No leak across channels: with --global-feed no, a client hears about a
 // user only in a channel it watches, and only if that user was in that
 // channel.  Over a run with many users and rooms (joins, leaves, updates,
-// status changes, invisibility, sockets reconnecting, members joined from
-// SQL, the relay's database link cut once) every frame every client gets
+// status changes, status messages, invisibility, sockets reconnecting,
+// members joined from SQL, the relay's database link cut once) every frame every client gets
 // is recorded and checked; at the end every watcher's view of its rooms,
 // built from those frames by the client's rule, is what members() says.
 
@@ -122,8 +122,11 @@ test('a watcher of one room never hears of a member of another; views end as mem
         const room = pick([...c.joined.keys()]);
         c.joined.set(room, { n: step, typing: rnd() < 0.5 });
         c.p.send({ type: 'update', channel: room, meta: c.joined.get(room) });
-      } else if (r < 0.7) {
+      } else if (r < 0.65) {
         c.p.send({ type: 'heartbeat', active: rnd() < 0.5 });
+      } else if (r < 0.7) {
+        // a status message: heard in the user's channels only
+        c.p.send({ type: 'status_message', message: rnd() < 0.8 ? `step ${step}` : null });
       } else if (r < 0.78) {
         c.p.send({ type: 'visibility', visible: rnd() < 0.6 });
       } else if (r < 0.85) {
