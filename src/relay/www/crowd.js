@@ -71,6 +71,8 @@ export class Crowd {
 
   arrive(name) {
     let opened = false;
+    // an idle person neither types nor switches rooms: both are activity
+    const sim = { idle: false };
     const conn = new PresenceConnection(SIM_PREFIX + name, {
       getToken: () => demoToken(SIM_PREFIX + name),
       onLink: (state) => {
@@ -82,8 +84,14 @@ export class Crowd {
         // server's idle timeout, so they show as away)
         if (Math.random() < 0.5) {
           const idleAt = rand(3000, stay / 2);
-          this.later(idleAt, () => conn.setActive(false));
-          this.later(idleAt + rand(25000, 60000), () => conn.setActive(true));
+          this.later(idleAt, () => {
+            sim.idle = true;
+            conn.setActive(false);
+          });
+          this.later(idleAt + rand(25000, 60000), () => {
+            sim.idle = false;
+            conn.setActive(true);
+          });
         }
         // some say what they are up to, for a few minutes
         if (Math.random() < 0.4) this.later(rand(500, 10000), () => conn.setStatusMessage(pick(STATUSES), Math.round(rand(120, 900))));
@@ -92,16 +100,20 @@ export class Crowd {
     });
     this.sockets.set(name, conn);
     // joined before the socket opens: sent as soon as it does
-    this.enter(name, conn, pick(ROOMS));
+    this.enter(name, conn, sim, pick(ROOMS));
     conn.start();
   }
 
   // In a room: type now and then, and after a while go to another.
-  enter(name, conn, room) {
+  enter(name, conn, sim, room) {
     const here = () => this.sockets.get(name) === conn && conn.channels.get(channelOf(room))?.joined;
     conn.join(channelOf(room), { typing: false });
     const typeAgain = () => this.later(rand(4000, 20000), () => {
       if (!here()) return;
+      if (sim.idle) {
+        typeAgain();
+        return;
+      }
       conn.update(channelOf(room), { typing: true });
       this.later(rand(1500, 5000), () => {
         if (!here()) return;
@@ -110,11 +122,16 @@ export class Crowd {
       });
     });
     typeAgain();
-    this.later(rand(10000, 45000), () => {
+    const moveOn = () => this.later(rand(10000, 45000), () => {
       if (!here()) return;
+      if (sim.idle) {
+        moveOn();
+        return;
+      }
       conn.leave(channelOf(room));
-      this.enter(name, conn, pick(ROOMS.filter((r) => r !== room)));
+      this.enter(name, conn, sim, pick(ROOMS.filter((r) => r !== room)));
     });
+    moveOn();
   }
 
   leave(name, conn) {
