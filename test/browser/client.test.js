@@ -5,7 +5,8 @@
 // events of a channel, from frames handed to it; then, against the relay,
 // join, subscribe, update, leave (a subscribed channel stays watched),
 // forbidden, a new socket joining and watching again, and status messages
-// in users and members; last, presence.d.ts against the JS and tsc.
+// in users and members; presence.d.ts against the JS and tsc; and the
+// example of docs/relay.md, run as written.
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
@@ -62,7 +63,11 @@ test('a channel follows the order rule, with an event for each change, and the g
   const got = await page.evaluate(() => {
     const { PresenceConnection } = window.client;
     const global = [];
-    const c = new PresenceConnection('t', { onMessage: (m) => global.push(`${m.type} ${m.seq}`) });
+    let tokens = 0;
+    const c = new PresenceConnection('t', {
+      onMessage: (m) => global.push(`${m.type} ${m.seq}`),
+      getToken: () => { tokens++; return new Promise(() => {}); }, // never opens a socket
+    });
     const room = c.subscribe('room:a');
     const events = [];
     const who = (m) => `${m.user_id}:${m.status}:${JSON.stringify(m.meta)}:${m.status_message}`;
@@ -105,7 +110,9 @@ test('a channel follows the order rule, with an event for each change, and the g
     c.receive({ type: 'status_message', seq: 8, user_id: 'u1', status_message: 'busy', expires_at: null });
     c.receive({ type: 'presence', seq: 9, user_id: 'u2', status: 'offline', previous: 'away', last_active: null });
     const users = [...c.users.values()].map((u) => `${u.user_id}:${u.status}:${u.status_message}`);
-    return { events, changes, before, after: [...room.members.keys()], meta: room.members.get('u').meta, global, users };
+    // seqs the global feed skips (channel events) are no reason to start over
+    return { events, changes, before, after: [...room.members.keys()], meta: room.members.get('u').meta, global, users,
+      reconnected: tokens > 0 };
   });
   assert.deepEqual(got.events, [
     'state x,y',
@@ -127,6 +134,7 @@ test('a channel follows the order rule, with an event for each change, and the g
   assert.equal(got.meta, null);
   assert.deepEqual(got.global, ['state 5', 'presence 7', 'status_message 8', 'presence 9'], 'channel frames are not the global feed\'s');
   assert.deepEqual(got.users, ['u1:online:busy', 'u3:online:null']);
+  assert.equal(got.reconnected, false);
 });
 
 test('bad arguments are refused before anything is sent', async () => {
@@ -234,6 +242,49 @@ test('presence.d.ts declares what presence.js has, and a usage example compiles 
   const tsc = path.join(repoRoot, 'test/node_modules/typescript/bin/tsc');
   await promisify(execFile)(process.execPath, [tsc, '-p', path.join(repoRoot, 'test/browser/types/tsconfig.json')])
     .catch((e) => assert.fail(`tsc: ${e.stdout}${e.stderr}`));
+});
+
+// The first ```js block after the line `heading` of docs/relay.md.
+function docBlock(heading) {
+  const text = fs.readFileSync(path.join(repoRoot, 'docs/relay.md'), 'utf8');
+  const at = text.indexOf(`\n${heading}\n`);
+  assert.ok(at >= 0, `relay.md has no "${heading}"`);
+  return /```js\n([\s\S]*?)```/.exec(text.slice(at))[1];
+}
+
+test('the presence.js example of relay.md works as written', async () => {
+  const example = docBlock('### presence.js');
+  const token = (await (await fetch(new URL('/demo/token?user=alice', demo.url))).json()).token;
+  // the application's token endpoint, and the example as a module of the page
+  await page.route('**/my-app/presence-token', (route) => route.fulfill({ json: { token } }));
+  await page.route('**/relay-md-example.js', (route) => route.fulfill({ body: example, contentType: 'text/javascript' }));
+  await page.evaluate(async () => {
+    for (const [tag, id] of [['ul', 'people'], ['span', 'lobby-count'], ['input', 'draft']]) {
+      const e = document.createElement(tag);
+      e.id = id;
+      document.body.append(e);
+    }
+    await import('/relay-md-example.js');
+  });
+  const people = () => page.locator('#people li').allTextContents();
+  await until(() => document.querySelector('#people li')?.textContent === 'alice · In a meeting');
+
+  await page.evaluate(() => {
+    window.erin = new window.client.PresenceConnection('erin');
+    window.erin.start();
+    window.erin.join('room:42');
+    window.erin.join('room:lobby');
+  });
+  await until(() => document.querySelectorAll('#people li').length === 2 && document.getElementById('lobby-count').textContent === '1');
+  await page.evaluate(() => window.erin.update('room:42', { typing: true }));
+  await until(() => [...document.querySelectorAll('#people li')].some((li) => li.textContent === 'erin · typing…'));
+  // alice types in the example's box: erin sees it
+  await page.locator('#draft').fill('hello');
+  await until(() => window.erin.channel('room:42').members.get('alice')?.meta?.typing === true);
+  await page.locator('#draft').fill('');
+  await until(() => window.erin.channel('room:42').members.get('alice')?.meta?.typing === false);
+  assert.deepEqual((await people()).sort(), ['alice · In a meeting', 'erin · typing…']);
+  await page.evaluate(() => window.erin.stop());
 });
 
 test('the page logged no errors', () => {

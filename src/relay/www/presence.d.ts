@@ -91,7 +91,7 @@ export type ChannelFrame = ChannelStateFrame | JoinFrame | UpdateFrame | LeaveFr
   | ChannelStatusMessageFrame | DiffFrame | UnsubscribedFrame;
 
 export type ErrorCode = 'forbidden' | 'bad_channel' | 'bad_meta' | 'too_large' | 'too_many_channels'
-  | 'not_joined' | 'full' | 'failed' | 'rate_limited' | 'bad_status_message';
+  | 'not_joined' | 'full' | 'failed' | 'rate_limited' | 'bad_status_message' | 'bad_expires_in';
 export interface ErrorFrame {
   type: 'error';
   /** the message refused: join, subscribe, update, leave, unsubscribe, status_message */
