@@ -178,7 +178,8 @@ function setTyping(on) {
   if (on) typingTimer = setTimeout(() => setTyping(false), TYPING_FOR_MS);
   if (on === view.typing) return;
   view.typing = on;
-  if (view.conn && view.room) view.conn.update(channelOf(view.room), { typing: on });
+  // not joined: the relay refused our join (the channel's error event)
+  if (view.room && view.conn?.channel(channelOf(view.room)).joined) view.conn.update(channelOf(view.room), { typing: on });
 }
 
 // ---- the feed -------------------------------------------------------------
@@ -329,7 +330,10 @@ function leave() {
   view.users?.clear();
   view.members?.clear();
   view.myStatus = null;
+  view.typing = false;
+  clearTimeout(typingTimer);
   $('status-text').value = '';
+  $('message').value = '';
   setInvisible(false);
   localStorage.removeItem(NAME_KEY);
   $('app').hidden = true;
@@ -410,7 +414,10 @@ $('status-clear').addEventListener('click', () => {
   if (!view.conn) return;
   view.conn.setStatusMessage(null);
   view.myStatus = null;
+  view.typing = false;
+  clearTimeout(typingTimer);
   $('status-text').value = '';
+  $('message').value = '';
   renderUsers();
   renderRoom();
 });
