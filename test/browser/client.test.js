@@ -11,23 +11,17 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
 const { execFile } = require('node:child_process');
 const { promisify } = require('node:util');
-const { chromium } = require('playwright-core');
 const { freePort } = require('../lib/cluster');
-const { startDemo, repoRoot } = require('./demo');
+const { startDemo, launchChromium, repoRoot } = require('./demo');
 
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const ARTIFACTS = process.env.ARTIFACTS_DIR || null;
 const WITHIN = 15000;
 
 let demo;
-let browser;
-let browserHome;
+let chrome;
 let page;
 const errors = [];
 
@@ -36,12 +30,8 @@ const until = (fn, arg) => page.waitForFunction(fn, arg, { timeout: WITHIN });
 
 test.before(async () => {
   demo = await startDemo({ port: await freePort() });
-  browserHome = fs.mkdtempSync(path.join(os.tmpdir(), 'presence-chromium-'));
-  browser = await chromium.launch({
-    executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS,
-    env: { ...process.env, HOME: browserHome, XDG_CONFIG_HOME: browserHome, XDG_CACHE_HOME: browserHome },
-  });
-  page = await (await browser.newContext()).newPage();
+  chrome = await launchChromium();
+  page = await (await chrome.browser.newContext()).newPage();
   page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
   page.on('pageerror', (e) => errors.push(e.message));
   await page.goto(demo.url);
@@ -51,8 +41,7 @@ test.before(async () => {
 });
 
 test.after(async () => {
-  await browser?.close();
-  if (browserHome) fs.rmSync(browserHome, { recursive: true, force: true });
+  await chrome?.close();
   if (demo) {
     await demo.interrupt();
     if (ARTIFACTS) fs.writeFileSync(path.join(ARTIFACTS, 'client-demo.sh.log'), demo.output());

@@ -10,17 +10,10 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
-const { chromium } = require('playwright-core');
 const { freePort } = require('../lib/cluster');
-const { startDemo, alive } = require('./demo');
+const { startDemo, alive, launchChromium } = require('./demo');
 
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-// as the machine needs them: no sandbox as an unprivileged user in a
-// container, and no calls home that a closed network would refuse
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const ARTIFACTS = process.env.ARTIFACTS_DIR || null;
 
 // The demo's timeouts (scripts/demo.sh): idle 20 s, grace 3 s; the page
@@ -31,7 +24,7 @@ const TOKEN_TTL = 15;
 
 let demo;
 let browser;
-let browserHome;
+let chrome;
 const people = {};     // name -> { context, page, errors }
 
 const row = (page, user, status) =>
@@ -124,18 +117,12 @@ async function busyUntil(page, locator, timeout) {
 test.before(async () => {
   // tokens that expire every few seconds: the pages keep theirs fresh
   demo = await startDemo({ port: await freePort(), args: ['--token-ttl', String(TOKEN_TTL)] });
-  // a home of its own, so that Chromium's dot files end with the test;
-  // playwright gives each launch a fresh --user-data-dir and removes it
-  browserHome = fs.mkdtempSync(path.join(os.tmpdir(), 'presence-chromium-'));
-  browser = await chromium.launch({
-    executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS,
-    env: { ...process.env, HOME: browserHome, XDG_CONFIG_HOME: browserHome, XDG_CACHE_HOME: browserHome },
-  });
+  chrome = await launchChromium();
+  browser = chrome.browser;
 });
 
 test.after(async () => {
-  await browser?.close();
-  if (browserHome) fs.rmSync(browserHome, { recursive: true, force: true });
+  await chrome?.close();
   if (demo && !demo.exitStatus) await demo.interrupt();
   demo?.saveOutput(ARTIFACTS);
 });
