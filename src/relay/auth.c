@@ -23,6 +23,8 @@
 #include <jwt.h>
 
 #define AUTH_MIN_SECRET 32
+/* what demo tokens may join and watch: the demo page's rooms (room:general ...) */
+#define DEMO_CHANNELS "room:*"
 
 static unsigned char secret[1024];
 static size_t secret_len;
@@ -293,7 +295,9 @@ auth_request(struct lws *wsi, char *user, size_t usersz, double *exp,
 }
 
 /*
- * Mints a short-lived token for user, for the demo page (--demo only).
+ * Mints a short-lived token for user, for the demo page (--demo only),
+ * allowing the demo's rooms (DEMO_CHANNELS) and nothing else, so that the
+ * page and its simulated crowd can join and watch them.
  * Returns a malloc'd string, or NULL.
  */
 char *
@@ -308,6 +312,7 @@ auth_mint_token(const char *user, int ttl)
 	if (!jwt_add_grant(jwt, "sub", user) &&
 		!jwt_add_grant_int(jwt, "iat", (long) now) &&
 		!jwt_add_grant_int(jwt, "exp", (long) now + ttl) &&
+		!jwt_add_grants_json(jwt, "{\"channels\":[\"" DEMO_CHANNELS "\"]}") &&
 		!jwt_set_alg(jwt, JWT_ALG_HS256, secret, (int) secret_len))
 		out = jwt_encode_str(jwt);
 	jwt_free(jwt);
