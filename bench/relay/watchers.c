@@ -17,25 +17,43 @@
  * floor.  Each watcher process measures its CPU time during the rounds: the
  * client's cost per received frame.
  *
- * With --soak S it makes no changes: it holds its watchers for S seconds
- * (on the relays of --ports, in turn, each with its token from --tokens),
- * opening them --connect-rate a second if given, counts the frames and
- * the connections lost, and times the changes of
- * users named "probe-<ms since the epoch when made>" (the soak driver,
- * bench/soak.js, makes one a second): per minute, the delay from that time
- * to each watcher's receipt.
- *
  * With --trivial the server is not the relay but a built-in fan-out (a
  * child process that writes one ready-made frame to every socket in a
  * loop, one send() each, when the driver asks): the floor of this client
  * and this machine's loopback TCP for W sockets.  --split makes that server
  * two processes, each writing to half of the sockets.
  *
- *   watchers --port P --db CONNINFO [--count W] [--rounds R] [--procs P]
- *            [--idle S]
- *   watchers --trivial [--split] [--count W] [--rounds R] [--procs P]
- *   watchers --soak S --ports P1,P2,... [--tokens FILE] [--connect-rate N]
- *            [--count W] [--procs P]
+ * Channels (--channels C): watcher i is user "w<i>" with the i-th token of
+ * --tokens FILE (one per line, made by bench.js) and subscribes to channel
+ * "bench:<i mod C>"; round r is presence.join('bench:<r mod C>',
+ * 'bench-<r>') and counts for that channel's subscribers only.  With
+ * --trivial the built-in server writes round r to the sockets i with
+ * i mod C = r mod C, as many.
+ *
+ * A storm (--storm RATE --seconds S): every watcher subscribes to
+ * "bench:storm"; for S seconds the driver has RATE members a second join
+ * it and leave it a second later, and each watcher counts the frames it
+ * gets: frames per watcher per second, and whether any was dropped.
+ *
+ * A soak (--soak --seconds S) makes no changes and no database connection:
+ * it holds its watchers for S seconds, counts the frames and the
+ * connections lost, and times the changes of users named
+ * "probe-<ms since the epoch when made>" (the soak driver, bench/soak/soak.js,
+ * makes one a second): per minute, the delay from that time to each
+ * watcher's receipt.
+ *
+ * In every mode: --tokens FILE holds one token per line, watcher i sends
+ * line i (from 0) as its Bearer token, and the file must hold one for every
+ * watcher; --port takes a list, watcher i connecting to the (i mod n)-th
+ * port; --connect-rate N opens N sockets a second over all processes
+ * instead of all at once.
+ *
+ *   watchers --port P[,P...] --db CONNINFO [--count W] [--rounds R] [--procs P]
+ *            [--idle S] [--tokens FILE [--channels C | --storm RATE --seconds S]]
+ *            [--connect-rate N]
+ *   watchers --trivial [--split] [--count W] [--rounds R] [--procs P] [--channels C]
+ *   watchers --soak --seconds S --port P[,P...] [--tokens FILE] [--count W]
+ *            [--procs P] [--connect-rate N]
  * prints "ready" once every watcher has its state (and "idle done" after
  * --idle S seconds of doing nothing), then one JSON line.
  */
@@ -68,19 +86,21 @@
 #define MAX_PORTS		16
 #define PROBE_MAX_MS	10000	/* --soak: delays kept per ms up to this */
 
-static int	port,
+static int	ports[MAX_PORTS],	/* --port: watcher i on ports[i % nports] */
+			nports,
 			count = 1000,
 			rounds = 200,
 			procs = 1,
 			idle,				/* seconds to stay idle before the rounds */
 			trivial,
 			split,				/* trivial server: two processes, half each */
-			soak,				/* seconds */
-			connect_rate,		/* sockets opened a second, all processes (0: at once) */
-			ports[MAX_PORTS],	/* --ports: watcher i on ports[i % nports] */
-			nports;
+			channels,			/* watchers subscribe to one of this many channels */
+			storm,				/* members joining and leaving per second */
+			soak,				/* hold the watchers, time the probes */
+			seconds = 10,		/* of the storm or the soak */
+			connect_rate;		/* sockets opened a second, all processes (0: at once) */
 static const char *conninfo;
-static char **tokens;			/* --tokens: watcher i's in tokens[i] */
+static char **tokens;			/* --tokens: watcher i's is tokens[i] */
 
 /* Shared by the driver and the watcher processes (MAP_SHARED). */
 struct shared
@@ -90,6 +110,7 @@ struct shared
 	int64_t		out_of_order;	/* a round seen after a later one */
 	int64_t		cpu_ns;			/* watcher processes' CPU during the rounds */
 	int64_t		frames;			/* frames they received during the rounds */
+	int64_t		most_frames;	/* by one watcher (a storm) */
 	volatile int go,			/* rounds started: CPU clock starts */
 				done;			/* rounds over: watchers exit */
 	int64_t		soak_start_ms;	/* --soak: when the minutes start */
@@ -112,6 +133,7 @@ struct conn
 	int			upgraded,
 				got_state,
 				last_round;
+	int64_t		frames;			/* during the rounds (a storm) */
 	size_t		have;			/* bytes in buf */
 	uint64_t	skip;			/* payload bytes still to drop (big frame) */
 	char		buf[CONN_BUF];
@@ -138,7 +160,7 @@ realtime_ms(void)
 static int
 soak_minutes(void)
 {
-	return soak / 60 + 1;
+	return seconds / 60 + 1;
 }
 
 static int64_t
@@ -157,13 +179,23 @@ die(const char *what)
 	exit(1);
 }
 
-/* The round a presence frame announces ("user_id":"bench-<n>"), or -1. */
+/*
+ * The round a frame announces, or -1: a presence frame ("user_id":
+ * "bench-<n>", online), or with --channels a join in a channel.
+ */
 static int
 round_of(const char *p, size_t len)
 {
 	static const char key[] = "\"user_id\":\"bench-";
 	const char *k;
 
+	if (channels)
+	{
+		if (len < 20 || memcmp(p, "{\"type\":\"join\"", 14) ||
+			!(k = memmem(p, len, key, sizeof(key) - 1)))
+			return -1;
+		return atoi(k + sizeof(key) - 1);
+	}
 	if (len < 20 || memcmp(p, "{\"type\":\"presence\"", 18) ||
 		!memmem(p, len, "\"status\":\"online\"", 17) ||
 		!(k = memmem(p, len, key, sizeof(key) - 1)))
@@ -193,6 +225,20 @@ probe(const char *p, size_t len)
 	__atomic_add_fetch(&probe_hist[(int64_t) minute * (PROBE_MAX_MS + 1) + delay], 1, __ATOMIC_RELAXED);
 }
 
+/* Watchers that get round r: those of its channel (all, without --channels). */
+static int
+expected(int r)
+{
+	int			k,
+				n;
+
+	if (!channels)
+		return count;
+	k = r % channels;
+	n = count / channels;
+	return n + (k < count % channels);
+}
+
 static void
 received(struct conn *c, const char *payload, size_t len)
 {
@@ -208,7 +254,12 @@ received(struct conn *c, const char *payload, size_t len)
 		return;
 	}
 	if (sh->go)
+	{
 		__atomic_add_fetch(&sh->frames, 1, __ATOMIC_RELAXED);
+		c->frames++;
+	}
+	if (storm)
+		return;
 	if (soak)
 	{
 		if (sh->go)
@@ -225,7 +276,7 @@ received(struct conn *c, const char *payload, size_t len)
 	}
 	c->last_round = r;
 	recv_ns[(int64_t) c->id * rounds + r] = now_ns();
-	if (__atomic_add_fetch(&sh->arrivals[r], 1, __ATOMIC_RELAXED) == count)
+	if (__atomic_add_fetch(&sh->arrivals[r], 1, __ATOMIC_RELAXED) == expected(r))
 	{
 		if (write(round_pipe[1], &r, sizeof(r)) != sizeof(r))
 			die("write");
@@ -330,7 +381,7 @@ static int
 open_one(int epfd, struct conn *c, int id)
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET,
-	.sin_port = htons((uint16_t) (nports ? ports[id % nports] : port))};
+	.sin_port = htons((uint16_t) ports[id % nports])};
 	struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = c};
 	int			one = 1;
 
@@ -353,27 +404,64 @@ open_one(int epfd, struct conn *c, int id)
 static int
 send_upgrade(int epfd, struct conn *c)
 {
-	char		req[2048];
-	int			len = snprintf(req, sizeof(req),
-							   "GET /ws HTTP/1.1\r\n"
-							   "Host: 127.0.0.1\r\n"
-							   "%s%s%s"
-							   "Upgrade: websocket\r\n"
-							   "Connection: Upgrade\r\n"
-							   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-							   "Sec-WebSocket-Version: 13\r\n\r\n",
-							   tokens ? "Authorization: Bearer " : "",
-							   tokens ? tokens[c->id] : "", tokens ? "\r\n" : "");
+	char		req[8192];
 	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-	int			err = 0;
+	int			err = 0,
+				n;
 	socklen_t	l = sizeof(err);
 
 	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l) || err)
 		return -1;
-	if (len >= (int) sizeof(req) || send(c->fd, req, (size_t) len, MSG_NOSIGNAL) != len)
+	n = snprintf(req, sizeof(req),
+				 "GET /ws HTTP/1.1\r\n"
+				 "Host: 127.0.0.1\r\n"
+				 "Upgrade: websocket\r\n"
+				 "Connection: Upgrade\r\n"
+				 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+				 "%s%s%s"
+				 "Sec-WebSocket-Version: 13\r\n\r\n",
+				 tokens ? "Authorization: Bearer " : "",
+				 tokens ? tokens[c->id] : "", tokens ? "\r\n" : "");
+	if (n <= 0 || n >= (int) sizeof(req) ||
+		send(c->fd, req, (size_t) n, MSG_NOSIGNAL) != (ssize_t) n)
 		return -1;
 	c->upgraded = -1;			/* request sent */
 	return epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+/*
+ * A text frame to the server: masked, as clients must (with a zero key, so
+ * the payload is as is).
+ */
+static int
+send_text(struct conn *c, const char *text)
+{
+	char		f[8 + 256];
+	size_t		len = strlen(text);
+
+	if (len > 125)
+		return -1;
+	f[0] = (char) 0x81;
+	f[1] = (char) (0x80 | len);
+	memset(f + 2, 0, 4);
+	memcpy(f + 6, text, len);
+	return send(c->fd, f, 6 + len, MSG_NOSIGNAL) == (ssize_t) (6 + len) ? 0 : -1;
+}
+
+/* Upgraded: with --channels or --storm, it subscribes to its channel. */
+static int
+subscribe(struct conn *c)
+{
+	char		msg[128];
+
+	if (trivial || (!channels && !storm))
+		return 0;
+	if (storm)
+		snprintf(msg, sizeof(msg), "{\"type\":\"subscribe\",\"channel\":\"bench:storm\"}");
+	else
+		snprintf(msg, sizeof(msg), "{\"type\":\"subscribe\",\"channel\":\"bench:%d\"}",
+				 c->id % channels);
+	return send_text(c, msg);
 }
 
 /* Reads what the socket has; returns -1 if the connection is lost. */
@@ -409,6 +497,8 @@ on_input(struct conn *c)
 			memmove(c->buf, c->buf + hdr, c->have - hdr);
 			c->have -= hdr;
 			c->upgraded = 1;
+			if (subscribe(c))
+				return -1;
 		}
 		if (parse_frames(c))
 			return -1;
@@ -478,8 +568,16 @@ watch(int first, int n)
 	}
 	__atomic_add_fetch(&sh->cpu_ns, cpu0 ? cpu_now_ns() - cpu0 : 0, __ATOMIC_RELAXED);
 	for (i = 0; i < opened; i++)
+	{
+		int64_t		most = __atomic_load_n(&sh->most_frames, __ATOMIC_RELAXED);
+
+		while (conns[i].frames > most &&
+			   !__atomic_compare_exchange_n(&sh->most_frames, &most, conns[i].frames, 0,
+											__ATOMIC_RELAXED, __ATOMIC_RELAXED))
+			;
 		if (conns[i].fd >= 0)
 			close(conns[i].fd);
+	}
 	free(conns);
 	exit(0);
 }
@@ -553,10 +651,15 @@ fan_out(int lfd)
 	{
 		char		frame[256],
 				   *p = frame + 4;
-		int			len = snprintf(p, sizeof(frame) - 4,
-								   "{\"type\":\"presence\",\"seq\":%d,\"user_id\":\"bench-%d\","
-								   "\"status\":\"online\",\"previous\":\"offline\","
-								   "\"last_active\":\"2026-11-28T03:00:00.123456+00\"}", r + 1, r);
+		int			len = channels ?
+			snprintf(p, sizeof(frame) - 4,
+					 "{\"type\":\"join\",\"channel\":\"bench:%d\",\"seq\":%d,"
+					 "\"user_id\":\"bench-%d\",\"status\":\"online\",\"meta\":null}",
+					 r % channels, r + 1, r) :
+			snprintf(p, sizeof(frame) - 4,
+					 "{\"type\":\"presence\",\"seq\":%d,\"user_id\":\"bench-%d\","
+					 "\"status\":\"online\",\"previous\":\"offline\","
+					 "\"last_active\":\"2026-11-28T03:00:00.123456+00\"}", r + 1, r);
 		int			i;
 		int64_t		start = now_ns();
 
@@ -567,7 +670,8 @@ fan_out(int lfd)
 		frame[2] = (char) (len >> 8);
 		frame[3] = (char) len;
 		for (i = 0; i < n; i++)
-			if (send(fds[i], frame, (size_t) len + 4, MSG_NOSIGNAL) != len + 4)
+			if ((!channels || i % channels == r % channels) &&
+				send(fds[i], frame, (size_t) len + 4, MSG_NOSIGNAL) != len + 4)
 				fprintf(stderr, "watchers: trivial server: a send fell short\n");
 		if (r >= 0 && r < rounds)
 			sent_ns[r] = now_ns() - start;
@@ -589,7 +693,8 @@ wait_listen(PGconn *listen, int r)
 		{
 			char	   *k = strstr(n->extra, "\"bench-");
 
-			if (k && atoi(k + 7) == r && strstr(n->extra, "\"status\":\"online\""))
+			if (k && atoi(k + 7) == r &&
+				strstr(n->extra, channels ? "\"event\":\"join\"" : "\"status\":\"online\""))
 				listen_ns[r] = now_ns();
 			PQfreemem(n);
 		}
@@ -607,11 +712,45 @@ wait_round(int r)
 	int64_t		deadline = now_ns() + 10000000000LL;
 	int			got;
 
-	while (__atomic_load_n(&sh->arrivals[r], __ATOMIC_RELAXED) < count &&
+	while (__atomic_load_n(&sh->arrivals[r], __ATOMIC_RELAXED) < expected(r) &&
 		   now_ns() < deadline)
 		if (poll(&pfd, 1, 100) > 0 &&
 			read(round_pipe[0], &got, sizeof(got)) != sizeof(got))
 			die("read");
+}
+
+/*
+ * The storm: for --seconds, every 10 ms, storm/100 members join
+ * "bench:storm" and those that joined a second earlier leave it.
+ */
+static void
+run_storm(PGconn *conn)
+{
+	int			per = storm / 100 > 0 ? storm / 100 : 1,
+				ticks = seconds * 100,
+				t;
+	char		sql[512];
+	int64_t		next = now_ns();
+
+	for (t = 0; t < ticks + 100; t++)
+	{
+		if (t < ticks)
+			snprintf(sql, sizeof(sql),
+					 "SELECT presence.join('bench:storm', 'storm-' || i, 's')"
+					 "  FROM generate_series(%d, %d) i", t * per, t * per + per - 1);
+		else
+			sql[0] = '\0';
+		if (t >= 100)
+			snprintf(sql + strlen(sql), sizeof(sql) - strlen(sql),
+					 "%sSELECT presence.disconnect('storm-' || i, 's')"
+					 "  FROM generate_series(%d, %d) i", sql[0] ? "; " : "",
+					 (t - 100) * per, (t - 100) * per + per - 1);
+		PQclear(PQexec(conn, sql));
+		next += 10000000;
+		while (now_ns() < next)
+			usleep(1000);
+	}
+	sleep(1);					/* the last diffs */
 }
 
 /* Makes the changes and times them. */
@@ -654,9 +793,10 @@ drive(void)
 	fflush(stdout);
 	if (soak)
 	{
+		/* the soak counts its lost connections rather than stop at one */
 		sh->soak_start_ms = realtime_ms();
 		sh->go = 1;
-		sleep((unsigned) soak);
+		sleep((unsigned) seconds);
 		sh->done = 1;
 		return;
 	}
@@ -669,6 +809,11 @@ drive(void)
 	sleep(1);
 	sh->go = 1;
 	usleep(100000);				/* every watcher process has seen go */
+	if (storm)
+	{
+		run_storm(conn);
+		rounds = 0;
+	}
 	for (r = 0; r < rounds; r++)
 	{
 		t0_ns[r] = now_ns();
@@ -679,7 +824,11 @@ drive(void)
 		}
 		else
 		{
-			snprintf(sql, sizeof(sql), "SELECT presence.connect('bench-%d')", r);
+			if (channels)
+				snprintf(sql, sizeof(sql), "SELECT presence.join('bench:%d', 'bench-%d', 's')",
+						 r % channels, r);
+			else
+				snprintf(sql, sizeof(sql), "SELECT presence.connect('bench-%d')", r);
 			PQclear(PQexec(conn, sql));
 			wait_listen(listen, r);
 		}
@@ -710,9 +859,25 @@ pct(const int64_t *sorted, int n, double p)
 	return n ? sorted[(int) ((n - 1) * p + 0.5)] / 1e6 : -1;
 }
 
+/* A storm's figures: frames per watcher per second, and losses. */
+static void
+report_storm(void)
+{
+	printf("{\"server\":\"relay\",\"watchers\":%d,\"storm_per_second\":%d,\"seconds\":%d,"
+		   "\"procs\":%d,\"frames\":%lld,\"frames_per_watcher_per_second\":%.2f,"
+		   "\"most_frames_per_watcher_per_second\":%.2f,\"client_cpu_per_frame_us\":%.2f,"
+		   "\"failed\":%lld}\n",
+		   count, storm, seconds, procs, (long long) sh->frames,
+		   (double) sh->frames / count / (seconds + 2),
+		   (double) sh->most_frames / (seconds + 2),
+		   sh->frames ? sh->cpu_ns / 1e3 / (double) sh->frames : 0.0,
+		   (long long) sh->failed);
+}
+
 /*
  * Per round: the delay to the first, the median and the last watcher
- * (last only if every watcher got it); then their p50 and p99 over rounds.
+ * (last only if every watcher of it got it); then their p50 and p99 over
+ * rounds.
  */
 static void
 report(void)
@@ -728,6 +893,11 @@ report(void)
 				complete = 0,
 				nl = 0;
 
+	if (storm)
+	{
+		report_storm();
+		return;
+	}
 	for (r = 0; r < rounds; r++)
 	{
 		for (n = 0, w = 0; w < count; w++)
@@ -736,7 +906,7 @@ report(void)
 		qsort(per, (size_t) n, sizeof(*per), cmp);
 		first[r] = n ? per[0] : INT64_MAX;
 		median[r] = n ? per[n / 2] : INT64_MAX;
-		if (n == count)
+		if (n == expected(r))
 			last[complete++] = per[n - 1];
 		if (listen_ns[r])
 			lis[nl++] = listen_ns[r] - t0_ns[r];
@@ -745,11 +915,11 @@ report(void)
 	qsort(median, (size_t) rounds, sizeof(int64_t), cmp);
 	qsort(last, (size_t) complete, sizeof(int64_t), cmp);
 	qsort(lis, (size_t) nl, sizeof(int64_t), cmp);
-	printf("{\"server\":\"%s\",\"watchers\":%d,\"rounds\":%d,\"procs\":%d,"
+	printf("{\"server\":\"%s\",\"watchers\":%d,\"channels\":%d,\"rounds\":%d,\"procs\":%d,"
 		   "\"last_p50_ms\":%.2f,\"last_p99_ms\":%.2f,\"last_max_ms\":%.2f,"
 		   "\"median_p50_ms\":%.2f,\"median_p99_ms\":%.2f,"
 		   "\"first_p50_ms\":%.2f,\"first_p99_ms\":%.2f,",
-		   trivial ? "trivial" : "relay", count, rounds, procs,
+		   trivial ? "trivial" : "relay", count, channels, rounds, procs,
 		   pct(last, complete, 0.5), pct(last, complete, 0.99),
 		   pct(last, complete, 1.0),
 		   pct(median, rounds, 0.5), pct(median, rounds, 0.99),
@@ -788,7 +958,7 @@ report_soak(void)
 
 	printf("{\"server\":\"relay\",\"watchers\":%d,\"procs\":%d,\"seconds\":%d,"
 		   "\"states\":%lld,\"failed\":%lld,\"frames\":%lld,\"minutes\":[",
-		   count, procs, soak, (long long) sh->states, (long long) sh->failed,
+		   count, procs, seconds, (long long) sh->states, (long long) sh->failed,
 		   (long long) sh->frames);
 	for (m = 0; m < soak_minutes(); m++)
 	{
@@ -819,23 +989,33 @@ report_soak(void)
 	printf("]}\n");
 }
 
-/* Reads --tokens: one a line, at least one per watcher. */
+/*
+ * --tokens FILE: a token per line, watcher i takes line i; a file with
+ * fewer lines than watchers is an error (exit 2), not a reuse.
+ */
 static void
 read_tokens(const char *file)
 {
 	FILE	   *f = fopen(file, "r");
-	char		line[1024];
+	char	   *line = NULL;
+	size_t		cap = 0;
+	ssize_t		len;
 	int			n = 0;
 
 	if (!f)
 		die(file);
 	tokens = calloc((size_t) count, sizeof(*tokens));
-	while (n < count && fgets(line, sizeof(line), f))
+	if (!tokens)
+		die("tokens");
+	while (n < count && (len = getline(&line, &cap, f)) > 0)
 	{
 		line[strcspn(line, "\r\n")] = '\0';
+		if (!line[0])
+			continue;
 		if (!(tokens[n++] = strdup(line)))
-			die("strdup");
+			die("tokens");
 	}
+	free(line);
 	fclose(f);
 	if (n < count)
 	{
@@ -844,7 +1024,7 @@ read_tokens(const char *file)
 	}
 }
 
-/* Reads --ports: P1,P2,... */
+/* --port P1,P2,...: at least one, at most MAX_PORTS; -1 if malformed. */
 static int
 parse_ports(const char *list)
 {
@@ -853,14 +1033,13 @@ parse_ports(const char *list)
 	for (nports = 0; *p && nports < MAX_PORTS; nports++)
 	{
 		ports[nports] = atoi(p);
-		if (ports[nports] <= 0)
+		if (ports[nports] <= 0 || ports[nports] > 65535)
 			return -1;
 		p += strcspn(p, ",");
 		if (*p)
 			p++;
 	}
-	port = nports ? ports[0] : 0;
-	return *p ? -1 : 0;
+	return *p || !nports ? -1 : 0;
 }
 
 static void *
@@ -874,7 +1053,7 @@ shared_alloc(size_t size)
 	return p;
 }
 
-/* Listens on a free loopback port for the trivial server; sets port. */
+/* Listens on a free loopback port for the trivial server: the only --port. */
 static int
 trivial_listener(void)
 {
@@ -886,7 +1065,8 @@ trivial_listener(void)
 	if (fd < 0 || bind(fd, (struct sockaddr *) &sa, sizeof(sa)) ||
 		listen(fd, 4096) || getsockname(fd, (struct sockaddr *) &sa, &l))
 		die("trivial server");
-	port = ntohs(sa.sin_port);
+	ports[0] = ntohs(sa.sin_port);
+	nports = 1;
 	return fd;
 }
 
@@ -902,9 +1082,11 @@ main(int argc, char **argv)
 		{"trivial", no_argument, NULL, 't'},
 		{"split", no_argument, NULL, 's'},
 		{"idle", required_argument, NULL, 'i'},
-		{"soak", required_argument, NULL, 'S'},
-		{"ports", required_argument, NULL, 'o'},
-		{"tokens", required_argument, NULL, 'k'},
+		{"tokens", required_argument, NULL, 'T'},
+		{"channels", required_argument, NULL, 'C'},
+		{"storm", required_argument, NULL, 'S'},
+		{"seconds", required_argument, NULL, 'D'},
+		{"soak", no_argument, NULL, 'k'},
 		{"connect-rate", required_argument, NULL, 'R'},
 		{NULL, 0, NULL, 0}
 	};
@@ -917,7 +1099,10 @@ main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1)
 	{
 		if (c == 'p')
-			port = atoi(optarg);
+		{
+			if (parse_ports(optarg))
+				return 2;
+		}
 		else if (c == 'c')
 			count = atoi(optarg);
 		else if (c == 'r')
@@ -932,15 +1117,16 @@ main(int argc, char **argv)
 			split = 1;
 		else if (c == 'i')
 			idle = atoi(optarg);
-		else if (c == 'S')
-			soak = atoi(optarg);
-		else if (c == 'o')
-		{
-			if (parse_ports(optarg))
-				return 2;
-		}
-		else if (c == 'k')
+		else if (c == 'T')
 			token_file = optarg;
+		else if (c == 'C')
+			channels = atoi(optarg);
+		else if (c == 'S')
+			storm = atoi(optarg);
+		else if (c == 'D')
+			seconds = atoi(optarg);
+		else if (c == 'k')
+			soak = 1;
 		else if (c == 'R')
 			connect_rate = atoi(optarg);
 		else
@@ -948,13 +1134,20 @@ main(int argc, char **argv)
 	}
 	if (soak)
 		rounds = 1;				/* no rounds: nothing to keep per round */
-	if (count < 1 || rounds < 1 || procs < 1 || procs > count || soak < 0 ||
-		(!trivial && !port) || (!trivial && !soak && !conninfo))
+	if (count < 1 || rounds < 1 || procs < 1 || procs > count || channels < 0 ||
+		storm < 0 || seconds < 1 || connect_rate < 0 ||
+		(!trivial && !nports) || (!trivial && !soak && !conninfo) ||
+		((channels || storm) && !trivial && !token_file) ||
+		(storm && (trivial || channels)) ||
+		(soak && (trivial || channels || storm || idle)) ||
+		(trivial && (token_file || nports || connect_rate)))
 	{
-		fprintf(stderr, "usage: watchers --port P --db CONNINFO | --trivial "
-				"[--split] [--count W] [--rounds R] [--procs P] [--idle S]\n"
-				"       watchers --soak S --ports P1,P2,... [--tokens FILE] [--connect-rate N]\n"
-				"                [--count W] [--procs P]\n");
+		fprintf(stderr, "usage: watchers --port P[,P...] --db CONNINFO [--count W] [--rounds R]\n"
+				"                [--procs P] [--idle S] [--connect-rate N]\n"
+				"                [--tokens FILE [--channels C | --storm RATE --seconds S]]\n"
+				"       watchers --trivial [--split] [--count W] [--rounds R] [--procs P] [--channels C]\n"
+				"       watchers --soak --seconds S --port P[,P...] [--tokens FILE] [--count W]\n"
+				"                [--procs P] [--connect-rate N]\n");
 		return 2;
 	}
 	if (token_file)

@@ -293,7 +293,7 @@ class Soak {
     fs.writeFileSync(file, Array.from({ length: o.clients }, (_, i) => sign({ sub: `client-${i + 1}` }, SECRET, { exp })).join('\n') + '\n',
       { mode: 0o600 });
     const child = spawnOwned(path.join(__dirname, '..', 'relay', 'watchers'),
-      ['--soak', String(this.seconds), '--ports', this.relays.map((r) => r.port).join(','),
+      ['--soak', '--seconds', String(this.seconds), '--port', this.relays.map((r) => r.port).join(','),
         '--tokens', file, '--count', String(o.clients), '--procs', '2',
         '--connect-rate', String(Math.ceil(o.clients / o.ramp))],
       { stdio: ['ignore', 'pipe', 'inherit'] });

@@ -6,7 +6,9 @@
  * headers on a WebSocket).  It must be HS256, signed with the relay's
  * secret, carry a string "sub" (the presence user id) and an "exp" in the
  * future; "exp" and "nbf" are NumericDates (JSON numbers, integer or not:
- * anything else refuses the token).  Nothing here ever logs a token.
+ * anything else refuses the token).  Its "channels" claim says which
+ * channels the client may join or watch (access.c); a claim that is not
+ * as documented refuses the token too.  Nothing here ever logs a token.
  */
 #include "relay.h"
 
@@ -21,6 +23,8 @@
 #include <jwt.h>
 
 #define AUTH_MIN_SECRET 32
+/* what demo tokens may join and watch: the demo page's rooms (room:general ...) */
+#define DEMO_CHANNELS "room:*"
 
 static unsigned char secret[1024];
 static size_t secret_len;
@@ -111,6 +115,8 @@ auth_result_str(enum auth_result r)
 			return "no usable sub";
 		case AUTH_NO_SECRET:
 			return "no --jwt-secret-file";
+		case AUTH_BAD_CHANNELS:
+			return "channels is not an array of channel names and prefixes";
 	}
 	return "?";
 }
@@ -143,8 +149,9 @@ numeric_date(jwt_t *jwt, const char *claim, double *out)
 
 /*
  * Checks one token against key at time now; on success copies "sub" into
- * user and "exp" into *exp (if exp is not NULL).  Pure (no lws, no
- * globals) so that the fuzzer can call it.
+ * user, "exp" into *exp and the grants of "channels" into *grants (each if
+ * not NULL; no claim: NULL grants).  Pure (no lws, no globals) so that the
+ * fuzzer can call it.
  *
  * libjwt 1.10 has no validation API, so the checks are ours: the token is
  * first parsed without a key to tell malformed from forged, then its alg
@@ -154,11 +161,15 @@ numeric_date(jwt_t *jwt, const char *claim, double *out)
  */
 enum auth_result
 auth_verify_token(const unsigned char *key, size_t keylen, const char *token,
-				  double now, char *user, size_t usersz, double *exp_out)
+				  double now, char *user, size_t usersz, double *exp_out,
+				  struct grants **grants)
 {
 	jwt_t	   *jwt = NULL;
 	const char *sub,
 			   *alg;
+	char	   *claim;
+	struct grants *gs;
+	int			bad;
 	double		exp,
 				nbf;
 	int			has_exp,
@@ -205,11 +216,24 @@ auth_verify_token(const unsigned char *key, size_t keylen, const char *token,
 		if (!sub || !*sub || strlen(sub) > RELAY_MAX_USER_ID ||
 			strlen(sub) >= usersz)
 			r = AUTH_NO_SUBJECT;
+	}
+	if (r == AUTH_OK)
+	{
+		/* the claim's JSON text as libjwt (jansson) writes it; NULL if absent */
+		claim = jwt_get_grants_json(jwt, "channels");
+		gs = access_parse(claim, &bad);
+		free(claim);
+		if (bad)
+			r = AUTH_BAD_CHANNELS;
 		else
 		{
 			memcpy(user, sub, strlen(sub) + 1);
 			if (exp_out)
 				*exp_out = exp;
+			if (grants)
+				*grants = gs;
+			else
+				access_free(gs);
 		}
 	}
 	jwt_free(jwt);
@@ -228,10 +252,11 @@ now_seconds(void)
 
 /* Checks a token a client sent in a message, with the relay's secret. */
 enum auth_result
-auth_check(const char *token, char *user, size_t usersz, double *exp)
+auth_check(const char *token, char *user, size_t usersz, double *exp,
+		   struct grants **grants)
 {
 	return auth_verify_token(secret, secret_len, token, now_seconds(), user,
-							 usersz, exp);
+							 usersz, exp, grants);
 }
 
 /*
@@ -239,7 +264,8 @@ auth_check(const char *token, char *user, size_t usersz, double *exp)
  * Returns AUTH_NONE if the request carries none.
  */
 enum auth_result
-auth_request(struct lws *wsi, char *user, size_t usersz, double *exp)
+auth_request(struct lws *wsi, char *user, size_t usersz, double *exp,
+			 struct grants **grants)
 {
 	char		buf[RELAY_MAX_TOKEN + 16];
 	const char *token = NULL;
@@ -263,13 +289,15 @@ auth_request(struct lws *wsi, char *user, size_t usersz, double *exp)
 
 	if (!token)
 		return AUTH_NONE;
-	r = auth_check(token, user, usersz, exp);
+	r = auth_check(token, user, usersz, exp, grants);
 	lws_explicit_bzero(buf, sizeof(buf));
 	return r;
 }
 
 /*
- * Mints a short-lived token for user, for the demo page (--demo only).
+ * Mints a short-lived token for user, for the demo page (--demo only),
+ * allowing the demo's rooms (DEMO_CHANNELS) and nothing else, so that the
+ * page and its simulated crowd can join and watch them.
  * Returns a malloc'd string, or NULL.
  */
 char *
@@ -284,6 +312,7 @@ auth_mint_token(const char *user, int ttl)
 	if (!jwt_add_grant(jwt, "sub", user) &&
 		!jwt_add_grant_int(jwt, "iat", (long) now) &&
 		!jwt_add_grant_int(jwt, "exp", (long) now + ttl) &&
+		!jwt_add_grants_json(jwt, "{\"channels\":[\"" DEMO_CHANNELS "\"]}") &&
 		!jwt_set_alg(jwt, JWT_ALG_HS256, secret, (int) secret_len))
 		out = jwt_encode_str(jwt);
 	jwt_free(jwt);

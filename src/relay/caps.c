@@ -4,156 +4,85 @@
  * presence.max_sessions for everybody): --max-sessions-per-user and
  * --max-connections-per-ip.
  *
- * Two hash tables of counts, keyed by user id and by address (as
- * clientaddr.c gives it).  The hash is seeded at random, so that keys
- * chosen to collide cannot turn lookups into list walks.
+ * Two hash tables of counts (hash.c), keyed by user id and by address (as
+ * clientaddr.c gives it).
  */
 #include "relay.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 struct count
 {
-	struct count *next;
+	struct hnode node;
 	int			n;
 	char		key[];
 };
 
-struct counts
-{
-	struct count **slots;
-	size_t		nslots,
-				used;
-};
-
-static struct counts users,
+static struct htable users,
 			addrs;
-static uint64_t seed;
-
-/* FNV-1a, seeded. */
-static uint64_t
-hash(const char *s)
-{
-	uint64_t	h = 0xcbf29ce484222325ULL ^ seed;
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char) *s) * 0x100000001b3ULL;
-	return h ^ (h >> 29);
-}
 
 static int
-table_init(struct counts *t)
+get(struct htable *t, const char *key)
 {
-	t->nslots = 1024;
-	t->used = 0;
-	t->slots = calloc(t->nslots, sizeof(*t->slots));
-	return t->slots ? 0 : -1;
-}
+	struct hnode *e = hash_find(t, key, strlen(key));
 
-/* Doubles the slots once there are more keys than slots. */
-static void
-table_grow(struct counts *t)
-{
-	size_t		n = t->nslots * 2,
-				i;
-	struct count **slots = calloc(n, sizeof(*slots)),
-			   *e,
-			   *next;
-
-	if (!slots)
-		return;					/* longer chains, still correct */
-	for (i = 0; i < t->nslots; i++)
-		for (e = t->slots[i]; e; e = next)
-		{
-			next = e->next;
-			e->next = slots[hash(e->key) & (n - 1)];
-			slots[hash(e->key) & (n - 1)] = e;
-		}
-	free(t->slots);
-	t->slots = slots;
-	t->nslots = n;
-}
-
-static struct count **
-find(struct counts *t, const char *key)
-{
-	struct count **e = &t->slots[hash(key) & (t->nslots - 1)];
-
-	while (*e && strcmp((*e)->key, key))
-		e = &(*e)->next;
-	return e;
-}
-
-static int
-get(struct counts *t, const char *key)
-{
-	struct count **e = find(t, key);
-
-	return *e ? (*e)->n : 0;
+	return e ? lws_container_of(e, struct count, node)->n : 0;
 }
 
 /* Adds one for key; -1 if out of memory. */
 static int
-inc(struct counts *t, const char *key)
+inc(struct htable *t, const char *key)
 {
-	struct count **e = find(t, key);
-	size_t		n = strlen(key) + 1;
+	size_t		n = strlen(key);
+	struct hnode *e = hash_find(t, key, n);
+	struct count *c;
 
-	if (*e)
+	if (e)
 	{
-		(*e)->n++;
+		lws_container_of(e, struct count, node)->n++;
 		return 0;
 	}
-	*e = malloc(sizeof(**e) + n);
-	if (!*e)
+	if (!(c = malloc(sizeof(*c) + n + 1)))
 		return -1;
-	(*e)->next = NULL;
-	(*e)->n = 1;
-	memcpy((*e)->key, key, n);
-	if (++t->used > t->nslots)
-		table_grow(t);
+	c->n = 1;
+	memcpy(c->key, key, n + 1);
+	hash_add(t, &c->node, c->key, n);
 	return 0;
 }
 
 static void
-dec(struct counts *t, const char *key)
+dec(struct htable *t, const char *key)
 {
-	struct count **e = find(t, key),
-			   *gone;
+	struct hnode *e = hash_find(t, key, strlen(key));
+	struct count *c;
 
-	if (!*e || --(*e)->n > 0)
+	if (!e)
 		return;
-	gone = *e;
-	*e = gone->next;
-	free(gone);
-	t->used--;
+	c = lws_container_of(e, struct count, node);
+	if (--c->n > 0)
+		return;
+	hash_remove(t, e);
+	free(c);
 }
 
 static void
-table_free(struct counts *t)
+free_count(struct hnode *e, void *arg)
 {
-	size_t		i;
-	struct count *e,
-			   *next;
+	free(lws_container_of(e, struct count, node));
+}
 
-	for (i = 0; t->slots && i < t->nslots; i++)
-		for (e = t->slots[i]; e; e = next)
-		{
-			next = e->next;
-			free(e);
-		}
-	free(t->slots);
-	memset(t, 0, sizeof(*t));
+static void
+table_free(struct htable *t)
+{
+	hash_each(t, free_count, NULL);
+	hash_free(t);
 }
 
 int
 caps_init(void)
 {
-	if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
-		seed = (uint64_t) lws_now_usecs();
-	return table_init(&users) || table_init(&addrs) ? -1 : 0;
+	return hash_init(&users, 1024) || hash_init(&addrs, 1024) ? -1 : 0;
 }
 
 void

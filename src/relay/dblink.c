@@ -11,12 +11,16 @@
  * turn, and each gets its own connect timeout (conninfo.c says where the
  * next attempt starts after one ran out).
  *
- * One query is in flight at a time; sessions.c decides which.  The link
- * LISTENs on the extension's channel, so notifications arrive here too and
- * go to feed.c; and on a channel of its own, on which probe.c checks that
- * notifications do arrive (not through a pooler in transaction mode).
- * When the link breaks it is rebuilt with lws's retry backoff, and
- * sessions.c re-registers everything.
+ * One query is in flight at a time; queue.c decides which, and each
+ * query's result goes to the callback sent with it.  The link LISTENs on
+ * the extension's channel, so notifications arrive here too; and on a
+ * channel of its own, on which probe.c checks that notifications do arrive
+ * (not through a pooler in transaction mode).  When the link breaks it is
+ * rebuilt with lws's retry backoff.
+ *
+ * The link knows nothing of what uses it: it tells the handlers main.c
+ * gave it (struct dblink_handlers) that it is up or down, that a
+ * notification came, and that it is idle, as libpq tells a notice receiver.
  */
 #include "relay.h"
 
@@ -35,6 +39,8 @@ enum link_state
 };
 
 static const char *conninfo;
+static const struct dblink_handlers *handlers;
+static int	stopped;
 static PGconn *conn;
 static struct lws *conn_wsi;	/* the adopted dup() of PQsocket() */
 static int	conn_dupfd = -1;	/* that dup */
@@ -47,6 +53,7 @@ static enum link_state state;
 static PostgresPollingStatusType poll_wants;
 static int	ever_up;
 static int	session_timeout_ms;
+static char extversion[32];
 
 static dblink_result_cb job_cb;
 static void *job_arg;
@@ -111,7 +118,7 @@ announce_down(lws_sorted_usec_list_t *sul)
 	lost_cb = NULL;
 	if (cb)
 		cb(NULL, lost_arg);
-	sessions_link_down();
+	handlers->down();
 }
 
 static void
@@ -142,11 +149,12 @@ link_fail(const char *what)
 		PQfinish(conn);
 	conn = NULL;
 	state = LINK_DOWN;
+	relay_metrics.db_up = 0;
 	lws_sul_cancel(&sul_timeout);
 	lws_sul_cancel(&sul_write);
 	if (was_up || lost_cb)
 		lws_sul_schedule(relay_context, 0, &sul_down, announce_down, 1);
-	if (!relay_shutting_down())
+	if (!stopped)
 		lws_retry_sul_schedule(relay_context, 0, &sul_retry, &backoff,
 							   link_connect, &retry_count);
 }
@@ -391,6 +399,8 @@ probe_done(enum probe_result r)
 static void
 setup_probe_listen(PGresult *res, void *arg)
 {
+	struct dblink_info info;
+
 	if (!res)
 		return;
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
@@ -399,13 +409,16 @@ setup_probe_listen(PGresult *res, void *arg)
 		return;
 	}
 	state = LINK_UP;
+	relay_metrics.db_up = 1;
 	retry_count = 0;
 	if (ever_up)
 		relay_metrics.db_reconnects_total++;
 	ever_up = 1;
 	lwsl_user("database link up (session_timeout %d ms)\n", session_timeout_ms);
 	probe_start(conninfo, conn, probe_done);
-	sessions_link_up(session_timeout_ms);
+	info.session_timeout_ms = session_timeout_ms;
+	info.extversion = extversion;
+	handlers->up(&info);
 }
 
 static void
@@ -462,10 +475,11 @@ setup_settings(PGresult *res, void *arg)
 		return;
 	}
 	session_timeout_ms = atoi(PQgetvalue(res, 0, 1));
+	lws_snprintf(extversion, sizeof(extversion), "%s", PQgetvalue(res, 0, 2));
 	send_listen(PQgetvalue(res, 0, 0), setup_listen);
 }
 
-/* Passes notifications to the feed, holding one back if it is full. */
+/* Passes notifications on, holding one back if it is refused for now. */
 static void
 take_notifications(void)
 {
@@ -478,7 +492,7 @@ take_notifications(void)
 			held = NULL;
 			continue;
 		}
-		if (origin_notification(held->be_pid, held->extra))
+		if (handlers->notification(held->be_pid, held->extra))
 			return;				/* held: dblink_resume_notifications() or the next result */
 		PQfreemem(held);
 		held = NULL;
@@ -530,7 +544,7 @@ drain(void)
 	if (conn && PQstatus(conn) == CONNECTION_BAD)
 		link_fail("connection lost");
 	if (state == LINK_UP && !job_busy)
-		sessions_pump();
+		handlers->idle();
 }
 
 /*
@@ -643,9 +657,11 @@ dblink_callback(struct lws *wsi, enum lws_callback_reasons reason,
 }
 
 int
-dblink_start(const char *ci)
+dblink_start(const char *ci, const struct dblink_handlers *h)
 {
 	conninfo = ci;
+	handlers = h;
+	stopped = 0;
 	conninfo_init(ci);
 	lws_sul_schedule(relay_context, 0, &sul_retry, link_connect, 1);
 	return 0;
@@ -655,6 +671,7 @@ dblink_start(const char *ci)
 void
 dblink_stop(void)
 {
+	stopped = 1;
 	if (held)
 		PQfreemem(held);
 	held = NULL;

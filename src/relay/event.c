@@ -1,34 +1,28 @@
 /*
  * event.c - a notification payload, checked member by member, and the
- * frame the relay makes of it afresh.
+ * frames the relay makes of it afresh.
  *
- * The worker's payload is {"seq":N,"user_id":"...","status":"...",
- * "previous":"...","last_active":"..."|null} and nothing else.  It is
- * parsed with lws's lejp (as message.c parses client messages) into a
- * struct presence_event; anything else (another member, a member twice,
- * a nested value, a wrong type, an unknown status, an oversized or
- * non-UTF-8 string, trailing bytes) is refused, and the frame is then
- * serialized from the struct, never spliced from the payload.
+ * The worker's payloads (docs/sql.md, Notifications) are, and nothing else:
+ *   {"seq":N,"user_id":U,"status":S,"previous":S,"last_active":T|null}
+ *   {"seq":N,"channel":C,"event":"join","user_id":U,"status":"online"|"away","meta":{...}|null}
+ *   {"seq":N,"channel":C,"event":"update","user_id":U,"meta":{...}}
+ *   {"seq":N,"channel":C,"event":"leave","user_id":U}
+ *   {"seq":N,"event":"status_message","user_id":U,"status_message":M|null,"expires_at":T|null}
+ * Each is read with jsonv.c into a struct presence_event; anything else (a
+ * member unknown to its kind, missing, twice, of the wrong type, an
+ * unknown status or event, an oversized or non-UTF-8 string, a meta that
+ * is not an object, trailing bytes) is refused, and frames are then
+ * serialized from the struct, a meta from its own re-serialization, never
+ * spliced from the payload.
  *
- * New kinds of event (a channel event: "channel", "event", "meta") are a
- * new entry in paths[] and types[], a field in the struct and a line in
- * event_frame().
- * Pure code (no connection, no globals): the fuzzer drives it directly.
+ * Pure code (no connection, no globals): the fuzzer drives it directly,
+ * and so do the tests, through event-check.
  */
 #include "relay.h"
 
-#include <stdlib.h>
 #include <string.h>
 
-enum value_type
-{
-	V_SEQ,						/* integer >= 1 */
-	V_TEXT,						/* string, 1 to RELAY_MAX_USER_ID bytes */
-	V_STATUS,					/* "online", "away" or "offline" */
-	V_TIME_OR_NULL,				/* ISO 8601 timestamp string, or null */
-};
-
-/* The members, in the order the worker writes them, and their types. */
+/* The members a payload may have. */
 enum
 {
 	M_SEQ,
@@ -36,22 +30,46 @@ enum
 	M_STATUS,
 	M_PREVIOUS,
 	M_LAST_ACTIVE,
+	M_CHANNEL,
+	M_EVENT,
+	M_META,
+	M_STATUS_MESSAGE,
+	M_EXPIRES_AT,
 	M_COUNT
 };
-static const char *const paths[M_COUNT] = {"seq", "user_id", "status", "previous", "last_active"};
-static const enum value_type types[M_COUNT] = {V_SEQ, V_TEXT, V_STATUS, V_STATUS, V_TIME_OR_NULL};
+static const char *const names[M_COUNT] = {
+	"seq", "user_id", "status", "previous", "last_active", "channel", "event", "meta",
+	"status_message", "expires_at"
+};
+
+#define BIT(m) (1u << (m))
+/* exactly these members, per kind */
+static const unsigned shapes[] = {
+	[EVENT_PRESENCE] = BIT(M_SEQ) | BIT(M_USER_ID) | BIT(M_STATUS) | BIT(M_PREVIOUS) |
+	BIT(M_LAST_ACTIVE),
+	[EVENT_JOIN] = BIT(M_SEQ) | BIT(M_CHANNEL) | BIT(M_EVENT) | BIT(M_USER_ID) |
+	BIT(M_STATUS) | BIT(M_META),
+	[EVENT_UPDATE] = BIT(M_SEQ) | BIT(M_CHANNEL) | BIT(M_EVENT) | BIT(M_USER_ID) | BIT(M_META),
+	[EVENT_LEAVE] = BIT(M_SEQ) | BIT(M_CHANNEL) | BIT(M_EVENT) | BIT(M_USER_ID),
+	[EVENT_MESSAGE] = BIT(M_SEQ) | BIT(M_EVENT) | BIT(M_USER_ID) | BIT(M_STATUS_MESSAGE) |
+	BIT(M_EXPIRES_AT),
+};
+static const char *const kind_names[] = {
+	[EVENT_PRESENCE] = "presence",
+	[EVENT_JOIN] = "join",
+	[EVENT_UPDATE] = "update",
+	[EVENT_LEAVE] = "leave",
+	[EVENT_MESSAGE] = "status_message",
+};
 
 static const char *const status_names[] = {"online", "away", "offline"};
 
-struct event_parser
+/* The raw values of a payload's members, before they are checked. */
+struct raw
 {
-	struct lejp_ctx ctx;
-	struct presence_event *ev;
-	unsigned	seen;			/* bit per member */
-	int			in_object;
-	char		str[RELAY_MAX_USER_ID + 1]; /* the string value so far */
-	size_t		str_len;
-	int			str_long;		/* longer than str */
+	unsigned	seen;
+	const char *v[M_COUNT];
+	size_t		n[M_COUNT];
 };
 
 const char *
@@ -60,157 +78,199 @@ event_status_name(enum presence_status s)
 	return status_names[s];
 }
 
-/* A whole string value arrived: checks it and stores it. */
-static int
-take_string(struct event_parser *p, int m)
+const char *
+event_kind_name(enum event_kind k)
 {
-	struct presence_event *ev = p->ev;
-	size_t		i;
+	return kind_names[k];
+}
 
-	if (p->str_long || !json_utf8_ok(p->str, p->str_len))
+/* jsonv_members()'s callback: each known member once, nothing else. */
+static int
+collect(void *arg, const char *key, size_t klen, const char *v, size_t vn)
+{
+	struct raw *raw = arg;
+	int			m;
+
+	for (m = 0; m < M_COUNT; m++)
+		if (key && klen == strlen(names[m]) && !memcmp(key, names[m], klen))
+			break;
+	if (m == M_COUNT || (raw->seen & BIT(m)))
 		return -1;
-	switch (types[m])
-	{
-		case V_TEXT:
-			if (!p->str_len)
-				return -1;
-			memcpy(ev->user_id, p->str, p->str_len);
-			ev->user_id[p->str_len] = '\0';
-			ev->user_len = p->str_len;
-			return 0;
-		case V_STATUS:
-			for (i = 0; i < LWS_ARRAY_SIZE(status_names); i++)
-				if (p->str_len == strlen(status_names[i]) &&
-					!memcmp(p->str, status_names[i], p->str_len))
-				{
-					if (m == M_STATUS)
-						ev->status = (enum presence_status) i;
-					else
-						ev->previous = (enum presence_status) i;
-					return 0;
-				}
-			return -1;
-		case V_TIME_OR_NULL:
-			if (p->str_len >= sizeof(ev->last_active) ||
-				!event_timestamp_ok(p->str, p->str_len))
-				return -1;
-			memcpy(ev->last_active, p->str, p->str_len);
-			ev->last_active[p->str_len] = '\0';
-			return 0;
-		default:
-			return -1;
-	}
+	raw->seen |= BIT(m);
+	raw->v[m] = v;
+	raw->n[m] = vn;
+	return 0;
 }
 
 /* "seq": digits only, no sign, no leading zero, no fraction, >= 1, fits. */
 static int
-take_seq(struct event_parser *p, const char *digits)
+take_seq(const char *d, size_t n, int64_t *out)
 {
 	int64_t		v = 0;
-	const char *d;
+	size_t		i;
 
-	if (digits[0] < '1' || digits[0] > '9')
+	if (!n || d[0] < '1' || d[0] > '9')
 		return -1;
-	for (d = digits; *d; d++)
+	for (i = 0; i < n; i++)
 	{
-		if (*d < '0' || *d > '9' || v > (INT64_MAX - (*d - '0')) / 10)
+		if (d[i] < '0' || d[i] > '9' || v > (INT64_MAX - (d[i] - '0')) / 10)
 			return -1;
-		v = v * 10 + (*d - '0');
+		v = v * 10 + (d[i] - '0');
 	}
-	p->ev->seq = v;
+	*out = v;
 	return 0;
 }
 
-/* lejp's callback: returns non-zero to refuse the payload. */
-static signed char
-parse_cb(struct lejp_ctx *ctx, char reason)
+/* A string of 1 to RELAY_MAX_USER_ID bytes of UTF-8 (an id, a channel). */
+static int
+take_name(const char *v, size_t n, char *out, size_t *len)
 {
-	struct event_parser *p = ctx->user;
-	int			m = ctx->path_match - 1;
-
-	switch (reason)
-	{
-		case LEJPCB_OBJECT_START:
-			if (p->in_object)
-				return -1;		/* nested */
-			p->in_object = 1;
-			return 0;
-		case LEJPCB_ARRAY_START:
-			return -1;			/* a bare array, or an array value */
-		case LEJPCB_PAIR_NAME:
-			if (m < 0 || (p->seen & (1u << m)))
-				return -1;		/* unknown, or twice */
-			p->seen |= 1u << m;
-			return 0;
-		case LEJPCB_VAL_STR_START:
-			p->str_len = 0;
-			p->str_long = 0;
-			return m < 0 || types[m] == V_SEQ;
-		case LEJPCB_VAL_STR_CHUNK:
-		case LEJPCB_VAL_STR_END:
-			if (m < 0)
-				return -1;
-			if (p->str_len + ctx->npos > sizeof(p->str) - 1)
-				p->str_long = 1;
-			else
-			{
-				memcpy(p->str + p->str_len, ctx->buf, ctx->npos);
-				p->str_len += ctx->npos;
-			}
-			return reason == LEJPCB_VAL_STR_END ? (take_string(p, m) ? -1 : 0) : 0;
-		case LEJPCB_VAL_NUM_INT:
-			return m < 0 || types[m] != V_SEQ || take_seq(p, ctx->buf);
-		case LEJPCB_VAL_NULL:
-			if (m < 0 || types[m] != V_TIME_OR_NULL)
-				return -1;
-			p->ev->last_active[0] = '\0';
-			return 0;
-		case LEJPCB_VAL_TRUE:
-		case LEJPCB_VAL_FALSE:
-		case LEJPCB_VAL_NUM_FLOAT:
-			return -1;
-		default:
-			return 0;
-	}
+	if (jsonv_string(v, n, out, RELAY_MAX_USER_ID, len) || !*len)
+		return -1;
+	out[*len] = '\0';
+	return 0;
 }
 
 static int
-is_blank(char c)
+take_status(const char *v, size_t n, enum presence_status *out)
 {
-	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+	char		s[16];
+	size_t		len,
+				i;
+
+	if (jsonv_string(v, n, s, sizeof(s), &len))
+		return -1;
+	for (i = 0; i < LWS_ARRAY_SIZE(status_names); i++)
+		if (len == strlen(status_names[i]) && !memcmp(s, status_names[i], len))
+		{
+			*out = (enum presence_status) i;
+			return 0;
+		}
+	return -1;
+}
+
+static int
+take_time(const char *v, size_t n, char *out, size_t cap)
+{
+	size_t		len;
+
+	if (jsonv_is(v, n, "null"))
+	{
+		out[0] = '\0';
+		return 0;
+	}
+	if (jsonv_string(v, n, out, cap - 1, &len) || !event_timestamp_ok(out, len))
+		return -1;
+	out[len] = '\0';
+	return 0;
+}
+
+/* A meta: an object (written afresh into ev->meta), or null if allowed. */
+static int
+take_meta(const char *v, size_t n, int null_ok, struct presence_event *ev)
+{
+	struct jbuf b = {0};
+	int			r = -1;
+
+	ev->meta_len = 0;
+	if (jsonv_is(v, n, "null"))
+		return null_ok ? 0 : -1;
+	if (n && v[0] == '{' && !jsonv_copy(v, n, &b, NULL) && b.len < sizeof(ev->meta))
+	{
+		memcpy(ev->meta, b.p + LWS_PRE, b.len);
+		ev->meta[b.len] = '\0';
+		ev->meta_len = b.len;
+		r = 0;
+	}
+	jbuf_free(&b);
+	return r;
+}
+
+/* A status message: a string of 1 to RELAY_MAX_STATUS_MESSAGE bytes, or null. */
+static int
+take_message(const char *v, size_t n, struct presence_event *ev)
+{
+	ev->message_len = 0;
+	if (jsonv_is(v, n, "null"))
+		return 0;
+	if (jsonv_string(v, n, ev->message, RELAY_MAX_STATUS_MESSAGE, &ev->message_len) ||
+		!ev->message_len)
+		return -1;
+	ev->message[ev->message_len] = '\0';
+	return 0;
+}
+
+/* The kind a payload's "event" names (no "event": a status change). */
+static int
+take_kind(const struct raw *raw, enum event_kind *kind)
+{
+	char		s[16];
+	size_t		len,
+				k;
+
+	if (!(raw->seen & BIT(M_EVENT)))
+	{
+		*kind = EVENT_PRESENCE;
+		return 0;
+	}
+	if (jsonv_string(raw->v[M_EVENT], raw->n[M_EVENT], s, sizeof(s), &len))
+		return -1;
+	for (k = EVENT_JOIN; k < LWS_ARRAY_SIZE(kind_names); k++)
+		if (len == strlen(kind_names[k]) && !memcmp(s, kind_names[k], len))
+		{
+			*kind = (enum event_kind) k;
+			return 0;
+		}
+	return -1;
 }
 
 /*
  * Parses one notification payload into ev.  Returns 0 if it has exactly
- * the documented shape, -1 otherwise (and ev means nothing).
+ * one of the documented shapes, -1 otherwise (and ev means nothing).
  */
 int
 event_parse(const char *payload, size_t len, struct presence_event *ev)
 {
-	struct event_parser *p;
-	int			r;
-	size_t		i;
+	struct raw	raw;
 
 	if (len > RELAY_MAX_PAYLOAD)
 		return -1;
-	p = calloc(1, sizeof(*p));
-	if (!p)
+	memset(&raw, 0, sizeof(raw));
+	ev->user_len = ev->channel_len = ev->meta_len = ev->message_len = 0;
+	ev->channel[0] = ev->last_active[0] = ev->expires_at[0] = '\0';
+	if (jsonv_members(payload, len, collect, &raw) ||
+		take_kind(&raw, &ev->kind) || raw.seen != shapes[ev->kind])
 		return -1;
-	memset(ev, 0, sizeof(*ev));
-	ev->kind = EVENT_PRESENCE;
-	p->ev = ev;
-	lejp_construct(&p->ctx, parse_cb, p, paths, LWS_ARRAY_SIZE(paths));
-	r = lejp_parse(&p->ctx, (const unsigned char *) payload, (int) len);
-	lejp_destruct(&p->ctx);
-	/* complete: lejp returns how many bytes it did not use; they must be blank */
-	if (r >= 0)
-		for (i = len - (size_t) r; i < len; i++)
-			if (!is_blank(payload[i]))
-				r = -1;
-	if (r >= 0 && p->seen != (1u << M_COUNT) - 1)
-		r = -1;
-	free(p);
-	return r >= 0 ? 0 : -1;
+	if (take_seq(raw.v[M_SEQ], raw.n[M_SEQ], &ev->seq) ||
+		take_name(raw.v[M_USER_ID], raw.n[M_USER_ID], ev->user_id, &ev->user_len))
+		return -1;
+	switch (ev->kind)
+	{
+		case EVENT_PRESENCE:
+			return take_status(raw.v[M_STATUS], raw.n[M_STATUS], &ev->status) ||
+				take_status(raw.v[M_PREVIOUS], raw.n[M_PREVIOUS], &ev->previous) ||
+				take_time(raw.v[M_LAST_ACTIVE], raw.n[M_LAST_ACTIVE], ev->last_active,
+						  sizeof(ev->last_active)) ? -1 : 0;
+		case EVENT_JOIN:
+			/* a member shown in a channel is online or away, never offline */
+			if (take_status(raw.v[M_STATUS], raw.n[M_STATUS], &ev->status) ||
+				ev->status == STATUS_OFFLINE ||
+				take_meta(raw.v[M_META], raw.n[M_META], 1, ev))
+				return -1;
+			break;
+		case EVENT_UPDATE:
+			if (take_meta(raw.v[M_META], raw.n[M_META], 0, ev))
+				return -1;
+			break;
+		case EVENT_LEAVE:
+			break;
+		case EVENT_MESSAGE:
+			/* a user's, not a channel's */
+			return take_message(raw.v[M_STATUS_MESSAGE], raw.n[M_STATUS_MESSAGE], ev) ||
+				take_time(raw.v[M_EXPIRES_AT], raw.n[M_EXPIRES_AT], ev->expires_at,
+						  sizeof(ev->expires_at)) ? -1 : 0;
+	}
+	return take_name(raw.v[M_CHANNEL], raw.n[M_CHANNEL], ev->channel, &ev->channel_len);
 }
 
 /*
@@ -256,19 +316,97 @@ event_timestamp_ok(const char *s, size_t n)
 	return 0;
 }
 
-/* The frame clients get: {"type":"presence",...}, built from ev alone. */
+/* ,"status":S,"previous":P,"last_active":T} of a status change */
+static void
+status_tail(const struct presence_event *ev, struct jbuf *out)
+{
+	jbuf_printf(out, ",\"status\":\"%s\",\"previous\":\"%s\",\"last_active\":",
+				status_names[ev->status], status_names[ev->previous]);
+	jbuf_quote_or_null(out, ev->last_active[0] ? ev->last_active : NULL, strlen(ev->last_active));
+	jbuf_add(out, "}", 1);
+}
+
+/* ,"status_message":M,"expires_at":T} of a status message */
+static void
+message_tail(const struct presence_event *ev, struct jbuf *out)
+{
+	jbuf_str(out, ",\"status_message\":");
+	jbuf_quote_or_null(out, ev->message_len ? ev->message : NULL, ev->message_len);
+	jbuf_str(out, ",\"expires_at\":");
+	jbuf_quote_or_null(out, ev->expires_at[0] ? ev->expires_at : NULL, strlen(ev->expires_at));
+	jbuf_str(out, "}");
+}
+
+/*
+ * The frame of ev, built from ev alone: {"type":"presence",...} for a
+ * status change, {"type":"status_message",...} for a status message,
+ * {"type":"join"|"update"|"leave","channel":C,...} for a channel event.
+ */
 int
 event_frame(const struct presence_event *ev, struct jbuf *out)
 {
-	jbuf_printf(out, "{\"type\":\"presence\",\"seq\":%lld,\"user_id\":",
-				(long long) ev->seq);
+	if (ev->kind == EVENT_PRESENCE || ev->kind == EVENT_MESSAGE)
+	{
+		jbuf_printf(out, "{\"type\":\"%s\",\"seq\":%lld,\"user_id\":",
+					kind_names[ev->kind], (long long) ev->seq);
+		jbuf_quote(out, ev->user_id, ev->user_len);
+		if (ev->kind == EVENT_PRESENCE)
+			status_tail(ev, out);
+		else
+			message_tail(ev, out);
+		return out->oom ? -1 : 0;
+	}
+	jbuf_printf(out, "{\"type\":\"%s\",\"channel\":", kind_names[ev->kind]);
+	jbuf_quote(out, ev->channel, ev->channel_len);
+	jbuf_printf(out, ",\"seq\":%lld,\"user_id\":", (long long) ev->seq);
 	jbuf_quote(out, ev->user_id, ev->user_len);
-	jbuf_printf(out, ",\"status\":\"%s\",\"previous\":\"%s\",\"last_active\":",
-				status_names[ev->status], status_names[ev->previous]);
-	if (ev->last_active[0])
-		jbuf_quote(out, ev->last_active, strlen(ev->last_active));
+	if (ev->kind == EVENT_JOIN)
+		jbuf_printf(out, ",\"status\":\"%s\"", status_names[ev->status]);
+	if (ev->kind != EVENT_LEAVE)
+	{
+		jbuf_str(out, ",\"meta\":");
+		if (ev->meta_len)
+			jbuf_add(out, ev->meta, ev->meta_len);
+		else
+			jbuf_str(out, "null");
+	}
+	jbuf_str(out, "}");
+	return out->oom ? -1 : 0;
+}
+
+/*
+ * The frame of a join (ev) in a channel, with its user's status message
+ * (message[0..len), len 0: null) as the relay knows it.
+ */
+int
+event_frame_join(const struct presence_event *ev, const char *message, size_t len,
+				 struct jbuf *out)
+{
+	if (event_frame(ev, out))
+		return -1;
+	out->len--;					/* the closing brace */
+	jbuf_str(out, ",\"status_message\":");
+	jbuf_quote_or_null(out, len ? message : NULL, len);
+	jbuf_str(out, "}");
+	return out->oom ? -1 : 0;
+}
+
+/*
+ * The frame of a user's change (ev: a status change or a status message)
+ * for the watchers of one channel the user is in:
+ * {"type":"presence"|"status_message","channel":C,...}.
+ */
+int
+event_frame_in(const struct presence_event *ev, const char *channel, size_t len,
+			   struct jbuf *out)
+{
+	jbuf_printf(out, "{\"type\":\"%s\",\"channel\":", kind_names[ev->kind]);
+	jbuf_quote(out, channel, len);
+	jbuf_printf(out, ",\"seq\":%lld,\"user_id\":", (long long) ev->seq);
+	jbuf_quote(out, ev->user_id, ev->user_len);
+	if (ev->kind == EVENT_MESSAGE)
+		message_tail(ev, out);
 	else
-		jbuf_add(out, "null", 4);
-	jbuf_add(out, "}", 1);
+		status_tail(ev, out);
 	return out->oom ? -1 : 0;
 }

@@ -11,8 +11,11 @@
  *   2  the rest is a client message, parsed whole and also fed in pieces
  *      at input-chosen places: both must agree
  *   3  the rest is a notification payload: if it is accepted, the frame
- *      made of it must parse back (as a payload, without "type") to the
- *      same event
+ *      made of it must parse back (a status change's, as a payload without
+ *      "type") to the same event, and be JSON jsonv.c accepts
+ *   4  the rest is any JSON text: what jsonv.c writes of it must be
+ *      accepted again and written the same (and a "channels" claim made of
+ *      it must not crash access.c)
  */
 #include "relay.h"
 
@@ -63,9 +66,13 @@ check_token(const char *token)
 
 	double		exp = 0;
 
-	r = auth_verify_token(key, sizeof(key) - 1, token, 1700000000, user, sizeof(user), &exp);
+	struct grants *gs = NULL;
+
+	r = auth_verify_token(key, sizeof(key) - 1, token, 1700000000, user, sizeof(user), &exp,
+						  &gs);
 	if (r == AUTH_OK)
 		assert(*user && strlen(user) <= RELAY_MAX_USER_ID && exp > 1700000000);
+	access_free(gs);
 }
 
 static void
@@ -117,6 +124,11 @@ message(const unsigned char *data, size_t size)
 	assert(whole.kind == pieces.kind);
 	if (whole.kind == MESSAGE_TOKEN)
 		assert(!strcmp(whole.token, pieces.token));
+	assert((whole.error == NULL) == (pieces.error == NULL));
+	assert(whole.channel_len == pieces.channel_len &&
+		   !memcmp(whole.channel, pieces.channel, whole.channel_len));
+	assert((whole.meta == NULL) == (pieces.meta == NULL) &&
+		   (!whole.meta || !strcmp(whole.meta, pieces.meta)));
 	message_clear(&whole);
 	message_clear(&pieces);
 	if (whole.kind == MESSAGE_HEARTBEAT)
@@ -139,6 +151,13 @@ notification(const unsigned char *data, size_t size)
 	if (!event_parse(payload, strlen(payload), &ev))
 	{
 		assert(!event_frame(&ev, &frame));
+		assert(!jsonv_copy((char *) frame.p + LWS_PRE, frame.len, NULL, NULL));
+		if (ev.kind != EVENT_PRESENCE)
+		{
+			jbuf_free(&frame);
+			free(payload);
+			return;
+		}
 		/* the frame without "type" is a payload again, of the same event */
 		assert(!memcmp(jbuf_text(&frame), prefix, sizeof(prefix) - 1));
 		frame.p[LWS_PRE + sizeof(prefix) - 2] = '{';
@@ -153,6 +172,28 @@ notification(const unsigned char *data, size_t size)
 	free(payload);
 }
 
+static void
+json_text(const unsigned char *data, size_t size)
+{
+	struct jbuf once = {0},
+				twice = {0};
+	char	   *claim;
+	struct grants *gs;
+	int			bad;
+
+	if (!jsonv_copy((const char *) data, size, &once, NULL))
+	{
+		assert(!jsonv_copy((char *) once.p + LWS_PRE, once.len, &twice, NULL));
+		assert(once.len == twice.len && !memcmp(once.p + LWS_PRE, twice.p + LWS_PRE, once.len));
+		claim = jbuf_text(&once);
+		gs = access_parse(claim, &bad);
+		assert(!(gs && bad));
+		access_free(gs);
+	}
+	jbuf_free(&once);
+	jbuf_free(&twice);
+}
+
 int
 LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
@@ -160,7 +201,7 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 
 	if (size < 1)
 		return 0;
-	switch (data[0] % 4)
+	switch (data[0] % 5)
 	{
 		case 0:
 			s = malloc(size);
@@ -175,8 +216,11 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 		case 2:
 			message(data + 1, size - 1);
 			break;
-		default:
+		case 3:
 			notification(data + 1, size - 1);
+			break;
+		default:
+			json_text(data + 1, size - 1);
 			break;
 	}
 	return 0;

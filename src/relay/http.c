@@ -5,9 +5,11 @@
  * mount (main.c), not here.  With --metrics-bind, /metrics moves to a
  * listener of its own (http_metrics_callback()).
  *
- * /online needs the database: the request joins the clients waiting for
- * the next snapshot (feed.c) and is answered when it arrives, without
- * blocking the loop.  Its body goes out in RELAY_SEND_CHUNK pieces, one
+ * What the endpoints show of the relay comes through one narrow
+ * interface, struct http_view, which main.c wires to the modules that know.
+ * /online needs the database: the request waits for the next snapshot
+ * (struct waiter) and is answered when it arrives, without blocking the
+ * loop.  Its body goes out in RELAY_SEND_CHUNK pieces, one
  * per WRITEABLE callback, within --send-timeout, so that a client that
  * does not read costs no copy of the snapshot.  Other answers are built
  * to their size: no fixed buffer a long user name can outgrow.
@@ -21,6 +23,16 @@
 #define PREFLIGHT_MAX_AGE "600"
 
 static unsigned char scratch[LWS_PRE + RELAY_SEND_CHUNK];
+static const struct http_view *view;
+
+static void snapshot_ready(struct waiter *w, struct frame *s);
+static void snapshot_failed(struct waiter *w);
+
+void
+http_init(const struct http_view *v)
+{
+	view = v;
+}
 
 /*
  * Is the request's Origin (if any) one --allow-origin lets in?  Requests
@@ -174,7 +186,7 @@ static int
 authorized(struct lws *wsi)
 {
 	char		user[RELAY_MAX_USER_ID + 1];
-	enum auth_result r = auth_request(wsi, user, sizeof(user), NULL);
+	enum auth_result r = auth_request(wsi, user, sizeof(user), NULL, NULL);
 
 	if (r == AUTH_OK || (r == AUTH_NONE && relay_opts.allow_anonymous))
 		return 1;
@@ -196,15 +208,19 @@ serve_healthz(struct lws *wsi)
 		[PROBE_FAILED] = "not_arriving",
 	};
 	char		json[256];
-	int			up = dblink_is_up(),
-				deaf = up && probe_result() == PROBE_FAILED;
+	struct relay_health h;
+	int			up,
+				deaf;
 
+	view->health(&h);
+	up = h.db_up;
+	deaf = up && h.notifications == PROBE_FAILED;
 	lws_snprintf(json, sizeof(json),
 				 "{\"status\":\"%s\",\"database\":\"%s\",\"notifications\":\"%s\","
 				 "\"connections\":%d}",
 				 !up ? "unavailable" : deaf ? "no_notifications" : "ok",
-				 up ? "up" : "down", heard[up ? probe_result() : PROBE_UNCHECKED],
-				 feed_client_count());
+				 up ? "up" : "down", heard[up ? h.notifications : PROBE_UNCHECKED],
+				 h.connections);
 	return http_reply(wsi, up && !deaf ? 200 : 503, json, 0);
 }
 
@@ -279,20 +295,31 @@ route(struct lws *wsi, struct client *c, const char *uri)
 	{
 		if (!authorized(wsi))
 			return http_reply(wsi, 401, "{\"error\":\"unauthorized\"}", 1);
-		if (!dblink_is_up())
-			return http_reply(wsi, 503, "{\"error\":\"database unavailable\"}", 0);
 		c->wsi = wsi;
+		c->waiter.ready = snapshot_ready;
+		c->waiter.failed = snapshot_failed;
+		switch (view->online(&c->waiter))
+		{
+			case 0:
+				break;
+			case -2:
+				return http_reply(wsi, 404, "{\"error\":\"no global feed (--global-feed no)\"}", 0);
+			default:
+				return http_reply(wsi, 503, "{\"error\":\"database unavailable\"}", 0);
+		}
 		c->http_waiting = 1;
 		lws_set_timeout(wsi, PENDING_TIMEOUT_USER_REASON_BASE + 1, ONLINE_TIMEOUT_S);
-		feed_http_wait(c);
 		return 1;
 	}
 	return http_reply(wsi, 404, "{\"error\":\"not found\"}", 0);
 }
 
-void
-http_snapshot_ready(struct client *c, struct snapshot *s)
+/* The snapshot for a waiting /online (a reference of its own). */
+static void
+snapshot_ready(struct waiter *w, struct frame *s)
 {
+	struct client *c = lws_container_of(w, struct client, waiter);
+
 	c->http_waiting = 0;
 	c->http_body = s;
 	c->http_sent = 0;
@@ -312,7 +339,7 @@ http_snapshot_ready(struct client *c, struct snapshot *s)
 static int
 write_body(struct lws *wsi, struct client *c)
 {
-	struct snapshot *s = c->http_body;
+	struct frame *s = c->http_body;
 	size_t		left = s->len - c->http_sent,
 				n = left > RELAY_SEND_CHUNK ? RELAY_SEND_CHUNK : left;
 
@@ -331,9 +358,12 @@ write_body(struct lws *wsi, struct client *c)
 	return 1;
 }
 
-void
-http_snapshot_failed(struct client *c)
+/* The link went down before a snapshot came: 503. */
+static void
+snapshot_failed(struct waiter *w)
 {
+	struct client *c = lws_container_of(w, struct client, waiter);
+
 	c->http_waiting = 0;
 	c->http_status = 503;
 	lws_callback_on_writable(c->wsi);
@@ -404,7 +434,7 @@ http_callback(struct lws *wsi, enum lws_callback_reasons reason,
 				r = write_body(wsi, c);
 				if (r == 0)
 					return 0;
-				snapshot_release(c->http_body);
+				frame_release(c->http_body);
 				c->http_body = NULL;
 				return finish(wsi, r < 0 ? -1 : 0);
 			}
@@ -417,11 +447,11 @@ http_callback(struct lws *wsi, enum lws_callback_reasons reason,
 
 		case LWS_CALLBACK_CLOSED_HTTP:
 			if (c && c->http_waiting)
-				feed_http_cancel(c);
+				view->online_cancel(&c->waiter);
 			if (c)
 			{
 				c->http_waiting = 0;
-				snapshot_release(c->http_body);
+				frame_release(c->http_body);
 				c->http_body = NULL;
 			}
 			return 0;

@@ -74,6 +74,30 @@ jbuf_printf(struct jbuf *b, const char *fmt,...)
 	b->len += (size_t) n;
 }
 
+/* The letter of a two-character escape for c (\" \\ \n ...), or 0. */
+static char
+short_escape(unsigned char c)
+{
+	switch (c)
+	{
+		case '"':
+		case '\\':
+			return (char) c;
+		case '\b':
+			return 'b';
+		case '\f':
+			return 'f';
+		case '\n':
+			return 'n';
+		case '\r':
+			return 'r';
+		case '\t':
+			return 't';
+		default:
+			return 0;
+	}
+}
+
 /*
  * Appends s[0..n) as a quoted JSON string.  The caller has checked that it
  * is UTF-8 (json_utf8_ok()); only what JSON requires is escaped.
@@ -95,9 +119,8 @@ jbuf_quote(struct jbuf *b, const char *s, size_t n)
 		jbuf_add(b, s + from, i - from);
 		from = i + 1;
 		esc[0] = '\\';
-		if (p[i] == '"' || p[i] == '\\')
+		if ((esc[1] = short_escape(p[i])))
 		{
-			esc[1] = (char) p[i];
 			jbuf_add(b, esc, 2);
 			continue;
 		}
@@ -110,6 +133,28 @@ jbuf_quote(struct jbuf *b, const char *s, size_t n)
 	}
 	jbuf_add(b, s + from, n - from);
 	jbuf_add(b, "\"", 1);
+}
+
+/* Appends s[0..n) as a quoted JSON string, or null if s is NULL. */
+void
+jbuf_quote_or_null(struct jbuf *b, const char *s, size_t n)
+{
+	if (s)
+		jbuf_quote(b, s, n);
+	else
+		jbuf_add(b, "null", 4);
+}
+
+/* Is s one or more decimal digits and nothing else? */
+int
+json_digits(const char *s)
+{
+	if (!*s)
+		return 0;
+	for (; *s; s++)
+		if (*s < '0' || *s > '9')
+			return 0;
+	return 1;
 }
 
 /* The JSON text, NUL-terminated (LWS_PRE bytes of room before it). */

@@ -1,6 +1,7 @@
 /*
  * main.c - presence-relay: live presence over WebSocket for the presence
- * extension.  Options, the lws context, signals, and a clean shutdown.
+ * extension.  Options, the lws context, signals, a clean shutdown, and the
+ * wiring: which module hears what from which (relay.h draws it).
  *
  * Everything runs in one lws event loop: HTTP and WebSocket clients, the
  * libpq connection (adopted as a raw file) and timers (lws_sul).
@@ -32,6 +33,9 @@ struct relay_options relay_opts = {
 	.send_timeout = 20,
 	.message_rate = 10,
 	.message_burst = 30,
+	.global_feed = 1,
+	.large_channel = 1000,
+	.max_channels_per_client = 50,
 };
 
 /* descriptors kept for the database link, HTTP requests, files, the log */
@@ -40,8 +44,6 @@ struct lws_context *relay_context;
 struct lws_vhost *relay_vhost;
 
 static volatile sig_atomic_t stop_requested;
-static int	shutting_down;
-static char session_prefix[128];
 static char metrics_addr[INET6_ADDRSTRLEN];
 static int	metrics_port;
 
@@ -90,6 +92,9 @@ static const struct option long_options[] = {
 	{"message-rate", required_argument, NULL, 'R'},
 	{"message-burst", required_argument, NULL, 'r'},
 	{"demo-token-ttl", required_argument, NULL, 't'},
+	{"global-feed", required_argument, NULL, 'G'},
+	{"large-channel", required_argument, NULL, 'L'},
+	{"max-channels-per-client", required_argument, NULL, 'C'},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, 'V'},
@@ -118,6 +123,9 @@ usage(FILE *f)
 			"  --send-timeout N        seconds for a state or /online body to go out (default 20)\n"
 			"  --message-rate N        client messages per second (default 10, 0: any)\n"
 			"  --message-burst N       ... and at once (default 30)\n"
+			"  --global-feed yes|no    send every user's changes, or only channels' (default yes)\n"
+			"  --large-channel N       channels with more watchers get diffs (default 1000, 0: never)\n"
+			"  --max-channels-per-client N  channels one socket may join or watch (default 50, 0: any)\n"
 			"  --allow-origin LIST     browser origins allowed, comma separated, or *\n"
 			"  --demo                  serve GET /demo/token?user=NAME (loopback --bind only)\n"
 			"  --demo-token-ttl N      seconds a demo token is valid (default 600)\n"
@@ -212,6 +220,22 @@ parse_options(int argc, char **argv)
 			case 'r':
 				if (parse_int(optarg, 1, 1 << 20, &relay_opts.message_burst))
 					return fprintf(stderr, "bad --message-burst %s\n", optarg), -1;
+				break;
+			case 'G':
+				if (!strcmp(optarg, "yes"))
+					relay_opts.global_feed = 1;
+				else if (!strcmp(optarg, "no"))
+					relay_opts.global_feed = 0;
+				else
+					return fprintf(stderr, "bad --global-feed %s (yes or no)\n", optarg), -1;
+				break;
+			case 'L':
+				if (parse_int(optarg, 0, INT_MAX, &relay_opts.large_channel))
+					return fprintf(stderr, "bad --large-channel %s\n", optarg), -1;
+				break;
+			case 'C':
+				if (parse_int(optarg, 0, INT_MAX, &relay_opts.max_channels_per_client))
+					return fprintf(stderr, "bad --max-channels-per-client %s\n", optarg), -1;
 				break;
 			case 't':
 				if (parse_int(optarg, 1, 24 * 3600, &relay_opts.demo_token_ttl))
@@ -344,20 +368,6 @@ relay_is_loopback(const char *addr)
 	return 0;
 }
 
-/* relay-<host>-<pid>-<n>: unique across relays sharing a database. */
-void
-relay_session_id(const struct client *c, char *buf, size_t len)
-{
-	lws_snprintf(buf, len, "%s-%llu", session_prefix,
-				 (unsigned long long) c->session_no);
-}
-
-int
-relay_shutting_down(void)
-{
-	return shutting_down;
-}
-
 static void
 on_signal(int sig)
 {
@@ -378,12 +388,11 @@ shut_down(void)
 	lws_sorted_usec_list_t sul_deadline;
 	lws_usec_t	deadline = lws_now_usecs() + SHUTDOWN_GRACE_US;
 
-	shutting_down = 1;
-	lwsl_user("shutting down: closing %d client(s)\n", feed_client_count());
-	feed_close_all();
+	lwsl_user("shutting down: closing %d client(s)\n", out_count());
+	out_close_all();
 	memset(&sul_deadline, 0, sizeof(sul_deadline));
 	lws_sul_schedule(relay_context, 0, &sul_deadline, wake, SHUTDOWN_GRACE_US);
-	while (feed_client_count() && lws_now_usecs() < deadline)
+	while (out_count() && lws_now_usecs() < deadline)
 		if (lws_service(relay_context, 0) < 0)
 			break;
 	lws_sul_cancel(&sul_deadline);
@@ -404,6 +413,121 @@ start_metrics_listener(const struct lws_context_creation_info *main_info)
 	return lws_create_vhost(relay_context, &info) ? 0 : -1;
 }
 
+/*
+ * The wiring.  Data flows one way (relay.h): the database link hands what
+ * it hears to these handlers, which pass it on to the modules that consume
+ * it; the HTTP side reads the relay through http_view.
+ */
+
+/*
+ * A change from the presence worker, as origin.c let it through: a user's
+ * change (status, status message) to the global feed (if any), then to the
+ * channels.  -1 (the ring
+ * is full) holds it back whole, to be offered again.
+ */
+static int
+on_event(const struct presence_event *ev)
+{
+	if (relay_opts.global_feed && (ev->kind == EVENT_PRESENCE || ev->kind == EVENT_MESSAGE) &&
+		feed_event(ev))
+		return -1;
+	channels_event(ev);
+	return 0;
+}
+
+/* Changes may have been lost: states are read again. */
+static void
+on_lost(void)
+{
+	feed_resync();
+	channels_resync();
+}
+
+static void
+on_link_up(const struct dblink_info *info)
+{
+	origin_link_up();
+	sessions_link_up(info->session_timeout_ms, info->extversion);
+	joins_link_up();
+	feed_resync();
+	channels_resync();
+	queue_kick();
+}
+
+static void
+on_link_down(void)
+{
+	origin_link_down();
+	sessions_link_down();
+	joins_link_down(out_clients());
+	channels_link_down();
+	feed_link_down();
+}
+
+/* The ring has room again: a notification held back may go now. */
+static void
+on_room(void)
+{
+	dblink_resume_notifications();
+}
+
+static void
+health(struct relay_health *h)
+{
+	h->db_up = dblink_is_up();
+	h->notifications = probe_result();
+	h->connections = out_count();
+}
+
+static int
+online(struct waiter *w)
+{
+	if (!relay_opts.global_feed)
+		return -2;
+	if (!dblink_is_up())
+		return -1;
+	feed_wait(w);
+	return 0;
+}
+
+static const struct dblink_handlers link_handlers = {
+	.up = on_link_up,
+	.down = on_link_down,
+	.notification = origin_notification,
+	.idle = queue_kick,
+};
+
+static const struct origin_hooks origin_hooks = {
+	.event = on_event,
+	.lost = on_lost,
+};
+
+static const struct sessions_hooks sessions_hooks = {
+	.registered = joins_registered,
+};
+
+static const struct http_view view = {
+	.health = health,
+	.online = online,
+	.online_cancel = feed_cancel,
+};
+
+/*
+ * Who gets the link, in this order: the worker's pid (nothing is forwarded
+ * without it), session work (ended sessions before new ones, new ones
+ * before anything that needs them), the sockets' channel memberships (a
+ * join needs its session; a state should show it), snapshots, channels'
+ * states, heartbeats.
+ */
+static const queue_pump_fn pumps[] = {
+	origin_pump,
+	sessions_pump,
+	joins_pump,
+	feed_pump,
+	channels_pump_states,
+	sessions_pump_heartbeat,
+};
+
 int
 main(int argc, char **argv)
 {
@@ -416,11 +540,7 @@ main(int argc, char **argv)
 	size_t		i;
 	rlim_t		fd_limit;
 	int			max_default;
-	static const struct sessions_hook origin_hook = {
-		.link_up = origin_link_up,
-		.link_down = origin_link_down,
-		.pump = origin_pump,
-	};
+	char		session_prefix[128];
 
 	if (parse_options(argc, argv))
 		return 2;
@@ -476,9 +596,14 @@ main(int argc, char **argv)
 		info.mounts = mounts;
 	}
 
-	if (feed_init(relay_opts.queue_length) || caps_init())
+	if (out_init(relay_opts.queue_length, on_room) || caps_init() || channels_init())
 		return 1;
-	sessions_init(&origin_hook);
+	deadline_init(out_deadlines);
+	origin_init(&origin_hooks);
+	sessions_init(session_prefix, &sessions_hooks);
+	joins_init(channels_settled);
+	http_init(&view);
+	queue_init(pumps, LWS_ARRAY_SIZE(pumps));
 	relay_context = lws_create_context(&info);
 	if (!relay_context)
 	{
@@ -503,7 +628,7 @@ main(int argc, char **argv)
 			  relay_opts.metrics_bind ? ", metrics on " : "",
 			  relay_opts.metrics_bind ? relay_opts.metrics_bind : "",
 			  relay_opts.max_connections, (unsigned long long) fd_limit);
-	dblink_start(relay_opts.conninfo);
+	dblink_start(relay_opts.conninfo, &link_handlers);
 
 	while (!stop_requested)
 		if (lws_service(relay_context, 0) < 0)
@@ -514,11 +639,13 @@ main(int argc, char **argv)
 	/* timers live in the context: cancel them while it still exists */
 	sessions_cleanup();
 	origin_cleanup();
+	feed_cleanup();
+	channels_cleanup();
 	deadline_stop();
-	feed_stop();
+	out_stop();
 	lws_context_destroy(relay_context);
 	relay_context = NULL;
-	feed_destroy();
+	out_destroy();
 	caps_cleanup();
 	clientaddr_cleanup();
 	auth_cleanup();

@@ -1,13 +1,20 @@
 /*
  * message.c - what a WebSocket client may send: {"type":"heartbeat",
- * "active":bool}, {"type":"visibility","visible":bool} and
- * {"type":"token","token":"..."}.  A message is a JSON object: a bare
- * array or scalar is malformed.
+ * "active":bool}, {"type":"visibility","visible":bool},
+ * {"type":"token","token":"..."}, the channel messages
+ * {"type":"join"|"subscribe"|"leave"|"unsubscribe"|"update","channel":C,
+ * "meta":{...}}, and {"type":"status_message","message":M,"expires_in":N}.
+ * A message is a JSON object: a bare array or scalar is malformed.
  *
  * Parsed with lws's streaming JSON parser (lejp), so a message split over
  * several frames or reads needs no buffer of its own: only the parser
  * state (about 600 bytes) lives while a fragmented message is in progress,
  * and a "token" member's value, which is kept (up to RELAY_MAX_TOKEN).
+ * A channel message (and a status message) is read again, whole, with
+ * jsonv.c, which gives back the meta object as it is (lejp cannot: it keeps
+ * member names in a short path); so the first RELAY_MAX_CHANNEL_MESSAGE
+ * bytes of a fragmented message are kept too, and a longer one is refused
+ * ("too_large").
  * Pure code (no connection, no globals): the fuzzer drives it directly.
  */
 #include "relay.h"
@@ -29,6 +36,11 @@ struct message_parser
 	char	   *token;			/* "token" so far (malloc'd) */
 	size_t		token_len;
 	int			token_done;		/* a whole string arrived */
+	const char *whole;			/* the message, if it came whole */
+	size_t		whole_len;
+	char	   *kept;			/* else its first bytes (malloc'd) */
+	size_t		kept_len;
+	int			kept_all;		/* kept is the whole message */
 };
 
 /* lejp refuses an empty object, so the start of a message is read here. */
@@ -49,17 +61,99 @@ enum
 	PATH_TOKEN,
 };
 
+static const struct
+{
+	const char *name;
+	enum message_kind kind;
+}			types[] = {
+	{"heartbeat", MESSAGE_HEARTBEAT},
+	{"visibility", MESSAGE_VISIBILITY},
+	{"token", MESSAGE_TOKEN},
+	{"join", MESSAGE_JOIN},
+	{"subscribe", MESSAGE_SUBSCRIBE},
+	{"leave", MESSAGE_LEAVE},
+	{"unsubscribe", MESSAGE_UNSUBSCRIBE},
+	{"update", MESSAGE_UPDATE},
+	{"status_message", MESSAGE_STATUS_MESSAGE},
+};
+
 /* The kind a complete "type" string names. */
 static enum message_kind
 type_kind(const char *s, size_t len)
 {
-	if (len == 9 && !memcmp(s, "heartbeat", 9))
-		return MESSAGE_HEARTBEAT;
-	if (len == 10 && !memcmp(s, "visibility", 10))
-		return MESSAGE_VISIBILITY;
-	if (len == 5 && !memcmp(s, "token", 5))
-		return MESSAGE_TOKEN;
+	size_t		i;
+
+	for (i = 0; i < LWS_ARRAY_SIZE(types); i++)
+		if (len == strlen(types[i].name) && !memcmp(s, types[i].name, len))
+			return types[i].kind;
 	return MESSAGE_OTHER;
+}
+
+/* Is kind read again whole (a channel message, a status message)? */
+static int
+is_reread_kind(enum message_kind kind)
+{
+	return (kind >= MESSAGE_JOIN && kind <= MESSAGE_UPDATE) ||
+		kind == MESSAGE_STATUS_MESSAGE;
+}
+
+/* Characters (code points) of the UTF-8 text s[0..n). */
+static size_t
+characters(const char *s, size_t n)
+{
+	size_t		i,
+				k = 0;
+
+	for (i = 0; i < n; i++)
+		if (((unsigned char) s[i] & 0xc0) != 0x80)
+			k++;
+	return k;
+}
+
+/* jsonv_members()'s callback: "message" and "expires_in" of a status message. */
+static int
+status_member(void *arg, const char *key, size_t klen, const char *v, size_t vn)
+{
+	struct message *m = arg;
+	char		num[32],
+			   *end;
+	double		secs;
+
+	if (!key)
+		return 0;
+	if (klen == 7 && !memcmp(key, "message", 7))
+	{
+		if (m->has_status)
+			return -1;			/* twice */
+		m->has_status = 1;
+		if (jsonv_is(v, vn, "null"))
+			m->status_len = 0;
+		else if (jsonv_string(v, vn, m->status, RELAY_MAX_STATUS_MESSAGE, &m->status_len) ||
+				 characters(m->status, m->status_len) > RELAY_MAX_STATUS_CHARS)
+			m->error = "bad_status_message";
+		m->status[m->status_len] = '\0';
+		return 0;
+	}
+	if (klen == 10 && !memcmp(key, "expires_in", 10))
+	{
+		if (m->expires_in != 0)
+			return -1;			/* twice */
+		if (jsonv_is(v, vn, "null"))
+			m->expires_in = -1;	/* none, as if not given */
+		else if (vn >= sizeof(num) || (v[0] != '-' && (v[0] < '0' || v[0] > '9')))
+			m->error = "bad_expires_in";
+		else
+		{
+			memcpy(num, v, vn);
+			num[vn] = '\0';
+			secs = strtod(num, &end);
+			if (*end || !(secs > 0 && secs <= RELAY_MAX_EXPIRES_IN))
+				m->error = "bad_expires_in";
+			else
+				m->expires_in = secs;
+		}
+	}
+	return 0;
 }
 
 /* A boolean member: 1 or 0, or -1 (and the message is bad) if not one. */
@@ -157,6 +251,7 @@ parser_init(struct message_parser *p)
 	p->type = MESSAGE_OTHER;
 	p->active = 1;
 	p->visible = -1;
+	p->kept_all = 1;
 	lejp_construct(&p->ctx, parse_cb, p, paths, LWS_ARRAY_SIZE(paths));
 }
 
@@ -211,6 +306,25 @@ read_opening(struct message_parser *p, const unsigned char *b, size_t len)
 	return i;
 }
 
+/* Keeps the first RELAY_MAX_CHANNEL_MESSAGE bytes of a fragmented message. */
+static void
+keep(struct message_parser *p, const void *buf, size_t len)
+{
+	char	   *k;
+
+	if (!p->kept_all)
+		return;
+	if (p->kept_len + len > RELAY_MAX_CHANNEL_MESSAGE ||
+		!(k = realloc(p->kept, p->kept_len + len + 1)))
+	{
+		p->kept_all = 0;
+		return;
+	}
+	memcpy(k + p->kept_len, buf, len);
+	p->kept = k;
+	p->kept_len += len;
+}
+
 /* Feeds the next piece of a message; bytes after the object must be blank. */
 void
 message_feed(struct message_parser *p, const void *buf, size_t len)
@@ -218,6 +332,8 @@ message_feed(struct message_parser *p, const void *buf, size_t len)
 	const unsigned char *b = buf;
 	size_t		i;
 
+	if (!p->whole)
+		keep(p, buf, len);
 	if (p->bad || p->result < LEJP_CONTINUE || !len)
 		return;
 	if (p->result == LEJP_CONTINUE && p->opening != OPENING_LEJP)
@@ -243,12 +359,86 @@ message_feed(struct message_parser *p, const void *buf, size_t len)
 			p->bad = 1;
 }
 
+/* jsonv_members()'s callback: "channel" and "meta" of a channel message. */
+static int
+channel_member(void *arg, const char *key, size_t klen, const char *v, size_t vn)
+{
+	struct message *m = arg;
+	struct jbuf b = {0};
+	size_t		text_len;
+
+	if (!key)
+		return 0;
+	if (klen == 7 && !memcmp(key, "channel", 7))
+	{
+		if (m->channel_len || m->error)
+			return -1;			/* twice */
+		if (jsonv_string(v, vn, m->channel, RELAY_MAX_CHANNEL, &m->channel_len) ||
+			!m->channel_len)
+		{
+			m->channel_len = 0;
+			m->error = "bad_channel";
+		}
+		m->channel[m->channel_len] = '\0';
+		return 0;
+	}
+	if (klen == 4 && !memcmp(key, "meta", 4))
+	{
+		if (m->meta || m->meta_bad)
+			return -1;			/* twice */
+		if (vn && v[0] == '{' && !jsonv_copy(v, vn, &b, &text_len) &&
+			text_len <= RELAY_MAX_META && (m->meta = strdup(jbuf_text(&b))))
+			m->meta_len = b.len;
+		else
+			m->meta_bad = 1;
+		jbuf_free(&b);
+	}
+	return 0;
+}
+
+/*
+ * A channel message, read again whole: its "channel" (required: else
+ * m->error is "bad_channel") and "meta" (an object of at most 1 kB as
+ * jsonb prints it: else "bad_meta").  -1 if the text is not one JSON
+ * object after all.
+ */
+static int
+channel_fields(const char *text, size_t len, struct message *m)
+{
+	m->meta_bad = 0;
+	if (jsonv_members(text, len, channel_member, m))
+		return -1;
+	if (!m->channel_len)
+		m->error = "bad_channel";
+	else if (m->meta_bad)
+		m->error = "bad_meta";
+	return 0;
+}
+
+/*
+ * A status message, read again whole: "message" (a string of at most 140
+ * characters, or null to clear: required) and "expires_in" (seconds, more
+ * than 0: optional).  -1 if the text is not one JSON object after all.
+ */
+static int
+status_fields(const char *text, size_t len, struct message *m)
+{
+	if (jsonv_members(text, len, status_member, m))
+		return -1;
+	if (!m->has_status && !m->error)
+		m->error = "bad_status_message";
+	if (m->expires_in < 0)
+		m->expires_in = 0;
+	return 0;
+}
+
 /* Ends the message, frees the parser, says what the message was. */
 enum message_kind
 message_end(struct message_parser *p, struct message *out)
 {
 	enum message_kind kind;
 
+	memset(out, 0, sizeof(*out));
 	if (p->bad || p->result != 0)
 		kind = MESSAGE_MALFORMED;
 	else if (p->type == MESSAGE_VISIBILITY && p->visible < 0)
@@ -257,16 +447,31 @@ message_end(struct message_parser *p, struct message *out)
 		kind = MESSAGE_MALFORMED;	/* so is "token" */
 	else
 		kind = p->type;
+	if (is_reread_kind(kind))
+	{
+		const char *text = p->whole ? p->whole : p->kept;
+		size_t		len = p->whole ? p->whole_len : p->kept_len;
+
+		/* the same verdict whether it came whole or in pieces */
+		if (p->whole ? p->whole_len > RELAY_MAX_CHANNEL_MESSAGE : !p->kept_all)
+			out->error = "too_large";
+		else if (kind == MESSAGE_STATUS_MESSAGE ? status_fields(text, len, out) :
+				 channel_fields(text, len, out))
+		{
+			message_clear(out);
+			kind = MESSAGE_MALFORMED;
+		}
+	}
 	out->kind = kind;
 	out->active = p->active;
 	out->visible = p->visible;
-	out->token = NULL;
 	if (kind == MESSAGE_TOKEN)
 	{
 		out->token = p->token;
 		p->token = NULL;
 	}
 	free(p->token);
+	free(p->kept);
 	lejp_destruct(&p->ctx);
 	free(p);
 	return kind;
@@ -280,6 +485,9 @@ message_clear(struct message *m)
 		lws_explicit_bzero(m->token, strlen(m->token));
 	free(m->token);
 	m->token = NULL;
+	free(m->meta);
+	m->meta = NULL;
+	m->meta_len = 0;
 }
 
 /* Parses a message that arrived whole. */
@@ -290,9 +498,11 @@ message_parse(const void *buf, size_t len, struct message *out)
 
 	if (!p)
 	{
-		out->token = NULL;
+		memset(out, 0, sizeof(*out));
 		return out->kind = MESSAGE_MALFORMED;
 	}
+	p->whole = buf;
+	p->whole_len = len;
 	message_feed(p, buf, len);
 	return message_end(p, out);
 }

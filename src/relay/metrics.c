@@ -1,7 +1,9 @@
 /*
  * metrics.c - counters for GET /metrics, in Prometheus text format 0.0.4.
  *
- * The loop is single-threaded, so plain integers do.  The histogram is the
+ * The counters and gauges are struct relay_metrics, which the modules bump
+ * and set themselves; this file only reads them.  The loop is
+ * single-threaded, so plain integers do.  The histogram is the
  * delay from a notification reaching the relay to its frame being written
  * to one client: it shows both a slow database link (no) and slow clients.
  */
@@ -75,8 +77,8 @@ metrics_render(struct jbuf *out)
 					  "# HELP presence_relay_db_up Whether the database link is up.\n"
 					  "# TYPE presence_relay_db_up gauge\n"
 					  "presence_relay_db_up %d\n",
-					  sessions_tracked(), feed_client_count() - sessions_tracked(),
-					  dblink_is_up());
+					  relay_metrics.tracked, relay_metrics.clients - relay_metrics.tracked,
+					  relay_metrics.db_up);
 	jbuf_printf(out,
 				"# HELP presence_relay_max_connections WebSocket connections allowed (--max-connections).\n"
 				"# TYPE presence_relay_max_connections gauge\n"
@@ -143,6 +145,37 @@ metrics_render(struct jbuf *out)
 	COUNTER("presence_relay_visibility_batches_total",
 			"Batched presence.set_visible() queries.",
 			relay_metrics.visibility_batches_total);
+	COUNTER("presence_relay_status_message_batches_total",
+			"Batched presence.set_status_message() queries.",
+			relay_metrics.status_message_batches_total);
+	jbuf_printf(out,
+				"# HELP presence_relay_channels Channels some client joins or watches.\n"
+				"# TYPE presence_relay_channels gauge\n"
+				"presence_relay_channels %d\n"
+				"# HELP presence_relay_subscriptions Channels watched, summed over clients.\n"
+				"# TYPE presence_relay_subscriptions gauge\n"
+				"presence_relay_subscriptions %d\n",
+				relay_metrics.channels, relay_metrics.subscriptions);
+	LABELLED("presence_relay_membership_batches_total",
+			 "Batched presence.join(), leave() and update() queries of the relay's sockets.",
+			 "call", "join", u64(a, relay_metrics.join_batches_total[1]),
+			 "leave", u64(b, relay_metrics.join_batches_total[0]),
+			 "update", u64(c, relay_metrics.join_batches_total[2]));
+	COUNTER("presence_relay_channel_states_total",
+			"presence.members() queries for channel states.",
+			relay_metrics.channel_states_total);
+	COUNTER("presence_relay_channel_errors_total",
+			"Error frames answering channel messages.",
+			relay_metrics.channel_errors_total);
+	COUNTER("presence_relay_channel_forbidden_total",
+			"Channel messages refused by the token's channels claim.",
+			relay_metrics.channel_forbidden_total);
+	COUNTER("presence_relay_diffs_total",
+			"Diff frames made for large channels (each sent to every watcher).",
+			relay_metrics.diffs_total);
+	COUNTER("presence_relay_seq_gaps_total",
+			"Times a notification's seq did not follow the last one: states read again.",
+			relay_metrics.seq_gaps_total);
 
 	jbuf_printf(out,
 					  "# HELP presence_relay_notification_send_delay_seconds "

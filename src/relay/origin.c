@@ -14,7 +14,16 @@
  * while is held until the answer (no loss if it was a new worker); later
  * ones are dropped, and one more read follows at the end of the period.
  * If that read finds a new worker, what was dropped may have been real:
- * every client gets a fresh state.
+ * hooks->lost() says so, and whoever keeps state reads it again.
+ *
+ * What passes goes to hooks->event() (main.c: the global feed, the
+ * channels).  The seq of the last change it took is origin_last_seq(): -1
+ * until the first one on this link, and again after a new worker.
+ *
+ * The relay sees every notification, so it also sees what no client can
+ * with a filtered feed: a seq that does not follow the last one (a worker
+ * tick that failed after numbering its changes, say).  Then changes were
+ * missed, and hooks->lost() has every state read again.
  */
 #include "relay.h"
 
@@ -24,7 +33,10 @@
 
 static const char sql_worker_pid[] = "SELECT s.worker_pid FROM presence.stats() AS s";
 
+static const struct origin_hooks *hooks;
 static int	link_up;
+static int64_t last_seq = -1;
+static int64_t gap_seen;		/* the seq whose gap was reported */
 static int	known;				/* worker_pid is current */
 static int	worker_pid;			/* 0: no worker running */
 static int	have_pid;			/* worker_pid was read on this link */
@@ -57,17 +69,20 @@ read_done(PGresult *res, void *arg)
 	{
 		lwsl_user("the presence worker is now pid %d (was %d)\n", worker_pid, before);
 		if (dropped)
-			feed_all_want_snapshot();
+		{
+			last_seq = -1;
+			hooks->lost();
+		}
 	}
 	have_pid = 1;
 	dropped = 0;
 }
 
-/* Sends the read if one is due and the link is free; 1 if it did. */
+/* queue.c's turn: sends the read if one is due; 1 if it did. */
 int
 origin_pump(void)
 {
-	if (!link_up || !want_read || reading || !dblink_is_idle())
+	if (!link_up || !want_read || reading)
 		return 0;
 	if (lws_now_usecs() < next_read_ok)
 		return 0;
@@ -83,7 +98,7 @@ origin_pump(void)
 static void
 reread(lws_sorted_usec_list_t *sul)
 {
-	sessions_pump();
+	queue_kick();
 }
 
 /* Asks for a read: now if allowed, else at the end of the period. */
@@ -94,7 +109,7 @@ want_reread(void)
 
 	want_read = 1;
 	if (now >= next_read_ok)
-		sessions_pump();
+		queue_kick();
 	else if (!sul_reread.list.owner)
 		lws_sul_schedule(relay_context, 0, &sul_reread, reread, next_read_ok - now);
 }
@@ -138,13 +153,38 @@ origin_notification(int be_pid, const char *payload)
 		lwsl_warn("ignoring a notification of the presence worker that is not as documented\n");
 		return 0;
 	}
-	return feed_event(&ev);
+	/* (a change held back and offered again is not a gap twice) */
+	if (last_seq >= 0 && ev.seq != last_seq + 1 && ev.seq != gap_seen)
+	{
+		gap_seen = ev.seq;
+		relay_metrics.seq_gaps_total++;
+		lwsl_user("seq %lld after %lld: changes were missed, reading states again\n",
+				  (long long) ev.seq, (long long) last_seq);
+		hooks->lost();
+	}
+	if (hooks->event(&ev))
+		return -1;
+	last_seq = ev.seq;
+	return 0;
+}
+
+int64_t
+origin_last_seq(void)
+{
+	return last_seq;
+}
+
+void
+origin_init(const struct origin_hooks *h)
+{
+	hooks = h;
 }
 
 void
 origin_link_up(void)
 {
 	link_up = 1;
+	last_seq = -1;
 	known = 0;
 	have_pid = 0;
 	reading = 0;

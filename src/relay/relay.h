@@ -1,20 +1,37 @@
 /*
  * relay.h - what the parts of presence-relay know of each other.
  *
- * One process, one libwebsockets event loop.  Data flows one way:
- *   dblink.c (libpq: LISTEN, results)  ->  feed.c (shared ring, snapshots)
- *   -> ws.c (one writer per client).
- * sessions.c turns WebSocket clients into presence sessions (connect,
- * batched heartbeats, disconnect) over the same database link; http.c
- * serves the plain HTTP endpoints; auth.c checks tokens; message.c parses
- * what clients send.
+ * One process, one libwebsockets event loop.  Data flows one way, down the
+ * page; nothing calls back up it by name.  main.c wires the parts together
+ * with small tables of function pointers (as lws_protocols, or libpq's
+ * notice receiver), and a lower part knows only the pointers it was given.
  *
- * Against hostile roles and clients: origin.c forwards only what the
- * presence worker notified, event.c checks and rebuilds each payload and
- * state.c builds the snapshot, both with json.c; caps.c counts sockets
- * per user and per address (clientaddr.c: behind which proxies),
- * bucket.c rate-limits client messages, deadline.c closes sockets whose
- * token expired or whose state did not go out in time.
+ *   PostgreSQL
+ *      |  libpq: results, notifications (probe.c: do they arrive at all?)
+ *   dblink.c --handlers: up, down, idle, notification--> main.c
+ *      ^                                                   |
+ *      | queries (one at a time)                           | notification
+ *   queue.c <--pumps, in order-- origin.c, sessions.c,     v
+ *      feed.c                                         origin.c (the worker's
+ *                                                      pid, event.c's shape)
+ *                                                          | hooks: event, lost
+ *                                                          v
+ *                                              feed.c (global state, changes)
+ *                                                          |
+ *   ws.c (client messages) --> sessions.c, feed.c          v
+ *                                              out.c (frames, in stamp order)
+ *                                                          |
+ *                                                    WebSocket clients
+ *
+ *   http.c --http_view (main.c)--> health, feed.c's snapshot for /online
+ *   metrics.c <-- counters and gauges that every part bumps or sets
+ *   deadline.c: one timer; out.c says what is due (token expiry, states)
+ *
+ * Pure parts, each testable alone: json.c builds JSON, event.c checks
+ * notification payloads, state.c builds states, message.c parses what
+ * clients send, auth.c checks tokens, bucket.c rate-limits, caps.c counts
+ * sockets per user and address (clientaddr.c: behind which proxies),
+ * hash.c, strbuf.c, listen.c, conninfo.c.
  */
 #ifndef PRESENCE_RELAY_H
 #define PRESENCE_RELAY_H
@@ -28,7 +45,11 @@
 
 /* Limits a user of the relay can rely on (documented in the README). */
 #define RELAY_MAX_USER_ID	256		/* as presence.connect() */
+#define RELAY_MAX_CHANNEL	256		/* as presence.join() */
+#define RELAY_MAX_META		1024	/* as presence.join(), as jsonb text */
 #define RELAY_MAX_STATUS_MESSAGE (140 * 4)	/* 140 characters of UTF-8 */
+#define RELAY_MAX_STATUS_CHARS 140	/* as presence.set_status_message() */
+#define RELAY_MAX_EXPIRES_IN (10.0 * 365 * 24 * 3600)	/* a status message's, seconds */
 #define RELAY_MAX_MESSAGE	(64 * 1024)	/* bigger client frames: 1009 */
 #define RELAY_MAX_TOKEN		4096
 #define RELAY_MAX_PAYLOAD	8000		/* NOTIFY's own limit */
@@ -39,7 +60,6 @@
 #define RELAY_CLOSE_TOKEN_REFUSED	4003
 
 struct message_parser;
-struct snapshot;
 
 /* Command line, filled by main.c, read everywhere. */
 struct relay_options
@@ -55,7 +75,7 @@ struct relay_options
 	const char *allow_origin;	/* comma separated, "*" for any */
 	int			demo;
 	int			demo_token_ttl; /* seconds */
-	int			queue_length;	/* ring entries a client may lag */
+	int			queue_length;	/* frames a client may lag */
 	int			ping_interval;	/* seconds a client may be quiet before a ping */
 	int			verbose;
 	int			max_sessions_per_user;
@@ -65,6 +85,9 @@ struct relay_options
 	int			send_timeout;	/* seconds for a state or /online body */
 	double		message_rate;	/* client messages per second ... */
 	int			message_burst;	/* ... and how many at once */
+	int			global_feed;	/* clients get every user's changes */
+	int			large_channel;	/* watchers past which a channel gets diffs */
+	int			max_channels_per_client;
 };
 
 extern struct relay_options relay_opts;
@@ -72,9 +95,55 @@ extern struct lws_context *relay_context;
 extern struct lws_vhost *relay_vhost;
 
 /*
+ * A JSON text sent to one or many clients (a change, a state, an answer),
+ * serialized once and shared: freed by the last holder.  Frames are
+ * stamped in the order they are made, and each client is written its
+ * frames in stamp order whatever their source (out.c).
+ */
+struct frame
+{
+	int			refs;
+	uint64_t	stamp;
+	lws_usec_t	received;		/* when its notification reached us; 0: none */
+	size_t		len;
+	unsigned char *buf;			/* LWS_PRE bytes, then len bytes of JSON */
+	unsigned	is_state:1;		/* a state: it must go out within --send-timeout */
+};
+
+/* One client's side of out.c: what it is still owed, and how it is doing. */
+struct outbox
+{
+	lws_dll2_t	list;			/* in out.c's list of WebSocket clients */
+	struct frame **q;			/* frames of its own, a ring of qcap */
+	uint32_t	qhead,
+				qlen,
+				qcap;
+	size_t		qbytes;			/* of the frames in q, states aside */
+	struct frame *cur;			/* being written, in pieces */
+	size_t		cur_sent;
+	uint32_t	tail;			/* next broadcast to send, if following */
+	int			states;			/* state frames owed (queued or being written) */
+	lws_usec_t	state_due;		/* the oldest must be out by then; 0: no limit */
+	lws_usec_t	heard;			/* when it last sent anything (a pong too) */
+	lws_usec_t	pinged;			/* when it was last pinged */
+	uint16_t	close_code;		/* closing: 1008 slow, 1001 shutdown, ... */
+	const char *close_why;		/* reason text of the close frame */
+	unsigned	following:1;	/* it gets broadcasts (tail is live) */
+};
+
+/* A GET /online waiting for a snapshot (http.c); feed.c answers it. */
+struct waiter
+{
+	lws_dll2_t	list;
+	void		(*ready) (struct waiter *w, struct frame *snapshot);	/* holds a ref */
+	void		(*failed) (struct waiter *w);
+};
+
+/*
  * Per-connection user data of the "presence" protocol.  lws allocates one
  * for every HTTP and WebSocket connection bound to it, so it stays small:
- * an idle WebSocket client costs this plus what lws itself keeps.
+ * an idle WebSocket client costs this plus what lws itself keeps.  Each
+ * module keeps its own part.
  */
 struct bucket
 {
@@ -85,53 +154,117 @@ struct bucket
 
 struct client
 {
-	lws_dll2_t	list;			/* in feed's list of WebSocket clients */
-	lws_dll2_t	pending;		/* in a sessions.c work list, if any */
 	struct lws *wsi;
 	char	   *user;			/* NULL: anonymous watcher, not tracked */
 	char	   *addr;			/* counted in caps.c under this address */
+	struct outbox out;			/* out.c */
+
+	/* sessions.c */
+	lws_dll2_t	tracked;		/* in its list of tracked clients */
+	lws_dll2_t	pending;		/* in one of its work lists, if any */
 	uint64_t	session_no;		/* names the presence session */
-	struct snapshot *state;		/* state message still to send */
-	size_t		state_sent;		/* bytes of it written so far */
-	lws_usec_t	state_due;		/* it must be out by then (deadline.c); 0: no limit */
-	lws_usec_t	expires;		/* its token's exp, on lws_now_usecs()'s clock; 0: never */
-	unsigned char *reply;		/* a frame for this client only (LWS_PRE first) */
-	size_t		reply_len;
-	struct message_parser *partial; /* parser of a fragmented message */
-	size_t		partial_len;
-	struct bucket bucket;		/* its message rate */
-	lws_usec_t	heard;			/* when it last sent anything (a pong too) */
-	lws_usec_t	pinged;			/* when it was last pinged */
 	lws_usec_t	wake_ok_at;		/* may hurry a heartbeat again from then */
-	uint32_t	tail;			/* next ring entry to send */
-	uint16_t	close_code;		/* closing: 1008 slow, 1001 shutdown, ... */
-	const char *close_why;		/* reason text of the close frame */
-	unsigned	has_tail:1;		/* tail is live (a state was sent) */
-	unsigned	wants_state:1;	/* waiting for the next snapshot */
 	unsigned	registered:1;	/* presence.connect() succeeded */
 	unsigned	in_flight:1;	/* presence.connect() sent, no answer yet */
 	unsigned	active:1;		/* last "active" the client reported */
 	unsigned	sent_active:1;	/* "active" in the last heartbeat sent */
 	unsigned	solo:1;			/* connect alone: its batch failed */
-	unsigned	waking:1;		/* in sessions.c's list of heartbeats to hurry */
+	unsigned	waking:1;		/* in the list of heartbeats to hurry */
+
+	/* feed.c */
+	unsigned	wants_state:1;	/* waiting for the next global snapshot */
+
+	/* channels.c */
+	lws_dll2_owner_t subs;		/* its struct sub */
+	struct grants *grants;		/* the channels its token lets it use */
+
+	/* ws.c */
+	lws_usec_t	expires;		/* its token's exp, on lws_now_usecs()'s clock; 0: never */
+	struct message_parser *partial; /* parser of a fragmented message */
+	size_t		partial_len;
+	struct bucket bucket;		/* its message rate */
+	lws_usec_t	rate_told;		/* when it was last told it is rate limited */
 	unsigned	counted:1;		/* in caps.c's counts */
 	unsigned	skipping:1;		/* dropping a message over --message-rate */
 	unsigned	oversized:1;	/* dropping a message over the limit */
 	unsigned	is_ws:1;
-	/* HTTP requests waiting for a snapshot (/online) */
+
+	/* http.c: GET /online */
+	struct waiter waiter;
 	unsigned	http_waiting:1;
-	struct snapshot *http_body;
+	struct frame *http_body;
 	size_t		http_sent;		/* bytes of http_body written so far */
-	unsigned short http_status;	/* 503: the link went down meanwhile */
+	unsigned short http_status; /* 503: the link went down meanwhile */
 };
 
-/* A JSON text shared by every client it goes to, freed by the last one. */
-struct snapshot
+/* hash.c: hash tables with string keys, entries embed a struct hnode */
+struct hnode
 {
-	int			refs;
-	uint32_t	ring_head;		/* ring position when it was taken */
+	struct hnode *next;
+	uint64_t	hash;
+	const char *key;			/* the entry's own copy */
+	size_t		klen;
+};
+struct htable
+{
+	struct hnode **slots;
+	size_t		nslots,
+				used;
+};
+int			hash_init(struct htable *t, size_t nslots);
+struct hnode *hash_find(const struct htable *t, const char *key, size_t n);
+void		hash_add(struct htable *t, struct hnode *e, const char *key, size_t n);
+void		hash_remove(struct htable *t, struct hnode *e);
+void		hash_each(struct htable *t, void (*fn) (struct hnode *e, void *arg), void *arg);
+void		hash_free(struct htable *t);
+
+/*
+ * A channel some client joins or watches (channels.c), with its members as
+ * far as the relay knows them (members.c).
+ */
+struct channel
+{
+	struct hnode node;			/* in channels.c's table, by name */
+	lws_dll2_owner_t subs;		/* struct sub: its clients */
+	int			watchers;		/* of them, those watching */
+	lws_dll2_t	state_list;		/* waiting for its state, or being read */
+	lws_dll2_t	due_list;		/* a diff is due (large) */
+	unsigned	reading:1;		/* its state query is out */
+	unsigned	stale:1;		/* ... and what it reads may be out of date */
+	/* members.c */
+	struct htable members;		/* struct member, by user id */
+	lws_dll2_owner_t dirty;		/* changed since the last diff (large) */
+	int64_t		dirty_seq;		/* the newest seq applied */
+	unsigned	known:1;		/* members read, and kept up to date since */
+	unsigned	large:1;		/* its events go into diffs */
 	size_t		len;
-	unsigned char *buf;			/* LWS_PRE bytes, then len bytes of JSON */
+	char		name[];
+};
+
+/*
+ * One client's subscription to one channel (channels.c), and its wish to
+ * be a member, which joins.c writes to the database.
+ */
+struct sub
+{
+	lws_dll2_t	by_channel;		/* in its channel's subs */
+	lws_dll2_t	by_client;		/* in its client's subs */
+	lws_dll2_t	work;			/* in a joins.c list, while it has database work */
+	struct channel *ch;
+	struct client *c;
+	char	   *meta;			/* its last meta, written afresh (NULL: none) */
+	char	   *join_meta;		/* the meta its join goes with */
+	uint32_t	meta_version;	/* counts joins and meta changes */
+	uint32_t	join_version;	/* the version of join_meta */
+	uint32_t	sent_version;	/* the version the database has */
+	uint32_t	sending_version;	/* ... the one in flight */
+	unsigned	watching:1;		/* subscribed: gets the channel's frames */
+	unsigned	wants_state:1;	/* waiting for the channel's state */
+	unsigned	has_state:1;	/* its state was sent: it gets the events */
+	unsigned	present:1;		/* joined: its session is to be a member */
+	unsigned	db_member:1;	/* the database has the membership */
+	unsigned	in_flight:1;	/* a call for it is out */
+	unsigned	solo:1;			/* its batch failed: alone next time */
 };
 
 /* json.c: JSON built afresh, with LWS_PRE bytes of headroom */
@@ -147,14 +280,35 @@ void		jbuf_str(struct jbuf *b, const char *s);
 void		jbuf_printf(struct jbuf *b, const char *fmt,...)
 			__attribute__((format(printf, 2, 3)));
 void		jbuf_quote(struct jbuf *b, const char *s, size_t n);
+void		jbuf_quote_or_null(struct jbuf *b, const char *s, size_t n);
+int			json_digits(const char *s);
 char	   *jbuf_text(struct jbuf *b);
 void		jbuf_free(struct jbuf *b);
 int			json_utf8_ok(const char *s, size_t n);
+
+/*
+ * jsonv.c: JSON from strangers, read strictly (RFC 8259) and written
+ * afresh.  jsonv_members() hands over an object's members: key decoded
+ * (NULL if longer than JSONV_MAX_KEY), value as raw text.
+ */
+#define JSONV_MAX_KEY 64
+typedef int (*jsonv_member_fn) (void *arg, const char *key, size_t klen,
+								const char *value, size_t vlen);
+typedef int (*jsonv_element_fn) (void *arg, const char *value, size_t vlen);
+int			jsonv_copy(const char *s, size_t n, struct jbuf *out, size_t *text_len);
+int			jsonv_members(const char *s, size_t n, jsonv_member_fn fn, void *arg);
+int			jsonv_elements(const char *s, size_t n, jsonv_element_fn fn, void *arg);
+int			jsonv_string(const char *v, size_t n, char *out, size_t cap, size_t *len);
+int			jsonv_is(const char *v, size_t n, const char *word);
 
 /* event.c: notification payloads, checked, and their frames */
 enum event_kind
 {
 	EVENT_PRESENCE,				/* a user's status changed */
+	EVENT_JOIN,					/* a member is shown in a channel */
+	EVENT_UPDATE,				/* a member session's meta changed */
+	EVENT_LEAVE,				/* a member left a channel */
+	EVENT_MESSAGE,				/* a user's status message changed */
 };
 enum presence_status
 {
@@ -168,25 +322,59 @@ struct presence_event
 	int64_t		seq;
 	char		user_id[RELAY_MAX_USER_ID + 1];
 	size_t		user_len;
-	enum presence_status status;
+	char		channel[RELAY_MAX_CHANNEL + 1];	/* channel events */
+	size_t		channel_len;
+	enum presence_status status;	/* a status change's, or a join's */
 	enum presence_status previous;
 	char		last_active[48];	/* "": null */
+	char		meta[RELAY_MAX_PAYLOAD + 1];	/* written afresh */
+	size_t		meta_len;		/* 0: null */
+	char		message[RELAY_MAX_STATUS_MESSAGE + 1];	/* a status message */
+	size_t		message_len;	/* 0: null */
+	char		expires_at[48]; /* "": null */
 };
 int			event_parse(const char *payload, size_t len, struct presence_event *ev);
 int			event_frame(const struct presence_event *ev, struct jbuf *out);
+int			event_frame_in(const struct presence_event *ev, const char *channel,
+						   size_t len, struct jbuf *out);
+int			event_frame_join(const struct presence_event *ev, const char *message,
+							 size_t len, struct jbuf *out);
 int			event_timestamp_ok(const char *s, size_t n);
 const char *event_status_name(enum presence_status s);
+const char *event_kind_name(enum event_kind k);
 
 /* state.c: the "state" message, from presence.online_users()'s rows */
 extern const char state_query[];
-struct snapshot *state_build(const PGresult *res, int64_t seq);
+int			state_build(const PGresult *res, int64_t seq, struct jbuf *out);
 
-/* origin.c: notifications from the presence worker only */
+/*
+ * origin.c: notifications from the presence worker only.  What passes goes
+ * to event(), which returns -1 to have it held back and offered again
+ * later (dblink_resume_notifications()); lost() says that changes may have
+ * been missed, so that whoever keeps state reads it again.
+ */
+struct origin_hooks
+{
+	int			(*event) (const struct presence_event *ev);
+	void		(*lost) (void);
+};
+void		origin_init(const struct origin_hooks *hooks);
 int			origin_notification(int be_pid, const char *payload);
+int64_t		origin_last_seq(void);
 void		origin_link_up(void);
 void		origin_link_down(void);
 int			origin_pump(void);
 void		origin_cleanup(void);
+
+/*
+ * access.c: the channels a token's "channels" claim lets a client use:
+ * names, and prefixes ending in "*".
+ */
+#define RELAY_MAX_GRANTS 64
+struct grants;
+struct grants *access_parse(const char *claim, int *bad);
+int			access_allows(const struct grants *gs, const char *channel, size_t len);
+void		access_free(struct grants *gs);
 
 /* caps.c: sockets per user and per client address */
 int			caps_init(void);
@@ -211,14 +399,17 @@ void		bucket_init(struct bucket *b, lws_usec_t now, int burst);
 enum bucket_verdict bucket_take(struct bucket *b, lws_usec_t now, double rate,
 								int burst);
 
-/* deadline.c: token expiry and send deadlines */
+/*
+ * deadline.c: one timer for many deadlines.  pass(now) does what is due
+ * and returns the next deadline (0: none).
+ */
+typedef lws_usec_t (*deadline_pass_fn) (lws_usec_t now);
+void		deadline_init(deadline_pass_fn pass);
 void		deadline_note(lws_usec_t at);
 void		deadline_stop(void);
 
 /* main.c */
 int			relay_is_loopback(const char *addr);
-void		relay_session_id(const struct client *c, char *buf, size_t len);
-int			relay_shutting_down(void);
 
 /* auth.c: tokens */
 enum auth_result
@@ -233,25 +424,34 @@ enum auth_result
 	AUTH_BAD_CLAIM,				/* exp or nbf not a NumericDate */
 	AUTH_NO_SUBJECT,
 	AUTH_NO_SECRET,
+	AUTH_BAD_CHANNELS,			/* "channels" not as documented */
 };
 int			auth_init(const char *secret_file, int demo);
 void		auth_cleanup(void);
 enum auth_result auth_verify_token(const unsigned char *key, size_t keylen,
 								   const char *token, double now,
-								   char *user, size_t usersz, double *exp);
+								   char *user, size_t usersz, double *exp,
+								   struct grants **grants);
 enum auth_result auth_request(struct lws *wsi, char *user, size_t usersz,
-							  double *exp);
+							  double *exp, struct grants **grants);
 enum auth_result auth_check(const char *token, char *user, size_t usersz,
-							double *exp);
+							double *exp, struct grants **grants);
 const char *auth_result_str(enum auth_result r);
 char	   *auth_mint_token(const char *user, int ttl);
 
 /* message.c: what clients send */
+#define RELAY_MAX_CHANNEL_MESSAGE (8 * 1024)	/* a join with a meta escaped at length */
 enum message_kind
 {
 	MESSAGE_HEARTBEAT,
 	MESSAGE_VISIBILITY,
 	MESSAGE_TOKEN,				/* {"type":"token","token":"..."} */
+	MESSAGE_JOIN,				/* the channel messages, JOIN to UPDATE */
+	MESSAGE_SUBSCRIBE,
+	MESSAGE_LEAVE,
+	MESSAGE_UNSUBSCRIBE,
+	MESSAGE_UPDATE,
+	MESSAGE_STATUS_MESSAGE,		/* {"type":"status_message",...} */
 	MESSAGE_OTHER,				/* valid JSON we do not act on */
 	MESSAGE_MALFORMED,
 };
@@ -261,6 +461,18 @@ struct message
 	int			active;			/* heartbeat: 1 unless "active":false */
 	int			visible;		/* visibility: 1 or 0 */
 	char	   *token;			/* token: malloc'd, freed by message_clear() */
+	/* channel messages */
+	const char *error;			/* what is wrong with it, an error code; NULL: nothing */
+	char		channel[RELAY_MAX_CHANNEL + 1];
+	size_t		channel_len;
+	char	   *meta;			/* written afresh, malloc'd; NULL: none given */
+	size_t		meta_len;
+	int			meta_bad;
+	/* status messages */
+	char		status[RELAY_MAX_STATUS_MESSAGE + 1];
+	size_t		status_len;		/* 0: clear it */
+	int			has_status;
+	double		expires_in;		/* seconds; 0: no expiry */
 };
 struct message_parser;
 struct message_parser *message_begin(void);
@@ -269,61 +481,6 @@ enum message_kind message_end(struct message_parser *p, struct message *out);
 enum message_kind message_parse(const void *buf, size_t len,
 								struct message *out);
 void		message_clear(struct message *m);
-
-/* feed.c: the shared ring and snapshots */
-int			feed_init(int queue_length);
-void		feed_stop(void);
-void		feed_destroy(void);
-void		feed_add_client(struct client *c);
-void		feed_remove_client(struct client *c);
-int			feed_event(const struct presence_event *ev);
-int64_t		feed_last_seq(void);
-void		feed_snapshot(struct snapshot *s);
-void		feed_want_snapshot(struct client *c);
-void		feed_all_want_snapshot(void);
-void		feed_http_wait(struct client *c);
-void		feed_http_cancel(struct client *c);
-void		feed_http_fail_all(void);
-int			feed_write(struct client *c);
-void		feed_close_client(struct client *c, uint16_t code, const char *why);
-void		feed_reply(struct client *c, struct jbuf *frame);
-void		feed_set_expiry(struct client *c, double exp);
-void		feed_close_all(void);
-int			feed_client_count(void);
-lws_dll2_owner_t *feed_clients(void);
-void		snapshot_release(struct snapshot *s);
-
-/* ws.c: the WebSocket protocol */
-int			ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
-						void *user, void *in, size_t len);
-
-/* http.c: plain HTTP endpoints */
-int			http_callback(struct lws *wsi, enum lws_callback_reasons reason,
-						  void *user, void *in, size_t len);
-int			http_metrics_callback(struct lws *wsi, enum lws_callback_reasons reason,
-								  void *user, void *in, size_t len);
-int			http_origin_allowed(struct lws *wsi);
-int			http_reply(struct lws *wsi, unsigned int status, const char *body,
-					   int www_authenticate);
-int			http_refuse(struct lws *wsi, unsigned int status, const char *error,
-						const char *limit);
-void		http_snapshot_ready(struct client *c, struct snapshot *s);
-void		http_snapshot_failed(struct client *c);
-
-/* listen.c: --bind and --metrics-bind */
-int			listen_family(const char *flag, const char *addr);
-int			listen_split(const char *flag, const char *arg, char *addr, size_t len,
-						 int *port);
-int			listen_check(const char *flag, const char *addr, int port);
-void		listen_on(struct lws_context_creation_info *info, const char *addr,
-					  int port);
-
-/* conninfo.c: the hosts of --db, in the order to try them */
-void		conninfo_init(const char *conninfo);
-void		conninfo_cleanup(void);
-int			conninfo_hosts(void);
-int			conninfo_host_index(const char *host, const char *port);
-int			conninfo_params(int first, const char **keys, const char **vals);
 
 /* probe.c: does the link receive notifications (no pooler in between)? */
 enum probe_result
@@ -340,9 +497,113 @@ int			probe_notification(const PGnotify *n);
 enum probe_result probe_result(void);
 void		probe_stop(void);
 
-/* dblink.c: the one libpq connection */
+/*
+ * out.c: what each WebSocket client is sent.  Frames are broadcast to the
+ * clients following the shared ring, or sent to one client; either way a
+ * client gets them in stamp order.  room() is called when a broadcast was
+ * refused (the ring full) and there may be room now.
+ */
+struct frame *frame_make(struct jbuf *b, lws_usec_t received);
+void		frame_hold(struct frame *f);
+void		frame_release(struct frame *f);
+int			out_init(int queue_length, void (*room) (void));
+void		out_stop(void);
+void		out_destroy(void);
+void		out_add(struct client *c);
+void		out_remove(struct client *c);
+int			out_count(void);
+lws_dll2_owner_t *out_clients(void);
+int			out_broadcast(struct frame *f);
+void		out_follow(struct client *c);
+void		out_unfollow(struct client *c);
+void		out_send(struct client *c, struct frame *f);
+void		out_reply(struct client *c, struct jbuf *frame);
+void		out_heard(struct client *c);
+int			out_write(struct client *c);
+void		out_close(struct client *c, uint16_t code, const char *why);
+void		out_close_all(void);
+int			out_closing(void);
+lws_usec_t	out_deadlines(lws_usec_t now);
+
+/* feed.c: the global feed, a state then every change, and GET /online */
+void		feed_add(struct client *c);
+void		feed_remove(struct client *c);
+int			feed_event(const struct presence_event *ev);
+void		feed_resync(void);
+int			feed_pump(void);
+void		feed_wait(struct waiter *w);
+void		feed_cancel(struct waiter *w);
+void		feed_link_down(void);
+void		feed_cleanup(void);
+
+/* ws.c: the WebSocket protocol */
+int			ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
+						void *user, void *in, size_t len);
+
+/*
+ * http.c: plain HTTP endpoints.  What they show of the relay comes through
+ * struct http_view, wired in main.c.
+ */
+struct relay_health
+{
+	int			db_up;
+	enum probe_result notifications;
+	int			connections;
+};
+struct http_view
+{
+	void		(*health) (struct relay_health *h);
+	int			(*online) (struct waiter *w);	/* -1: the database is unavailable, -2: no
+												 * global feed */
+	void		(*online_cancel) (struct waiter *w);
+};
+void		http_init(const struct http_view *view);
+int			http_callback(struct lws *wsi, enum lws_callback_reasons reason,
+						  void *user, void *in, size_t len);
+int			http_metrics_callback(struct lws *wsi, enum lws_callback_reasons reason,
+								  void *user, void *in, size_t len);
+int			http_origin_allowed(struct lws *wsi);
+int			http_reply(struct lws *wsi, unsigned int status, const char *body,
+					   int www_authenticate);
+int			http_refuse(struct lws *wsi, unsigned int status, const char *error,
+						const char *limit);
+
+/* listen.c: --bind and --metrics-bind */
+int			listen_family(const char *flag, const char *addr);
+int			listen_split(const char *flag, const char *arg, char *addr, size_t len,
+						 int *port);
+int			listen_check(const char *flag, const char *addr, int port);
+void		listen_on(struct lws_context_creation_info *info, const char *addr,
+					  int port);
+
+/* conninfo.c: the hosts of --db, in the order to try them */
+void		conninfo_init(const char *conninfo);
+void		conninfo_cleanup(void);
+int			conninfo_hosts(void);
+int			conninfo_host_index(const char *host, const char *port);
+int			conninfo_params(int first, const char **keys, const char **vals);
+
+/*
+ * dblink.c: the one libpq connection.  It knows nobody above it: what it
+ * hears goes to the handlers main.c gives it.  up() when the link is ready
+ * (LISTENing), down() once after it broke, notification() for each one
+ * (-1: hold it until dblink_resume_notifications()), idle() whenever no
+ * query is in flight.  A query's result goes to the callback sent with it.
+ */
+struct dblink_info
+{
+	int			session_timeout_ms; /* presence.session_timeout */
+	const char *extversion;		/* the extension's, in this database */
+};
+struct dblink_handlers
+{
+	void		(*up) (const struct dblink_info *info);
+	void		(*down) (void);
+	int			(*notification) (int be_pid, const char *payload);
+	void		(*idle) (void);
+};
 typedef void (*dblink_result_cb) (PGresult *res, void *arg);
-int			dblink_start(const char *conninfo);
+int			dblink_start(const char *conninfo, const struct dblink_handlers *h);
 void		dblink_stop(void);
 int			dblink_is_up(void);
 int			dblink_is_idle(void);
@@ -353,28 +614,104 @@ void		dblink_fail(const char *why);
 int			dblink_callback(struct lws *wsi, enum lws_callback_reasons reason,
 							void *user, void *in, size_t len);
 
-/* sessions.c: presence sessions of the relay's clients */
-struct sessions_hook
+/*
+ * queue.c: who uses the link next.  The pumps, in order of priority, each
+ * send one query if they have work (and return 1); queue_kick() runs them
+ * when the link is free.
+ */
+typedef int (*queue_pump_fn) (void);
+void		queue_init(const queue_pump_fn *pumps, int n);
+void		queue_kick(void);
+
+/* strbuf.c: PostgreSQL array literals for batched queries */
+struct strbuf
 {
-	void		(*link_up) (void);
-	void		(*link_down) (void);
-	int			(*pump) (void); /* 1 if it sent a query */
+	char	   *p;
+	size_t		len,
+				cap;
+	int			oom;
 };
-void		sessions_init(const struct sessions_hook *hook);
+void		sb_add(struct strbuf *b, const char *s, size_t n);
+void		sb_add_elem(struct strbuf *b, const char *s);
+void		sb_add_null(struct strbuf *b);
+void		sb_free(struct strbuf *b);
+
+/*
+ * sessions.c: presence sessions of the relay's clients.  registered(c)
+ * once presence.connect() took c's session (again, after a reconnect).
+ */
+struct sessions_hooks
+{
+	void		(*registered) (struct client *c);
+};
+void		sessions_init(const char *prefix, const struct sessions_hooks *hooks);
+void		sessions_id(const struct client *c, char *buf, size_t len);
 void		sessions_add(struct client *c);
 void		sessions_remove(struct client *c);
 void		sessions_activity(struct client *c, int active);
 void		sessions_set_visible(struct client *c, int visible);
-void		sessions_want_snapshot(void);
-void		sessions_link_up(int session_timeout_ms);
+void		sessions_set_status_message(struct client *c, const char *message,
+										double expires_in);
+void		sessions_link_up(int session_timeout_ms, const char *extversion);
 void		sessions_link_down(void);
-void		sessions_pump(void);
+int			sessions_pump(void);
+int			sessions_pump_heartbeat(void);
 void		sessions_cleanup(void);
-int			sessions_tracked(void);
+
+/*
+ * members.c: the members of watched channels, kept from their states and
+ * events, and the frames (or diffs) their watchers get.  publish(ch, f)
+ * sends f to ch's watchers; f NULL: a diff of ch is due.
+ */
+typedef void (*members_publish_fn) (struct channel *ch, struct frame *f);
+int			members_init(void);
+void		members_cleanup(void);
+void		members_reset(struct channel *ch);
+int			members_load(struct channel *ch, const PGresult *res, int from, int to,
+						 int64_t seq, struct jbuf *b);
+void		members_event(const struct presence_event *ev, struct channel *ch,
+						  members_publish_fn publish);
+void		members_status(const struct presence_event *ev, members_publish_fn publish);
+struct frame *members_diff(struct channel *ch);
+void		members_set_large(struct channel *ch, int large);
+int			members_sweep(lws_usec_t now);
+int			members_lonely(void);
+
+/* joins.c: the sockets' own memberships, written to the database */
+void		joins_init(void (*settled) (struct sub *s));
+void		joins_join(struct sub *s);
+void		joins_changed(struct sub *s);
+void		joins_forget(struct sub *s);
+int			joins_busy(const struct sub *s);
+void		joins_registered(struct client *c);
+int			joins_pump(void);
+void		joins_link_up(void);
+void		joins_link_down(lws_dll2_owner_t *clients);
+
+/* channels.c: the channels clients join and watch */
+int			channels_init(void);
+void		channels_cleanup(void);
+void		channels_message(struct client *c, struct message *m);
+void		channels_error(struct client *c, const char *request, const char *channel,
+						   size_t len, const char *code);
+void		channels_regrant(struct client *c);
+void		channels_remove_client(struct client *c);
+void		channels_settled(struct sub *s);
+void		channels_event(const struct presence_event *ev);
+void		channels_resync(void);
+void		channels_link_down(void);
+int			channels_pump_states(void);
 
 /* metrics.c */
 struct relay_metrics
 {
+	/* gauges, set by their owners */
+	int			clients;		/* WebSocket clients (out.c) */
+	int			tracked;		/* of them, presence sessions (sessions.c) */
+	int			db_up;			/* the link is up (dblink.c) */
+	int			channels;		/* channels watched or joined (channels.c) */
+	int			subscriptions;	/* client x channel watches (channels.c) */
+	/* counters */
 	uint64_t	connections_total;
 	uint64_t	auth_failures_total;
 	uint64_t	messages_sent_total;
@@ -400,6 +737,13 @@ struct relay_metrics
 	uint64_t	tokens_refused_total;
 	uint64_t	wake_batches_total;
 	uint64_t	visibility_batches_total;
+	uint64_t	status_message_batches_total;
+	uint64_t	join_batches_total[3];	/* leave, join, update (joins.c) */
+	uint64_t	channel_states_total;	/* presence.members() queries */
+	uint64_t	channel_errors_total;	/* error frames for channel messages */
+	uint64_t	channel_forbidden_total;	/* of them, forbidden */
+	uint64_t	diffs_total;	/* diff frames made (large channels) */
+	uint64_t	seq_gaps_total; /* changes found missing, states read again */
 };
 extern struct relay_metrics relay_metrics;
 void		metrics_observe_delay(lws_usec_t us);

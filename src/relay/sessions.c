@@ -2,28 +2,32 @@
  * sessions.c - each authenticated WebSocket is one bound presence session.
  *
  * The relay talks to the database in batches, one query in flight on its
- * one link: connects of new sockets, disconnects of closed ones, a
- * snapshot for clients waiting for a state, and every interval one
- * heartbeat for all its sessions (a third of presence.session_timeout, so
- * that a lost heartbeat or two is not fatal).  A login storm of a thousand
- * sockets is a handful of queries, not a thousand.
+ * one link (queue.c says whose turn it is): connects of new sockets,
+ * disconnects of closed ones, and every interval one heartbeat for all its
+ * sessions (a third of presence.session_timeout, so that a lost heartbeat
+ * or two is not fatal).  A login storm of a thousand sockets is a handful
+ * of queries, not a thousand.  Whoever needs to know that a socket's
+ * session is in the registry (channels it joins) hears it through
+ * sessions_hooks.registered().
  *
  * Sessions are "bound": if the relay dies, PostgreSQL ends them with its
  * connection, so no ghost stays online.  For the same reason, when the
  * link comes back every live socket is connected again.
  *
  * A client may also hide its own user ({"type":"visibility"}): that is
- * presence.set_visible(), batched like the rest.  A request not yet sent
- * waits while the link is down: it is the user's choice, not part of the
- * session, so it outlives the socket that made it.
+ * presence.set_visible(), batched like the rest; and set its user's status
+ * message ({"type":"status_message"}, extension 1.1): presence.
+ * set_status_message().  A request not yet sent waits while the link is
+ * down: it is the user's choice, not part of the session, so it outlives
+ * the socket that made it.
  *
- * What clients say costs the database at most one call per user and
- * interval, whatever they send: a user's first visibility change in an
- * interval goes out at once, later ones wait for the next tick and only
- * the last of them is sent (so flapping announces the net change); and a
- * socket that comes back to "active" hurries a small heartbeat of its own
- * at most once per interval, other changes of "active" ride with the next
- * batch.
+ * What clients say costs the database at most one call per user, kind of
+ * request and interval, whatever they send: a user's first visibility
+ * change (or status message) in an interval goes out at once, later ones
+ * wait for the next tick and only the last of them is sent (so flapping
+ * announces the net change); and a socket that comes back to "active"
+ * hurries a small heartbeat of its own at most once per interval, other
+ * changes of "active" ride with the next batch.
  */
 #include "relay.h"
 
@@ -39,43 +43,45 @@ struct gone
 };
 
 /*
- * A user's latest visibility request (one per user).  Once sent it stays
- * until the next tick, as the memory that this user already had its call
- * in this interval.
+ * A user's latest request of one kind (one per user and kind): to be shown
+ * or hidden, or a status message.  Once sent it stays until the next tick,
+ * as the memory that this user already had its call in this interval.
  */
-struct visibility
+enum wish_kind
+{
+	WISH_VISIBLE,
+	WISH_MESSAGE,
+	WISH_KINDS
+};
+
+struct wish
 {
 	lws_dll2_t	list;
+	enum wish_kind kind;
 	int			visible;
+	char	   *message;		/* NULL: clear it */
+	double		expires_in;		/* seconds; 0: none */
 	unsigned	pending:1;		/* not sent yet */
 	unsigned	deferred:1;		/* ... and not before the next tick */
 	char		user[];
 };
 
-struct strbuf
-{
-	char	   *p;
-	size_t		len,
-				cap;
-	int			oom;
-};
-
+static lws_dll2_owner_t clients;	/* every tracked client */
 static lws_dll2_owner_t to_connect;	/* clients needing presence.connect */
 static lws_dll2_owner_t in_flight;	/* connect sent, no answer yet */
 static lws_dll2_owner_t disconnects;	/* struct gone */
-static lws_dll2_owner_t visibility_changes;	/* struct visibility */
+static lws_dll2_owner_t wishes;	/* struct wish */
 static lws_dll2_owner_t to_wake;	/* clients back to active, heartbeat soon */
-static int	visibility_ready;	/* pending and not deferred */
-static const struct sessions_hook *hook;
+static int	wishes_ready[WISH_KINDS];	/* pending and not deferred */
+static const struct sessions_hooks *hooks;
+static char prefix[128];
 static int	link_up;
-static int	snapshot_wanted;
-static int	snapshot_retry;		/* the last one failed: ask at next tick */
+static int	batch_calls;		/* the extension has heartbeat_many() (1.1) */
 static int	heartbeat_due;
 static int	interval_ms = 20000;
 static lws_sorted_usec_list_t sul_heartbeat;
 static lws_sorted_usec_list_t sul_soon;
 static lws_usec_t soon_at;
-static int	tracked;
 
 /* every object by schema: another role may plant look-alikes elsewhere */
 static const char sql_connect[] =
@@ -90,7 +96,23 @@ static const char sql_set_visible[] =
 "SELECT presence.set_visible(u, v)"
 " FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]),"
 "                 pg_catalog.unnest($2::pg_catalog.bool[])) AS t(u, v)";
-/* the setting rides along, so that a reload is seen within one interval */
+static const char sql_set_status_message[] =
+"SELECT presence.set_status_message(u, m,"
+"         pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => e))"
+" FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]),"
+"                 pg_catalog.unnest($2::pg_catalog.text[]),"
+"                 pg_catalog.unnest($3::pg_catalog.float8[])) AS t(u, m, e)";
+/*
+ * The setting rides along, so that a reload is seen within one interval.
+ * Extension 1.1 heartbeats a batch in one call, the active sessions and the
+ * idle ones apart (heartbeat_many() takes one "active" for its batch); 1.0
+ * has one call per session.
+ */
+static const char sql_heartbeat_many[] =
+"SELECT (SELECT setting::pg_catalog.int4 FROM pg_catalog.pg_settings"
+"         WHERE name OPERATOR(pg_catalog.=) 'presence.session_timeout'),"
+"       presence.heartbeat_many($1::pg_catalog.text[], $2::pg_catalog.text[], true),"
+"       presence.heartbeat_many($3::pg_catalog.text[], $4::pg_catalog.text[], false)";
 static const char sql_heartbeat[] =
 "SELECT (SELECT setting::pg_catalog.int4 FROM pg_catalog.pg_settings"
 "         WHERE name OPERATOR(pg_catalog.=) 'presence.session_timeout'),"
@@ -99,60 +121,11 @@ static const char sql_heartbeat[] =
 "                          pg_catalog.unnest($2::pg_catalog.text[]),"
 "                          pg_catalog.unnest($3::pg_catalog.bool[])) AS t(u, s, a)) h)";
 
-static void
-sb_add(struct strbuf *b, const char *s, size_t n)
+/* relay-<host>-<pid>-<n>: unique across relays sharing a database. */
+void
+sessions_id(const struct client *c, char *buf, size_t len)
 {
-	char	   *p;
-
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap)
-	{
-		b->cap = (b->len + n + 1) * 2;
-		p = realloc(b->p, b->cap);
-		if (!p)
-		{
-			b->oom = 1;
-			return;
-		}
-		b->p = p;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-/* Appends s as one element of a PostgreSQL array literal. */
-static void
-sb_add_elem(struct strbuf *b, const char *s)
-{
-	const char *q;
-
-	sb_add(b, b->len > 1 ? ",\"" : "\"", b->len > 1 ? 2 : 1);
-	for (q = s; *q; q++)
-	{
-		if (*q == '"' || *q == '\\')
-		{
-			sb_add(b, s, (size_t) (q - s));
-			sb_add(b, "\\", 1);
-			s = q;
-		}
-	}
-	sb_add(b, s, strlen(s));
-	sb_add(b, "\"", 1);
-}
-
-static void
-sb_free(struct strbuf *b)
-{
-	free(b->p);
-	memset(b, 0, sizeof(*b));
-}
-
-int
-sessions_tracked(void)
-{
-	return tracked;
+	lws_snprintf(buf, len, "%s-%llu", prefix, (unsigned long long) c->session_no);
 }
 
 /* A closed socket's session, if the database knows it, must be ended. */
@@ -166,7 +139,7 @@ queue_disconnect(struct client *c)
 		free(g);
 		return;
 	}
-	relay_session_id(c, g->session, sizeof(g->session));
+	sessions_id(c, g->session, sizeof(g->session));
 	lws_dll2_add_tail(&g->list, &disconnects);
 }
 
@@ -185,28 +158,30 @@ sessions_add(struct client *c)
 
 	c->session_no = ++next_session;
 	c->active = c->sent_active = 1;
-	tracked++;
+	lws_dll2_add_tail(&c->tracked, &clients);
+	relay_metrics.tracked = (int) clients.count;
 	lws_dll2_add_tail(&c->pending, &to_connect);
-	sessions_pump();
+	queue_kick();
 }
 
 void
 sessions_remove(struct client *c)
 {
-	tracked--;
+	lws_dll2_remove(&c->tracked);
+	relay_metrics.tracked = (int) clients.count;
 	/* sent or done: the database has (or will have) the session */
 	if (link_up && (c->in_flight || c->registered))
 		queue_disconnect(c);
 	lws_dll2_remove(&c->pending);
 	c->in_flight = c->registered = c->waking = 0;
-	sessions_pump();
+	queue_kick();
 }
 
 static void
 heartbeat_soon(lws_sorted_usec_list_t *sul)
 {
 	soon_at = 0;
-	sessions_pump();
+	queue_kick();
 }
 
 /*
@@ -235,41 +210,79 @@ sessions_activity(struct client *c, int active)
 }
 
 /*
- * A client asked for its user to be shown or hidden.  Only the latest
- * request per user is kept, so the queue is never longer than the number
- * of users, whatever clients send; and a user who already had a call
- * this interval waits for the next tick.
+ * A request of c's user: the latest per user and kind is kept, so the
+ * queue is never longer than twice the number of users, whatever clients
+ * send; and a user who already had a call of this kind this interval
+ * waits for the next tick.  Takes message (malloc'd, or NULL).
  */
-void
-sessions_set_visible(struct client *c, int visible)
+static void
+wish(struct client *c, enum wish_kind kind, int visible, char *message, double expires_in)
 {
-	struct visibility *v;
+	struct wish *w;
 	size_t		n = strlen(c->user) + 1;
 
-	lws_start_foreach_dll(struct lws_dll2 *, d, visibility_changes.head)
+	lws_start_foreach_dll(struct lws_dll2 *, d, wishes.head)
 	{
-		v = lws_container_of(d, struct visibility, list);
-		if (!strcmp(v->user, c->user))
+		w = lws_container_of(d, struct wish, list);
+		if (w->kind == kind && !strcmp(w->user, c->user))
 		{
-			v->visible = visible;
-			if (!v->pending)
+			w->visible = visible;
+			free(w->message);
+			w->message = message;
+			w->expires_in = expires_in;
+			if (!w->pending)
 			{
-				v->pending = 1;
-				v->deferred = 1;
+				w->pending = 1;
+				w->deferred = 1;
 			}
 			return;
 		}
 	}
 	lws_end_foreach_dll(d);
-	v = calloc(1, sizeof(*v) + n);
-	if (!v)
+	w = calloc(1, sizeof(*w) + n);
+	if (!w)
+	{
+		free(message);
 		return;
-	memcpy(v->user, c->user, n);
-	v->visible = visible;
-	v->pending = 1;
-	visibility_ready++;
-	lws_dll2_add_tail(&v->list, &visibility_changes);
-	sessions_pump();
+	}
+	memcpy(w->user, c->user, n);
+	w->kind = kind;
+	w->visible = visible;
+	w->message = message;
+	w->expires_in = expires_in;
+	w->pending = 1;
+	wishes_ready[kind]++;
+	lws_dll2_add_tail(&w->list, &wishes);
+	queue_kick();
+}
+
+/* A client asked for its user to be shown or hidden. */
+void
+sessions_set_visible(struct client *c, int visible)
+{
+	wish(c, WISH_VISIBLE, visible, NULL, 0);
+}
+
+/*
+ * A client set its user's status message (NULL or "": clear it), for
+ * expires_in seconds (0: until cleared).
+ */
+void
+sessions_set_status_message(struct client *c, const char *message, double expires_in)
+{
+	char	   *copy = NULL;
+
+	if (message && *message && !(copy = strdup(message)))
+		return;
+	wish(c, WISH_MESSAGE, 0, copy, expires_in);
+}
+
+static void
+free_wish(struct wish *w)
+{
+	lws_dll2_remove(&w->list);
+	free(w->message);
+	free(w);
 }
 
 /*
@@ -277,44 +290,31 @@ sessions_set_visible(struct client *c, int visible)
  * asked for meanwhile goes now.
  */
 static void
-visibility_tick(void)
+wishes_tick(void)
 {
-	lws_start_foreach_dll_safe(struct lws_dll2 *, d, d1, visibility_changes.head)
+	lws_start_foreach_dll_safe(struct lws_dll2 *, d, d1, wishes.head)
 	{
-		struct visibility *v = lws_container_of(d, struct visibility, list);
+		struct wish *w = lws_container_of(d, struct wish, list);
 
-		if (!v->pending)
+		if (!w->pending)
+			free_wish(w);
+		else if (w->deferred)
 		{
-			lws_dll2_remove(d);
-			free(v);
-		}
-		else if (v->deferred)
-		{
-			v->deferred = 0;
-			visibility_ready++;
+			w->deferred = 0;
+			wishes_ready[w->kind]++;
 		}
 	}
 	lws_end_foreach_dll_safe(d, d1);
-}
-
-void
-sessions_want_snapshot(void)
-{
-	snapshot_wanted = 1;
-	sessions_pump();
 }
 
 static void
 heartbeat_tick(lws_sorted_usec_list_t *sul)
 {
 	heartbeat_due = 1;
-	visibility_tick();
-	if (snapshot_retry)
-		snapshot_wanted = 1;
-	snapshot_retry = 0;
+	wishes_tick();
 	lws_sul_schedule(relay_context, 0, &sul_heartbeat, heartbeat_tick,
 					 (lws_usec_t) interval_ms * LWS_US_PER_MS);
-	sessions_pump();
+	queue_kick();
 }
 
 static void
@@ -335,14 +335,11 @@ set_interval(int session_timeout_ms)
 static int
 requeue_cb(struct lws_dll2 *d, void *user)
 {
-	struct client *c = lws_container_of(d, struct client, list);
+	struct client *c = lws_container_of(d, struct client, tracked);
 
-	if (c->user)
-	{
-		c->registered = c->in_flight = c->waking = 0;
-		lws_dll2_remove(&c->pending);
-		lws_dll2_add_tail(&c->pending, &to_connect);
-	}
+	c->registered = c->in_flight = c->waking = 0;
+	lws_dll2_remove(&c->pending);
+	lws_dll2_add_tail(&c->pending, &to_connect);
 	return 0;
 }
 
@@ -356,33 +353,28 @@ free_gone_cb(struct lws_dll2 *d, void *user)
 /*
  * The link is (back) up.  Every tracked socket is connected again (its
  * bound session ended with the old connection; reconnect_grace hides the
- * gap) and every client gets a fresh state.  Closed sockets' sessions
- * ended with the old connection too, so there is nothing to disconnect.
+ * gap).  Closed sockets' sessions ended with the old connection too, so
+ * there is nothing to disconnect.
  */
 void
-sessions_link_up(int session_timeout_ms)
+sessions_link_up(int session_timeout_ms, const char *extversion)
 {
 	link_up = 1;
-	if (hook && hook->link_up)
-		hook->link_up();
+	batch_calls = strcmp(extversion, "1.0") != 0;
 	lws_dll2_foreach_safe(&disconnects, NULL, free_gone_cb);
-	lws_dll2_foreach_safe(feed_clients(), NULL, requeue_cb);
+	lws_dll2_foreach_safe(&clients, NULL, requeue_cb);
 	interval_ms = 0;
 	set_interval(session_timeout_ms);
-	feed_all_want_snapshot();
-	sessions_pump();
+	queue_kick();
 }
 
 void
 sessions_link_down(void)
 {
 	link_up = 0;
-	if (hook && hook->link_down)
-		hook->link_down();
 	lws_sul_cancel(&sul_heartbeat);
 	lws_dll2_foreach_safe(&disconnects, NULL, free_gone_cb);
-	lws_dll2_foreach_safe(feed_clients(), NULL, requeue_cb);
-	feed_http_fail_all();
+	lws_dll2_foreach_safe(&clients, NULL, requeue_cb);
 }
 
 /* Puts clients whose connect never went out back at the head of the queue. */
@@ -418,13 +410,16 @@ connected(PGresult *res, void *arg)
 		lws_dll2_remove(d);
 		c->in_flight = 0;
 		if (ok)
+		{
 			c->registered = 1;
+			if (hooks && hooks->registered)
+				hooks->registered(c);
+		}
 		else if (solo && c->solo)
 		{
 			/* refused on its own (full registry, ...): this client only */
 			relay_metrics.session_errors_total++;
-			feed_close_client(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION,
-							  "presence error");
+			out_close(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "presence error");
 		}
 		else
 		{
@@ -455,7 +450,7 @@ send_connects(void)
 		if (c->solo && in_flight.count)
 			break;
 		solo = c->solo;
-		relay_session_id(c, sid, sizeof(sid));
+		sessions_id(c, sid, sizeof(sid));
 		sb_add_elem(&users, c->user);
 		sb_add_elem(&sessions, sid);
 		lws_dll2_remove(d);
@@ -513,91 +508,101 @@ send_disconnects(void)
 }
 
 static void
-visibility_done(PGresult *res, void *arg)
+wish_done(PGresult *res, void *arg)
 {
 	if (res && PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
 		relay_metrics.session_errors_total++;
-		lwsl_err("presence.set_visible failed: %s", PQresultErrorMessage(res));
+		lwsl_err("presence.%s failed: %s", arg ? "set_status_message" : "set_visible",
+				 PQresultErrorMessage(res));
 	}
 }
 
 static int
-free_visibility_cb(struct lws_dll2 *d, void *user)
+free_wish_cb(struct lws_dll2 *d, void *user)
 {
-	lws_dll2_remove(d);
-	free(lws_container_of(d, struct visibility, list));
+	free_wish(lws_container_of(d, struct wish, list));
 	return 0;
 }
 
 static int
-visibility_ready_now(const struct visibility *v)
+ready_now(const struct wish *w, enum wish_kind kind)
 {
-	return v->pending && !v->deferred;
+	return w->kind == kind && w->pending && !w->deferred;
 }
 
+/* Appends ",x" (or "x" first) to an array literal's elements. */
 static void
-send_visibility(void)
+sb_add_raw(struct strbuf *b, const char *x)
+{
+	if (b->len > 1)
+		sb_add(b, ",", 1);
+	sb_add(b, x, strlen(x));
+}
+
+/* One batch of the requests of kind that may go now. */
+static void
+send_wishes(enum wish_kind kind)
 {
 	struct strbuf users = {0},
-				values = {0};
-	const char *params[2];
+				values = {0},
+				expiries = {0};
+	const char *params[3];
+	char		num[32];
 
 	sb_add(&users, "{", 1);
 	sb_add(&values, "{", 1);
-	lws_start_foreach_dll(struct lws_dll2 *, d, visibility_changes.head)
+	sb_add(&expiries, "{", 1);
+	lws_start_foreach_dll(struct lws_dll2 *, d, wishes.head)
 	{
-		struct visibility *v = lws_container_of(d, struct visibility, list);
+		struct wish *w = lws_container_of(d, struct wish, list);
 
-		if (visibility_ready_now(v))
+		if (ready_now(w, kind))
 		{
-			sb_add_elem(&users, v->user);
-			if (values.len > 1)
-				sb_add(&values, ",", 1);
-			sb_add(&values, v->visible ? "t" : "f", 1);
+			sb_add_elem(&users, w->user);
+			if (kind == WISH_VISIBLE)
+				sb_add_raw(&values, w->visible ? "t" : "f");
+			else
+			{
+				if (w->message)
+					sb_add_elem(&values, w->message);
+				else
+					sb_add_null(&values);
+				lws_snprintf(num, sizeof(num), "%.17g", w->expires_in);
+				sb_add_raw(&expiries, w->expires_in > 0 ? num : "NULL");
+			}
 		}
 	}
 	lws_end_foreach_dll(d);
 	sb_add(&users, "}", 1);
 	sb_add(&values, "}", 1);
+	sb_add(&expiries, "}", 1);
 	params[0] = users.p;
 	params[1] = values.p;
+	params[2] = expiries.p;
 	/* if it cannot go out now, the requests stay for the next pump */
-	if (!users.oom && !values.oom &&
-		!dblink_send(sql_set_visible, 2, params, visibility_done, NULL))
+	if (!users.oom && !values.oom && !expiries.oom &&
+		!dblink_send(kind == WISH_VISIBLE ? sql_set_visible : sql_set_status_message,
+					 kind == WISH_VISIBLE ? 2 : 3, params, wish_done,
+					 kind == WISH_VISIBLE ? NULL : (void *) 1))
 	{
-		relay_metrics.visibility_batches_total++;
-		lws_start_foreach_dll(struct lws_dll2 *, d, visibility_changes.head)
+		if (kind == WISH_VISIBLE)
+			relay_metrics.visibility_batches_total++;
+		else
+			relay_metrics.status_message_batches_total++;
+		lws_start_foreach_dll(struct lws_dll2 *, d, wishes.head)
 		{
-			struct visibility *v = lws_container_of(d, struct visibility, list);
+			struct wish *w = lws_container_of(d, struct wish, list);
 
-			if (visibility_ready_now(v))
-				v->pending = 0;
+			if (ready_now(w, kind))
+				w->pending = 0;
 		}
 		lws_end_foreach_dll(d);
-		visibility_ready = 0;
+		wishes_ready[kind] = 0;
 	}
 	sb_free(&users);
 	sb_free(&values);
-}
-
-static void
-snapshot_done(PGresult *res, void *arg)
-{
-	struct snapshot *s;
-
-	if (!res)
-		return;
-	if (PQresultStatus(res) != PGRES_TUPLES_OK ||
-		!(s = state_build(res, feed_last_seq())))
-	{
-		/* clients keep waiting; the next heartbeat tick asks again */
-		lwsl_err("reading online_users() failed: %s", PQresultErrorMessage(res));
-		snapshot_retry = 1;
-		return;
-	}
-	snapshot_wanted = 0;
-	feed_snapshot(s);
+	sb_free(&expiries);
 }
 
 static void
@@ -622,20 +627,83 @@ wake_done(PGresult *res, void *arg)
 		lwsl_err("heartbeat failed: %s", PQresultErrorMessage(res));
 }
 
-/* Adds c's session to a heartbeat batch. */
+/*
+ * A heartbeat batch: users and sessions, and either each one's "active"
+ * (1.0: one heartbeat() per session) or, with heartbeat_many(), the
+ * active ones apart from the idle ones.
+ */
+struct beats
+{
+	struct strbuf users[2],
+				sessions[2],
+				actives;
+};
+
 static void
-add_beat(struct strbuf *users, struct strbuf *sessions, struct strbuf *actives,
-		 struct client *c)
+beats_open(struct beats *b)
+{
+	int			i;
+
+	memset(b, 0, sizeof(*b));
+	for (i = 0; i < 2; i++)
+	{
+		sb_add(&b->users[i], "{", 1);
+		sb_add(&b->sessions[i], "{", 1);
+	}
+	sb_add(&b->actives, "{", 1);
+}
+
+/* Adds c's session to the batch, with the "active" its client reported last. */
+static void
+add_beat(struct beats *b, struct client *c)
 {
 	char		sid[96];
+	int			k = batch_calls && !c->active ? 1 : 0;
 
-	relay_session_id(c, sid, sizeof(sid));
-	sb_add_elem(users, c->user);
-	sb_add_elem(sessions, sid);
-	sb_add(actives, actives->len > 1 ? ",t" : "t", actives->len > 1 ? 2 : 1);
-	if (!c->active && !actives->oom)
-		actives->p[actives->len - 1] = 'f';
+	sessions_id(c, sid, sizeof(sid));
+	sb_add_elem(&b->users[k], c->user);
+	sb_add_elem(&b->sessions[k], sid);
+	sb_add(&b->actives, b->actives.len > 1 ? ",t" : "t", b->actives.len > 1 ? 2 : 1);
+	if (!c->active && !b->actives.oom)
+		b->actives.p[b->actives.len - 1] = 'f';
 	c->sent_active = c->active;
+}
+
+/* Sends the batch; 0 if it went out. */
+static int
+beats_send(struct beats *b, dblink_result_cb cb)
+{
+	const char *params[4];
+	int			i;
+
+	for (i = 0; i < 2; i++)
+	{
+		sb_add(&b->users[i], "}", 1);
+		sb_add(&b->sessions[i], "}", 1);
+	}
+	sb_add(&b->actives, "}", 1);
+	if (b->users[0].oom || b->users[1].oom || b->sessions[0].oom ||
+		b->sessions[1].oom || b->actives.oom)
+		return -1;
+	params[0] = b->users[0].p;
+	params[1] = b->sessions[0].p;
+	params[2] = batch_calls ? b->users[1].p : b->actives.p;
+	params[3] = b->sessions[1].p;
+	return dblink_send(batch_calls ? sql_heartbeat_many : sql_heartbeat,
+					   batch_calls ? 4 : 3, params, cb, NULL);
+}
+
+static void
+beats_free(struct beats *b)
+{
+	int			i;
+
+	for (i = 0; i < 2; i++)
+	{
+		sb_free(&b->users[i]);
+		sb_free(&b->sessions[i]);
+	}
+	sb_free(&b->actives);
 }
 
 /*
@@ -645,24 +713,19 @@ add_beat(struct strbuf *users, struct strbuf *sessions, struct strbuf *actives,
 static void
 send_heartbeat(int all)
 {
-	struct strbuf users = {0},
-				sessions = {0},
-				actives = {0};
-	const char *params[3];
+	struct beats b;
 
 	if (all)
 		heartbeat_due = 0;
-	sb_add(&users, "{", 1);
-	sb_add(&sessions, "{", 1);
-	sb_add(&actives, "{", 1);
+	beats_open(&b);
 	if (all)
 	{
-		lws_start_foreach_dll(struct lws_dll2 *, d, feed_clients()->head)
+		lws_start_foreach_dll(struct lws_dll2 *, d, clients.head)
 		{
-			struct client *c = lws_container_of(d, struct client, list);
+			struct client *c = lws_container_of(d, struct client, tracked);
 
 			if (c->registered)
-				add_beat(&users, &sessions, &actives, c);
+				add_beat(&b, c);
 		}
 		lws_end_foreach_dll(d);
 	}
@@ -672,61 +735,61 @@ send_heartbeat(int all)
 		struct client *c = lws_container_of(d, struct client, pending);
 
 		if (!all)
-			add_beat(&users, &sessions, &actives, c);
+			add_beat(&b, c);
 		lws_dll2_remove(d);
 		c->waking = 0;
 	}
 	lws_end_foreach_dll_safe(d, d1);
-	sb_add(&users, "}", 1);
-	sb_add(&sessions, "}", 1);
-	sb_add(&actives, "}", 1);
-	params[0] = users.p;
-	params[1] = sessions.p;
-	params[2] = actives.p;
-	if (!users.oom && !sessions.oom && !actives.oom &&
-		!dblink_send(sql_heartbeat, 3, params, all ? heartbeat_done : wake_done, NULL) &&
-		!all)
+	if (!beats_send(&b, all ? heartbeat_done : wake_done) && !all)
 		relay_metrics.wake_batches_total++;
-	sb_free(&users);
-	sb_free(&sessions);
-	sb_free(&actives);
+	beats_free(&b);
 }
 
 /*
- * Sends the next batch if the link is free.  Order matters: a session is
- * ended before one that replaces it starts, and connects go before the
- * snapshot, so a new client finds itself in its first state.
+ * queue.c's turn: sends the next batch of session work, if any; 1 if it
+ * sent a query.  Order matters: a session is ended before one that
+ * replaces it starts, and connects go before anything that reads the
+ * registry (a new client finds itself in its first state).
  */
-void
+int
 sessions_pump(void)
 {
-	if (!link_up || !dblink_is_idle())
-		return;
-	if (hook && hook->pump && hook->pump())
-		return;
+	if (!link_up)
+		return 0;
 	if (disconnects.count)
 		send_disconnects();
 	else if (to_connect.count)
 		send_connects();
-	else if (visibility_ready)
-		send_visibility();
-	else if (snapshot_wanted)
-	{
-		snapshot_wanted = 0;
-		if (dblink_send(state_query, 0, NULL, snapshot_done, NULL))
-			snapshot_wanted = 1;
-	}
-	else if (heartbeat_due)
+	else if (wishes_ready[WISH_VISIBLE])
+		send_wishes(WISH_VISIBLE);
+	else if (wishes_ready[WISH_MESSAGE])
+		send_wishes(WISH_MESSAGE);
+	else
+		return 0;
+	return !dblink_is_idle();
+}
+
+/* queue.c's turn for heartbeats, after everything else. */
+int
+sessions_pump_heartbeat(void)
+{
+	if (!link_up)
+		return 0;
+	if (heartbeat_due)
 		send_heartbeat(1);
 	else if (to_wake.count && !soon_at)
 		send_heartbeat(0);
+	else
+		return 0;
+	return !dblink_is_idle();
 }
 
-/* hook: database work of another module, done first (main.c wires origin.c) */
+/* prefix names the relay's sessions (relay-<host>-<pid>) */
 void
-sessions_init(const struct sessions_hook *h)
+sessions_init(const char *p, const struct sessions_hooks *h)
 {
-	hook = h;
+	lws_snprintf(prefix, sizeof(prefix), "%s", p);
+	hooks = h;
 }
 
 /* Shutdown: the sessions end with the database connection, already closed. */
@@ -737,5 +800,5 @@ sessions_cleanup(void)
 	lws_sul_cancel(&sul_heartbeat);
 	lws_sul_cancel(&sul_soon);
 	lws_dll2_foreach_safe(&disconnects, NULL, free_gone_cb);
-	lws_dll2_foreach_safe(&visibility_changes, NULL, free_visibility_cb);
+	lws_dll2_foreach_safe(&wishes, NULL, free_wish_cb);
 }

@@ -11,7 +11,6 @@
  */
 #include "relay.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 /* last_active as PostgreSQL writes a timestamptz in JSON, without the quotes */
@@ -25,17 +24,6 @@ static int
 known_status(const char *s)
 {
 	return !strcmp(s, "online") || !strcmp(s, "away") || !strcmp(s, "offline");
-}
-
-static int
-digits(const char *s)
-{
-	if (!*s)
-		return 0;
-	for (; *s; s++)
-		if (*s < '0' || *s > '9')
-			return 0;
-	return 1;
 }
 
 /* Appends one row as a user object; a row that is not as expected is skipped. */
@@ -53,7 +41,7 @@ add_user(struct jbuf *b, const PGresult *res, int row, int *first)
 				has_message = !PQgetisnull(res, row, 4);
 
 	if (PQgetisnull(res, row, 0) || !ulen || ulen > RELAY_MAX_USER_ID ||
-		!json_utf8_ok(user, ulen) || !known_status(status) || !digits(sessions) ||
+		!json_utf8_ok(user, ulen) || !known_status(status) || !json_digits(sessions) ||
 		(has_last && !event_timestamp_ok(last, strlen(last))) ||
 		(has_message && (mlen > RELAY_MAX_STATUS_MESSAGE || !json_utf8_ok(message, mlen))))
 	{
@@ -64,50 +52,31 @@ add_user(struct jbuf *b, const PGresult *res, int row, int *first)
 	*first = 0;
 	jbuf_quote(b, user, ulen);
 	jbuf_printf(b, ",\"status\":\"%s\",\"last_active\":", status);
-	if (has_last)
-		jbuf_quote(b, last, strlen(last));
-	else
-		jbuf_str(b, "null");
+	jbuf_quote_or_null(b, has_last ? last : NULL, strlen(last));
 	jbuf_printf(b, ",\"sessions\":%s,\"status_message\":", sessions);
-	if (has_message)
-		jbuf_quote(b, message, mlen);
-	else
-		jbuf_str(b, "null");
+	jbuf_quote_or_null(b, has_message ? message : NULL, mlen);
 	jbuf_str(b, "}");
 }
 
 /*
- * A snapshot (one reference, the caller's) from the result of
- * state_query; seq < 0 is written as null.  NULL if out of memory or the
- * result does not have state_query's columns.
+ * Appends the state message made of the result of state_query to out;
+ * seq < 0 is written as null.  -1 if out of memory or the result does not
+ * have state_query's columns.
  */
-struct snapshot *
-state_build(const PGresult *res, int64_t seq)
+int
+state_build(const PGresult *res, int64_t seq, struct jbuf *out)
 {
-	struct jbuf b = {0};
-	struct snapshot *s;
 	int			i,
 				first = 1;
 
 	if (PQnfields(res) != 5)
-		return NULL;
+		return -1;
 	if (seq >= 0)
-		jbuf_printf(&b, "{\"type\":\"state\",\"seq\":%lld,\"users\":[", (long long) seq);
+		jbuf_printf(out, "{\"type\":\"state\",\"seq\":%lld,\"users\":[", (long long) seq);
 	else
-		jbuf_str(&b, "{\"type\":\"state\",\"seq\":null,\"users\":[");
+		jbuf_str(out, "{\"type\":\"state\",\"seq\":null,\"users\":[");
 	for (i = 0; i < PQntuples(res); i++)
-		add_user(&b, res, i, &first);
-	jbuf_str(&b, "]}");
-	s = malloc(sizeof(*s));
-	if (b.oom || !s)
-	{
-		free(s);
-		jbuf_free(&b);
-		return NULL;
-	}
-	s->refs = 1;
-	s->ring_head = 0;
-	s->len = b.len;
-	s->buf = b.p;
-	return s;
+		add_user(out, res, i, &first);
+	jbuf_str(out, "]}");
+	return out->oom ? -1 : 0;
 }

@@ -6,9 +6,11 @@
  * for a subprotocol other than "presence" (the relay's database link is a
  * protocol too, and not for clients), 401 for a bad token, 429 past a cap
  * per user or per address, 503 past --max-connections.
- * An established client is added to the feed (state, then changes) and,
- * if it has a user, made a presence session, closed with 4001 when its
- * token expires unless it sends a fresh one.  Its messages are parsed as
+ * An established client is given to out.c (what it is sent) and, unless
+ * --global-feed no, to the global feed (a state, then changes) and, if it
+ * has a user, made a presence session (sessions.c); it is closed with 4001
+ * when its token expires unless it sends a fresh one.  Its channel
+ * messages go to channels.c, with the grants of its token's "channels".  Its messages are parsed as
  * they stream in: over 64 kB closes it with 1009, binary with 1003,
  * malformed JSON is counted and ignored, and past --message-rate messages
  * are ignored (and persistent excess closes it with 1008).
@@ -17,6 +19,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /*
  * Does the client ask for no subprotocol, or only for "presence"?  lws
@@ -62,10 +65,10 @@ confirm_upgrade(struct lws *wsi, const char *proto)
 	}
 	if (!http_origin_allowed(wsi))
 		return http_reply(wsi, 403, "{\"error\":\"origin not allowed\"}", 0) ? -1 : 1;
-	if (relay_shutting_down())
+	if (out_closing())
 		return http_reply(wsi, 503, "{\"error\":\"shutting down\"}", 0) ? -1 : 1;
 	if (relay_opts.max_connections &&
-		feed_client_count() >= relay_opts.max_connections)
+		out_count() >= relay_opts.max_connections)
 	{
 		relay_metrics.refused_max_connections++;
 		return http_refuse(wsi, 503, "too many connections", "max-connections") ? -1 : 1;
@@ -79,7 +82,7 @@ confirm_upgrade(struct lws *wsi, const char *proto)
 		return http_refuse(wsi, 429, "too many connections from this address", cap) ? -1 : 1;
 	}
 
-	r = auth_request(wsi, user, sizeof(user), NULL);
+	r = auth_request(wsi, user, sizeof(user), NULL, NULL);
 	if (r != AUTH_OK && !(r == AUTH_NONE && relay_opts.allow_anonymous))
 	{
 		relay_metrics.auth_failures_total++;
@@ -95,6 +98,25 @@ confirm_upgrade(struct lws *wsi, const char *proto)
 }
 
 /*
+ * c's token is valid until exp (seconds since the epoch): it is closed
+ * with 4001 then (out_deadlines()), unless a fresh token moves it on.
+ */
+static void
+set_expiry(struct client *c, double exp)
+{
+	double		left;
+	struct timespec ts;
+
+	/* exp is on the wall clock, deadlines on lws's monotonic one */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	left = exp - ((double) ts.tv_sec + ts.tv_nsec / 1e9);
+	if (left > 10.0 * 365 * 24 * 3600)
+		left = 10.0 * 365 * 24 * 3600;
+	c->expires = lws_now_usecs() + (left > 0 ? (lws_usec_t) (left * LWS_US_PER_SEC) : 0) + 1;
+	deadline_note(c->expires);
+}
+
+/*
  * The upgrade was confirmed; the headers are still there, so the token is
  * read once more (an HMAC: cheap) to learn the user and when its token
  * expires, and the socket is counted against the caps.  lws goes on to
@@ -106,13 +128,13 @@ identify(struct lws *wsi, struct client *c)
 	char		user[RELAY_MAX_USER_ID + 1],
 				addr[64];
 	double		exp = 0;
-	enum auth_result r = auth_request(wsi, user, sizeof(user), &exp);
+	enum auth_result r = auth_request(wsi, user, sizeof(user), &exp, &c->grants);
 
 	if (r == AUTH_OK)
 	{
 		if (!(c->user = strdup(user)))
 			return -1;
-		feed_set_expiry(c, exp);
+		set_expiry(c, exp);
 	}
 	else if (!(r == AUTH_NONE && relay_opts.allow_anonymous))
 		return -1;
@@ -129,13 +151,14 @@ identify(struct lws *wsi, struct client *c)
 static int
 close_with(struct client *c, enum lws_close_status code, const char *why)
 {
-	feed_close_client(c, (uint16_t) code, why);
+	out_close(c, (uint16_t) code, why);
 	return 0;
 }
 
 /*
  * {"type":"token","token":"..."}: a valid token for the socket's own user
- * moves its expiry (answer {"type":"token","exp":N}); a valid token for
+ * moves its expiry (answer {"type":"token","exp":N}) and its grants of
+ * channels (subscriptions it no longer allows end); a valid token for
  * another user closes it with 4003; any other token is answered with an
  * error frame and changes nothing (the socket still closes at the old
  * expiry).
@@ -147,14 +170,16 @@ refresh_token(struct client *c, const char *token)
 	double		exp = 0;
 	enum auth_result r = AUTH_NONE;
 	struct jbuf b = {0};
+	struct grants *grants = NULL;
 
 	if (c->user)
-		r = auth_check(token, user, sizeof(user), &exp);
+		r = auth_check(token, user, sizeof(user), &exp, &grants);
 	if (r == AUTH_OK && strcmp(user, c->user))
 	{
+		access_free(grants);
 		relay_metrics.tokens_refused_total++;
 		lwsl_user("closing a socket that sent a token for another user\n");
-		feed_close_client(c, RELAY_CLOSE_TOKEN_REFUSED, "token for another user");
+		out_close(c, RELAY_CLOSE_TOKEN_REFUSED, "token for another user");
 		return;
 	}
 	if (r != AUTH_OK)
@@ -164,13 +189,36 @@ refresh_token(struct client *c, const char *token)
 		jbuf_quote(&b, c->user ? auth_result_str(r) : "anonymous socket",
 				   strlen(c->user ? auth_result_str(r) : "anonymous socket"));
 		jbuf_str(&b, "}");
-		feed_reply(c, &b);
+		out_reply(c, &b);
 		return;
 	}
 	relay_metrics.tokens_refreshed_total++;
-	feed_set_expiry(c, exp);
+	set_expiry(c, exp);
+	access_free(c->grants);
+	c->grants = grants;
+	channels_regrant(c);
 	jbuf_printf(&b, "{\"type\":\"token\",\"exp\":%.15g}", exp);
-	feed_reply(c, &b);
+	out_reply(c, &b);
+}
+
+/*
+ * {"type":"status_message","message":M,"expires_in":N}: the client's own
+ * user's status message (presence.set_status_message(), batched).  A bad
+ * one, or one from an anonymous watcher, is answered with an error frame.
+ */
+static void
+status_message(struct client *c, struct message *m)
+{
+	struct jbuf b = {0};
+	const char *code = m->error ? m->error : !c->user ? "forbidden" : NULL;
+
+	if (!code)
+	{
+		sessions_set_status_message(c, m->status_len ? m->status : NULL, m->expires_in);
+		return;
+	}
+	jbuf_printf(&b, "{\"type\":\"error\",\"request\":\"status_message\",\"code\":\"%s\"}", code);
+	out_reply(c, &b);
 }
 
 static void
@@ -184,7 +232,28 @@ act_on(struct client *c, struct message *m)
 		sessions_set_visible(c, m->visible);
 	else if (m->kind == MESSAGE_TOKEN)
 		refresh_token(c, m->token);
+	else if (m->kind >= MESSAGE_JOIN && m->kind <= MESSAGE_UPDATE)
+		channels_message(c, m);
+	else if (m->kind == MESSAGE_STATUS_MESSAGE)
+		status_message(c, m);
 	message_clear(m);
+}
+
+/*
+ * {"type":"error","code":"rate_limited"}: messages are being ignored.  Once
+ * a second at most, so that a flood does not become one.
+ */
+static void
+tell_rate_limited(struct client *c)
+{
+	struct jbuf b = {0};
+	lws_usec_t	now = lws_now_usecs();
+
+	if (c->rate_told && now - c->rate_told < LWS_US_PER_SEC)
+		return;
+	c->rate_told = now;
+	jbuf_str(&b, "{\"type\":\"error\",\"code\":\"rate_limited\"}");
+	out_reply(c, &b);
 }
 
 /*
@@ -204,6 +273,7 @@ admit(struct client *c)
 		case BUCKET_EXCESS:
 			relay_metrics.messages_rate_limited_total++;
 			c->skipping = 1;
+			tell_rate_limited(c);
 			return 0;
 		case BUCKET_ABUSE:
 		default:
@@ -292,21 +362,25 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		case LWS_CALLBACK_ESTABLISHED:
 			c->wsi = wsi;
 			c->is_ws = 1;
-			c->heard = lws_now_usecs();
-			bucket_init(&c->bucket, c->heard, relay_opts.message_burst);
+			out_add(c);
+			bucket_init(&c->bucket, lws_now_usecs(), relay_opts.message_burst);
 			relay_metrics.connections_total++;
-			/* session first: its connect goes before the snapshot query */
 			if (c->user)
 				sessions_add(c);
-			feed_add_client(c);
+			if (relay_opts.global_feed)
+				feed_add(c);
 			return 0;
 
 		case LWS_CALLBACK_CLOSED:
 			if (!c->is_ws)
 				return 0;
-			feed_remove_client(c);
+			feed_remove(c);
+			channels_remove_client(c);
+			out_remove(c);
 			if (c->user)
 				sessions_remove(c);
+			access_free(c->grants);
+			c->grants = NULL;
 			caps_remove(c);
 			free(c->user);
 			c->user = NULL;
@@ -321,17 +395,17 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			return 0;
 
 		case LWS_CALLBACK_RECEIVE_PONG:
-			c->heard = lws_now_usecs();
+			out_heard(c);
 			return 0;
 
 		case LWS_CALLBACK_RECEIVE:
-			c->heard = lws_now_usecs();
-			if (c->close_code)
+			out_heard(c);
+			if (c->out.close_code)
 				return 0;		/* closing: drop the rest */
 			return receive(wsi, c, in, len);
 
 		case LWS_CALLBACK_SERVER_WRITEABLE:
-			return feed_write(c);
+			return out_write(c);
 
 		case LWS_CALLBACK_CLOSED_HTTP:
 			/* identified, but the upgrade failed before ESTABLISHED */
@@ -340,6 +414,8 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 				caps_remove(c);
 				free(c->user);
 				c->user = NULL;
+				access_free(c->grants);
+				c->grants = NULL;
 			}
 			return http_callback(wsi, reason, user, in, len);
 

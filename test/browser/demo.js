@@ -6,10 +6,13 @@
 //   const demo = await startDemo({ port, args: ['--token-ttl', '15'] });
 //   demo.url  demo.pids  demo.dir  demo.output()
 //   const { code, signal } = await demo.interrupt();
+//   const chrome = await launchChromium();  chrome.browser  await chrome.close();
 
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
+const { chromium } = require('playwright-core');
 
 const repoRoot = path.resolve(__dirname, '..', '..');
 
@@ -93,4 +96,33 @@ function alive(pid) {
   }
 }
 
-module.exports = { startDemo, alive, repoRoot };
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+// as the machine needs them: no sandbox as an unprivileged user in a
+// container, and no calls home that a closed network would refuse
+const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+// Debian's headless Chromium, with a home of its own, so that its dot files
+// end with the test (playwright gives each launch a fresh --user-data-dir
+// and removes it).  close() closes it and removes that home.
+async function launchChromium() {
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'presence-chromium-'));
+  try {
+    const browser = await chromium.launch({
+      executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS,
+      env: { ...process.env, HOME: home, XDG_CONFIG_HOME: home, XDG_CACHE_HOME: home },
+    });
+    return {
+      browser,
+      close: async () => {
+        await browser.close();
+        fs.rmSync(home, { recursive: true, force: true });
+      },
+    };
+  } catch (e) {
+    fs.rmSync(home, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+module.exports = { startDemo, alive, launchChromium, repoRoot };

@@ -1,23 +1,19 @@
 'use strict';
 // The demo as people see it: scripts/demo.sh serving the page, two people
 // (two browser contexts of Debian's headless Chromium) who see each other
-// come, go idle, hide, and leave; a simulated crowd; then Ctrl-C, after
-// which nothing the demo started is left.
+// come, go idle, hide, and leave; who are first in two rooms (each sees the
+// other only in the rooms' counts), then in the same one (each sees the
+// other join, type, and their status message), and switch rooms; a
+// simulated crowd spread over the rooms; then Ctrl-C, after which nothing
+// the demo started is left.
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
-const { chromium } = require('playwright-core');
 const { freePort } = require('../lib/cluster');
-const { startDemo, alive } = require('./demo');
+const { startDemo, alive, launchChromium } = require('./demo');
 
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-// as the machine needs them: no sandbox as an unprivileged user in a
-// container, and no calls home that a closed network would refuse
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const ARTIFACTS = process.env.ARTIFACTS_DIR || null;
 
 // The demo's timeouts (scripts/demo.sh): idle 20 s, grace 3 s; the page
@@ -28,29 +24,67 @@ const TOKEN_TTL = 15;
 
 let demo;
 let browser;
-let browserHome;
+let chrome;
 const people = {};     // name -> { context, page, errors }
 
 const row = (page, user, status) =>
   page.locator(status ? `#users [data-user="${user}"][data-status="${status}"]` : `#users [data-user="${user}"]`);
+// in the room one is in
+const member = (page, user, more = '') => page.locator(`#members [data-user="${user}"]${more}`);
+// the global feed's lines, and those of the room one is in
 const feedLine = (page, user, what) =>
-  page.locator(`#feed [data-user="${user}"]`).filter({ hasText: what }).first();
+  page.locator(`#feed [data-user="${user}"]:not([data-room])`).filter({ hasText: what }).first();
+const roomLine = (page, user, what) =>
+  page.locator(`#feed [data-user="${user}"][data-room]`).filter({ hasText: what }).first();
+const roomCountIs = (page, room, n, timeout = SEE_WITHIN) => page.waitForFunction(([r, want]) =>
+  document.querySelector(`#rooms [data-room="${r}"] .room-count`).textContent === String(want), [room, n], { timeout });
+const roomCount = async (page, room) => Number(await page.locator(`#rooms [data-room="${room}"] .room-count`).textContent());
+const membersShown = (page) => page.locator('#members [data-user]').evaluateAll((lis) => lis.map((li) => li.dataset.user));
+// everyone a page ever showed in its room's member list (sessionStorage
+// keeps it across reloads), recorded by a script the test adds to the page
+const everInRoom = (page) => page.evaluate(() => JSON.parse(sessionStorage.getItem('test-ever-in-room') || '[]'));
+function recordRoomMembers() {
+  const seen = new Set(JSON.parse(sessionStorage.getItem('test-ever-in-room') || '[]'));
+  new MutationObserver(() => {
+    const before = seen.size;
+    for (const li of document.querySelectorAll('#members [data-user]')) seen.add(li.dataset.user);
+    if (seen.size !== before) sessionStorage.setItem('test-ever-in-room', JSON.stringify([...seen]));
+  }).observe(document, { childList: true, subtree: true });
+}
 const shows = (locator, timeout = SEE_WITHIN) => locator.waitFor({ state: 'visible', timeout });
 const gone = (locator, timeout = SEE_WITHIN) => locator.waitFor({ state: 'detached', timeout });
 const countIs = (page, n, timeout = SEE_WITHIN) =>
   page.waitForFunction((want) => document.getElementById('count').textContent === String(want), n, { timeout });
 
-async function arrive(name) {
+// The frames the relay sends to a person's own socket (not those of the
+// crowd the page runs), as the test sees them through the browser.
+function recordFrames(page, user, frames) {
+  page.on('websocket', (ws) => {
+    const token = new URL(ws.url()).searchParams.get('token');
+    const sub = JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString()).sub;
+    if (sub !== user) return;
+    ws.on('framereceived', (f) => {
+      try { frames.push(JSON.parse(f.payload)); } catch { /* not JSON: the test of it is elsewhere */ }
+    });
+  });
+}
+
+// name opens the page (at #room, if given) and joins.
+async function arrive(name, room) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  await context.addInitScript(recordRoomMembers);
   const page = await context.newPage();
   const errors = [];
+  const frames = [];
   page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
   page.on('pageerror', (e) => errors.push(e.message));
-  await page.goto(demo.url);
+  recordFrames(page, name, frames);
+  await page.goto(demo.url + (room ? `#${room}` : ''));
   await page.getByPlaceholder('Your name').fill(name);
   await page.getByRole('button', { name: 'Join' }).click();
   await shows(row(page, name));
-  people[name] = { context, page, errors };
+  await shows(member(page, name));
+  people[name] = { context, page, errors, frames };
   return page;
 }
 
@@ -83,18 +117,12 @@ async function busyUntil(page, locator, timeout) {
 test.before(async () => {
   // tokens that expire every few seconds: the pages keep theirs fresh
   demo = await startDemo({ port: await freePort(), args: ['--token-ttl', String(TOKEN_TTL)] });
-  // a home of its own, so that Chromium's dot files end with the test;
-  // playwright gives each launch a fresh --user-data-dir and removes it
-  browserHome = fs.mkdtempSync(path.join(os.tmpdir(), 'presence-chromium-'));
-  browser = await chromium.launch({
-    executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS,
-    env: { ...process.env, HOME: browserHome, XDG_CONFIG_HOME: browserHome, XDG_CACHE_HOME: browserHome },
-  });
+  chrome = await launchChromium();
+  browser = chrome.browser;
 });
 
 test.after(async () => {
-  await browser?.close();
-  if (browserHome) fs.rmSync(browserHome, { recursive: true, force: true });
+  await chrome?.close();
   if (demo && !demo.exitStatus) await demo.interrupt();
   demo?.saveOutput(ARTIFACTS);
 });
@@ -106,9 +134,9 @@ test('the page is served by the relay, with its security headers', async () => {
   assert.match(await r.text(), /<title>presence/);
 });
 
-test('two people join and each sees the other appear', async () => {
+test('two people in two rooms: each sees the other online, and in the rooms\' counts only', async () => {
   const alice = await arrive('Alice');
-  const bob = await arrive('Bob');
+  const bob = await arrive('Bob', 'design');
   await shows(row(alice, 'Bob', 'online'));
   await shows(row(bob, 'Alice', 'online'));
   await countIs(alice, 2);
@@ -116,6 +144,30 @@ test('two people join and each sees the other appear', async () => {
   await shows(feedLine(alice, 'Bob', 'joined'));
   assert.equal(await row(bob, 'Alice').locator('.user-status').textContent(), 'Active now');
   assert.equal(await alice.locator('#link').textContent(), 'Live');
+  // Alice is in #general (the first room), Bob in #design
+  assert.equal(await alice.locator('#room-name').textContent(), '#general');
+  assert.equal(await bob.locator('#room-name').textContent(), '#design');
+  for (const page of [alice, bob]) {
+    await roomCountIs(page, 'general', 1);
+    await roomCountIs(page, 'design', 1);
+    assert.equal(await roomCount(page, 'random'), 0);
+  }
+  assert.deepEqual(await membersShown(alice), ['Alice']);
+  assert.deepEqual(await membersShown(bob), ['Bob']);
+  assert.equal(await alice.locator('#members-empty').isVisible(), true);
+});
+
+test('Alice sets a status message: Bob sees it next to her name', async () => {
+  const { page: alice } = people.Alice;
+  const { page: bob } = people.Bob;
+  await alice.locator('#status-text').fill('Writing the docs');
+  await alice.locator('#status-expiry').selectOption({ label: "Don't clear" });
+  await alice.getByRole('button', { name: 'Set', exact: true }).click();
+  await shows(row(bob, 'Alice').locator('.user-note').filter({ hasText: /^Writing the docs$/ }));
+  // she sees it too, beside her name and in the top bar
+  await shows(member(alice, 'Alice').locator('.user-note').filter({ hasText: /^Writing the docs$/ }));
+  assert.equal(await alice.locator('#me-note').textContent(), ' · Writing the docs');
+  assert.equal(await alice.locator('#status-now').textContent(), 'Shown until you clear it');
 });
 
 test('Alice stops touching her page: Bob sees her go away, then come back', async () => {
@@ -141,6 +193,9 @@ test('Alice goes invisible: Bob sees her offline; visible again, back', async ()
   await gone(row(bob, 'Alice'));
   await countIs(bob, 1);
   await shows(feedLine(bob, 'Alice', 'left'));
+  // an invisible user is in no room, to others
+  await roomCountIs(bob, 'general', 0);
+  await shows(member(alice, 'Alice', '[data-status="invisible"]'));
   // she still sees herself, marked as hidden, and everyone else
   await shows(row(alice, 'Alice', 'invisible'));
   assert.match(await row(alice, 'Alice').locator('.user-status').textContent(), /^Invisible/);
@@ -156,6 +211,7 @@ test('Alice goes invisible: Bob sees her offline; visible again, back', async ()
   await alice.getByText('Go invisible').click();
   await shows(row(bob, 'Alice', 'online'));
   await countIs(bob, 2);
+  await roomCountIs(bob, 'general', 1);
   assert.equal(await alice.getByRole('switch').isChecked(), false);
 });
 
@@ -170,11 +226,73 @@ test('Alice reloads her page: Bob sees no leave and no join', async () => {
   await assert.rejects(bob.waitForFunction((n) => document.querySelectorAll('#feed [data-user="Alice"]').length > n,
     before, { timeout: 6000 }), /Timeout/, 'no new line about Alice in the feed');
   await shows(row(bob, 'Alice', 'online'), 0);
+  // back in her room, which nobody saw her leave
+  await shows(member(alice, 'Alice'));
+  assert.equal(await alice.locator('#room-name').textContent(), '#general');
+  assert.equal(await roomCount(bob, 'general'), 1);
 });
 
-test('a simulated crowd of 50 comes, idles, and goes when stopped', async () => {
+test('Bob comes to #general: each sees the other join, type, and set a status', async () => {
   const { page: alice } = people.Alice;
   const { page: bob } = people.Bob;
+  // in two rooms, neither ever showed the other in their room
+  assert.ok(!(await everInRoom(alice)).includes('Bob'), 'Alice never saw Bob in #general');
+  assert.ok(!(await everInRoom(bob)).includes('Alice'), 'Bob never saw Alice in #design');
+
+  await bob.locator('#rooms [data-room="general"]').click();
+  await shows(member(alice, 'Bob', '[data-status="online"]'));
+  await shows(roomLine(alice, 'Bob', 'joined #general'));
+  await shows(member(bob, 'Alice'));
+  assert.equal(await bob.locator('#room-name').textContent(), '#general');
+  assert.equal(new URL(bob.url()).hash, '#general');
+  // her status message came with the room's state
+  assert.equal(await member(bob, 'Alice').locator('.user-note').textContent(), 'Writing the docs');
+  for (const page of [alice, bob]) {
+    await roomCountIs(page, 'general', 2);
+    // Bob's leave of #design shows after the reconnect grace (3 s)
+    await roomCountIs(page, 'design', 0);
+  }
+
+  // Bob types: Alice sees it while he does
+  await bob.locator('#message').pressSequentially('hello', { delay: 30 });
+  await shows(member(alice, 'Bob', '[data-typing]'));
+  await shows(alice.locator('#room-detail').filter({ hasText: 'Bob is typing…' }));
+  await bob.locator('#message').press('Enter');
+  await shows(member(alice, 'Bob', ':not([data-typing])'));
+  assert.equal(await bob.locator('#message').inputValue(), '');
+
+  // Bob's status message, until he clears it
+  await bob.locator('#status-text').fill('In a meeting');
+  await bob.locator('#status-expiry').selectOption({ label: '30 minutes' });
+  await bob.getByRole('button', { name: 'Set', exact: true }).click();
+  await shows(member(alice, 'Bob').locator('.user-note').filter({ hasText: /^In a meeting$/ }));
+  await shows(row(alice, 'Bob').locator('.user-note').filter({ hasText: /^In a meeting$/ }));
+  assert.match(await bob.locator('#status-now').textContent(), /^Shown until \d/);
+  await bob.getByRole('button', { name: 'Clear' }).click();
+  await member(alice, 'Bob').locator('.user-note').waitFor({ state: 'hidden', timeout: SEE_WITHIN });
+  assert.equal(await row(alice, 'Bob').locator('.user-note').isVisible(), false);
+});
+
+test('Alice switches to #random: Bob sees her leave #general, and the counts change', async () => {
+  const { page: alice } = people.Alice;
+  const { page: bob } = people.Bob;
+  await alice.locator('#rooms [data-room="random"]').click();
+  await shows(member(alice, 'Alice'));
+  assert.deepEqual(await membersShown(alice), ['Alice']);
+  await roomCountIs(bob, 'random', 1);
+  // the leave comes after the reconnect grace
+  await gone(member(bob, 'Alice'));
+  await shows(roomLine(bob, 'Alice', 'left #general'));
+  await roomCountIs(bob, 'general', 1);
+  await roomCountIs(alice, 'general', 1);
+  // still online, everywhere
+  await shows(row(bob, 'Alice', 'online'), 0);
+});
+
+test('a simulated crowd of 50 comes, spreads over the rooms, switches, types, idles, and goes when stopped', async () => {
+  const { page: alice } = people.Alice;
+  const { page: bob, frames } = people.Bob;
+  const crowdFrom = frames.length;
   await bob.getByRole('button', { name: 'Simulate a crowd' }).click();
   const sims = (page, status) => page.locator(status ? `#users [data-user^="sim:"][data-status="${status}"]`
     : '#users [data-user^="sim:"]');
@@ -182,6 +300,17 @@ test('a simulated crowd of 50 comes, idles, and goes when stopped', async () => 
   await alice.waitForFunction(() => document.querySelectorAll('#users [data-user^="sim:"]').length === 50,
     null, { timeout: 30000 });
   await shows(bob.getByText('50 of 50 simulated people connected.'));
+  // spread over the rooms: each has some, and everyone online is in one
+  // (someone switching is in two for the reconnect grace)
+  await bob.waitForFunction(() => {
+    const counts = [...document.querySelectorAll('#rooms .room-count')].map((c) => Number(c.textContent));
+    const online = Number(document.getElementById('count').textContent);
+    return counts.every((n) => n >= 3) && counts.reduce((a, b) => a + b) >= online;
+  }, null, { timeout: SEE_WITHIN });
+  // some type in Bob's room, some say what they are up to
+  await shows(bob.locator('#members [data-user^="sim:"][data-typing]').first(), 30000);
+  await shows(bob.locator('#users [data-user^="sim:"] .user-note:not([hidden])').first(), 30000);
+
   // about half of them idle for longer than the idle timeout; Bob keeps
   // using his page meanwhile, Alice does not
   await busyUntil(bob, sims(bob, 'away').first(), 90000);
@@ -190,9 +319,29 @@ test('a simulated crowd of 50 comes, idles, and goes when stopped', async () => 
   const total = Number(await bob.locator('#count').textContent());
   assert.ok(away >= 1 && total >= 2 + 25, `${total} shown, ${away} away`);
   assert.match(await bob.locator('#count-detail').textContent(), /^\d+ active · \d+ away$/);
+  // and they switch rooms now and then: Bob's socket (which watches every
+  // room) saw one of them join a room while still in, or just out of, another
+  const switched = () => {
+    const room = new Map();
+    for (const m of frames.slice(crowdFrom)) {
+      if (!m.user_id?.startsWith('sim:')) continue;
+      if (m.type === 'presence' && !m.channel && m.status === 'offline') room.delete(m.user_id);
+      if (m.type === 'join' && m.channel) {
+        if (room.has(m.user_id) && room.get(m.user_id) !== m.channel) return m.user_id;
+        room.set(m.user_id, m.channel);
+      }
+    }
+    return null;
+  };
+  for (const deadline = Date.now() + 60000; !switched();) {
+    assert.ok(Date.now() < deadline, 'nobody of the crowd switched rooms within a minute');
+    await bob.mouse.move(300, 300 + (Date.now() % 50));
+    await bob.waitForTimeout(500);
+  }
   if (ARTIFACTS) {
     fs.mkdirSync(ARTIFACTS, { recursive: true });
-    // no hover left over, no half-played animation
+    // someone typing in the picture, no hover left over, no half-played animation
+    await shows(bob.locator('#members [data-user^="sim:"][data-typing]').first(), 30000);
     await bob.mouse.move(1270, 790);
     await bob.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
     await bob.screenshot({ path: path.join(ARTIFACTS, 'demo.png'), animations: 'disabled' });
@@ -202,6 +351,11 @@ test('a simulated crowd of 50 comes, idles, and goes when stopped', async () => 
   await alice.waitForFunction(() => document.querySelectorAll('#users [data-user^="sim:"]').length === 0,
     null, { timeout: SEE_WITHIN });
   await countIs(alice, 2);
+  for (const page of [alice, bob]) {
+    await roomCountIs(page, 'general', 1);
+    await roomCountIs(page, 'random', 1);
+    await roomCountIs(page, 'design', 0);
+  }
 });
 
 test('Bob closes his page: Alice sees him leave', async () => {
@@ -210,6 +364,7 @@ test('Bob closes his page: Alice sees him leave', async () => {
   await gone(row(alice, 'Bob'));
   await shows(feedLine(alice, 'Bob', 'left'));
   await countIs(alice, 1);
+  await roomCountIs(alice, 'general', 0);
   // the feed's times tick
   await alice.waitForFunction(() => [...document.querySelectorAll('#feed time')].some((t) => / s ago$/.test(t.textContent)),
     null, { timeout: 10000 });

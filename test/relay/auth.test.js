@@ -155,10 +155,18 @@ test('--demo mints short-lived tokens the relay accepts', async () => {
     const claims = JSON.parse(Buffer.from(got.body.token.split('.')[1], 'base64url').toString());
     assert.equal(claims.sub, 'zoe');
     assert.ok(claims.exp > now() && claims.exp <= now() + 3600, 'expires within the hour');
+    // the demo page's rooms, and nothing else
+    assert.deepEqual(claims.channels, ['room:*']);
     assert.equal((await getJson(r.url('/demo/token'))).status, 400);
     const p = await Peer.open(r.wsUrl(`/ws?token=${got.body.token}`));
     const state = await p.waitFor((m) => m.type === 'state');
     assert.ok(state.users.some((u) => u.user_id === 'zoe'));
+    p.send({ type: 'join', channel: 'room:general' });
+    const room = await p.waitFor((m) => m.type === 'state' && m.channel === 'room:general');
+    assert.deepEqual(room.members.map((m) => m.user_id), ['zoe']);
+    p.send({ type: 'subscribe', channel: 'team:9' });
+    const refused = await p.waitFor((m) => m.type === 'error');
+    assert.deepEqual(refused, { type: 'error', request: 'subscribe', channel: 'team:9', code: 'forbidden' });
     await p.close();
     assert.equal(await Peer.refused(r.wsUrl('/ws')), 401, '--demo does not imply anonymous');
   } finally {

@@ -19,6 +19,8 @@ const GUCS = {
 };
 
 const token = (sub, opts) => sign(sub === undefined ? {} : { sub }, SECRET, opts);
+// a token whose "channels" claim is channels (names and "prefix*" patterns)
+const channelToken = (sub, channels, opts) => sign({ sub, channels }, SECRET, opts);
 const bearer = (t) => ({ headers: { Authorization: `Bearer ${t}` } });
 
 async function getJson(url, options) {
@@ -64,6 +66,9 @@ async function withRelay(opts, fn) {
   }
 }
 
+// A relay on cluster pg with the test secret (stopped by the caller).
+const startRelayFor = (pg, opts = {}) => startRelay({ cluster: pg, secret: SECRET, ...opts });
+
 // The relay's /healthz ({ status, body }) once pred(body) holds.
 function healthWhen(relay, pred, what, timeoutMs = 20000) {
   return eventually(async () => {
@@ -72,4 +77,6 @@ function healthWhen(relay, pred, what, timeoutMs = 20000) {
   }, timeoutMs, what);
 }
 
-module.exports = { SECRET, GUCS, token, bearer, getJson, metric, eventually, withRelay, healthWhen };
+module.exports = {
+  SECRET, GUCS, token, channelToken, bearer, getJson, metric, eventually, withRelay, healthWhen, startRelayFor,
+};

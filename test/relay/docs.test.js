@@ -190,6 +190,22 @@ test('the relay role of relay.md is all the relay needs', async () => {
       assert.equal(online.status, 200);
       assert.ok(online.body.users.some((u) => u.user_id === 'role-watcher'));
       assert.equal((await getJson(relay.url('/healthz'))).body.status, 'ok');
+      // channels: join, update and leave the socket's memberships, read states
+      const { channelToken } = require('./common');
+      const member = await Peer.open(relay.wsUrl(`/ws?token=${channelToken('role-member', ['room:*'])}`));
+      member.send({ type: 'join', channel: 'room:role', meta: { a: 1 } });
+      const st = await member.waitFor((m) => m.type === 'state' && m.channel === 'room:role');
+      assert.ok(st.members.some((m) => m.user_id === 'role-member'), JSON.stringify(st));
+      // (an update in the worker's tick of the join would be folded into it)
+      await member.waitFor((m) => m.type === 'join');
+      member.send({ type: 'update', channel: 'room:role', meta: { a: 2 } });
+      assert.deepEqual((await member.waitFor((m) => m.type === 'update')).meta, { a: 2 });
+      member.send({ type: 'leave', channel: 'room:role' });
+      await member.waitFor((m) => m.type === 'unsubscribed');
+      await eventually(async () => (await pg.query("SELECT * FROM presence.channels('role-member')")).rows.length === 0,
+        5000, 'role-member left room:role');
+      assert.ok(!member.messages.some((m) => m.type === 'error'), JSON.stringify(member.messages));
+      await member.close();
       await Promise.all([watcher.close(), hider.close()]);
       await pg.query("SELECT presence.set_visible('hider', true)");
     });
@@ -214,5 +230,71 @@ test('the application role of sql.md can make every call', async () => {
     } finally {
       await c.end();
     }
+  });
+});
+
+// Every ```json block after a heading, each line a JSON value.
+function docLines(file, heading) {
+  return docBlock(file, heading, 'json').trim().split('\n').map((l) => JSON.parse(l));
+}
+
+test('the channel examples of relay.md have the keys of real frames', async () => {
+  const { channelToken } = require('./common');
+  const [stateEx] = docLines('relay.md', '### From the relay');
+  const text = fs.readFileSync(path.join(repoRoot, 'docs', 'relay.md'), 'utf8');
+  const at = text.indexOf('\n### From the relay\n');
+  const events = [...text.slice(at).matchAll(/```json\n([\s\S]*?)```/g)][1][1].trim().split('\n').map((l) => JSON.parse(l));
+  const [diffEx] = docLines('relay.md', '### Large channels');
+  const [claimEx] = docLines('relay.md', '### Who may use which channel');
+  assert.ok(Array.isArray(claimEx.channels));
+  const byType = (list) => Object.fromEntries(list.map((m) => [m.type, m]));
+  const examples = byType(events);
+
+  await withRelay({ cluster: pg, name: 'docs-channels', args: ['--global-feed', 'no'] }, async (relay) => {
+    const open = async (u) => Peer.open(relay.wsUrl(`/ws?token=${channelToken(u, claimEx.channels)}`));
+    const w = await open('doc-w');
+    w.send({ type: 'subscribe', channel: 'room:docs' });
+    await w.waitFor((m) => m.type === 'state');
+    const a = await open('doc-a');
+    a.send({ type: 'join', channel: 'room:docs', meta: { page: '/inbox' } });
+    const state = await a.waitFor((m) => m.type === 'state');
+    await w.waitFor((m) => m.type === 'join');
+    a.send({ type: 'update', channel: 'room:docs', meta: { typing: true } });
+    await w.waitFor((m) => m.type === 'update');
+    a.send({ type: 'heartbeat', active: false });
+    await w.waitFor((m) => m.type === 'presence', 8000);
+    a.send({ type: 'status_message', message: 'At lunch' });
+    await w.waitFor((m) => m.type === 'status_message');
+    a.send({ type: 'leave', channel: 'room:docs' });
+    await w.waitFor((m) => m.type === 'leave');
+    w.send({ type: 'unsubscribe', channel: 'room:docs' });
+    await w.waitFor((m) => m.type === 'unsubscribed');
+    const real = byType(w.messages);
+    assert.deepEqual(keys(stateEx), keys(state));
+    assert.deepEqual(keys(stateEx.members[0]), keys(state.members[0]));
+    for (const type of ['join', 'update', 'presence', 'status_message', 'leave', 'unsubscribed']) {
+      assert.deepEqual(keys(examples[type]), keys(real[type]), type);
+    }
+    assert.match(real.presence.last_active, ISO);
+    await Promise.all([w.close(), a.close()]);
+  });
+
+  await withRelay({ cluster: pg, name: 'docs-diff', args: ['--global-feed', 'no', '--large-channel', '1'] }, async (relay) => {
+    const ws = await Promise.all(['doc-d1', 'doc-d2'].map((u) => Peer.open(relay.wsUrl(`/ws?token=${channelToken(u, ['room:*'])}`))));
+    for (const w of ws) {
+      w.send({ type: 'subscribe', channel: 'room:diff' });
+      await w.waitFor((m) => m.type === 'state');
+    }
+    await pg.query("SELECT presence.join('room:diff', 'doc-d', 's', '{\"typing\":false}')");
+    const diff = await ws[0].waitFor((m) => m.type === 'diff');
+    assert.deepEqual(keys(diffEx), keys(diff));
+    assert.deepEqual(keys(diffEx.joins[0]), keys(diff.joins[0]));
+    await pg.query("SELECT presence.update('room:diff', 'doc-d', 's', '{\"typing\":true}')");
+    const upd = await ws[0].waitFor((m) => m.type === 'diff' && m.updates.length);
+    assert.deepEqual(keys(diffEx.updates[0]), keys(upd.updates[0]));
+    await pg.query("SELECT presence.disconnect('doc-d', 's')");
+    const left = await ws[0].waitFor((m) => m.type === 'diff' && m.leaves.length);
+    assert.deepEqual(keys(diffEx.leaves[0]), keys(left.leaves[0]));
+    await Promise.all(ws.map((w) => w.close()));
   });
 });

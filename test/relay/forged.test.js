@@ -21,6 +21,7 @@ const RELAY_ROLE_SQL = `
   GRANT USAGE ON SCHEMA presence TO presence_relay;
   GRANT EXECUTE ON FUNCTION presence.connect(text, text, jsonb, boolean),
                             presence.heartbeat(text, text, boolean),
+                            presence.heartbeat_many(text[], text[], boolean),
                             presence.disconnect(text, text),
                             presence.set_visible(text, boolean),
                             presence.stats()
@@ -278,5 +279,31 @@ test('the role needs EXECUTE on presence.stats(): without it the link says so an
   } finally {
     assert.deepEqual(await r.stop(), { code: 0, signal: null });
     await pg.query('GRANT EXECUTE ON FUNCTION presence.stats() TO presence_relay, PUBLIC');
+  }
+});
+
+test('heartbeats go out through presence.heartbeat_many(): the active and the idle sessions apart, the timeout re-read', async () => {
+  // a role that may not call heartbeat() at all
+  await pg.query('REVOKE EXECUTE ON FUNCTION presence.heartbeat(text, text, boolean) FROM presence_relay');
+  const r = await startRelay({ secret: SECRET, name: 'forged-beats', args: ['--db', relayConninfo()] });
+  try {
+    const busy = await Peer.open(r.wsUrl(`/ws?token=${token('beat-busy')}`));
+    const idle = await Peer.open(r.wsUrl(`/ws?token=${token('beat-idle')}`));
+    await Promise.all([busy, idle].map((p) => p.waitFor((m) => m.type === 'state')));
+    idle.send({ type: 'heartbeat', active: false });
+    const b0 = await metric(r, 'presence_relay_heartbeat_batches_total');
+    // past session_timeout (3 s): without heartbeats both would be gone
+    await eventually(async () => await metric(r, 'presence_relay_heartbeat_batches_total') >= b0 + 4, 10000, 'heartbeats');
+    const { rows } = await pg.query(
+      "SELECT user_id, last_heartbeat > connected_at AS beat FROM presence.sessions() WHERE user_id LIKE 'beat-%' ORDER BY 1");
+    assert.deepEqual(rows, [{ user_id: 'beat-busy', beat: true }, { user_id: 'beat-idle', beat: true }]);
+    // the idle one's heartbeats are not activity: it goes away, the busy one does not
+    await busy.waitPresence('beat-idle', 'away', 8000);
+    assert.equal((await pg.query("SELECT presence.status('beat-busy') AS s")).rows[0].s, 'online');
+    assert.doesNotMatch(r.log(), /heartbeat failed/);
+    await Promise.all([busy.close(), idle.close()]);
+  } finally {
+    assert.deepEqual(await r.stop(), { code: 0, signal: null });
+    await pg.query('GRANT EXECUTE ON FUNCTION presence.heartbeat(text, text, boolean) TO presence_relay');
   }
 });

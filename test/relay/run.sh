@@ -31,7 +31,8 @@ if [ $# -eq 0 ]; then
 	echo "--- the main scenarios again, the relay reaching PostgreSQL over TCP"
 	PRESENCE_TEST_DB=tcp ARTIFACTS_DIR="$ARTIFACTS_DIR/tcp-run" \
 		node --test --test-concurrency=1 --test-timeout=300000 \
-			test/relay/auth.test.js test/relay/feed.test.js test/relay/resilience.test.js || status=1
+			test/relay/auth.test.js test/relay/feed.test.js test/relay/resilience.test.js \
+			test/relay/channels.test.js || status=1
 fi
 
 if [ "${RELAY_ASAN:-1}" != 0 ] && [ $# -eq 0 ]; then
@@ -47,7 +48,8 @@ if [ "${RELAY_ASAN:-1}" != 0 ] && [ $# -eq 0 ]; then
 			test/relay/failover.test.js test/relay/listen.test.js test/relay/pooler.test.js \
 			test/relay/docs.test.js test/relay/nginx.test.js \
 			test/relay/forged.test.js test/relay/abuse.test.js test/relay/tokens.test.js \
-			test/relay/http.test.js || status=1
+			test/relay/http.test.js test/relay/event.test.js test/relay/channels.test.js \
+			test/relay/leak.test.js test/relay/status.test.js || status=1
 	if ls "$ARTIFACTS_DIR"/asan.* >/dev/null 2>&1; then
 		echo "AddressSanitizer reports:"; cat "$ARTIFACTS_DIR"/asan.*; status=1
 	fi
