@@ -1,5 +1,5 @@
 'use strict';
-// The examples of docs/relay.md and docs/sql.md, taken from the docs as
+// The examples of docs/relay.md, docs/sql.md and the README, taken as
 // written and run: the JSON messages have the shape and time format of real
 // ones, the browser client works (and reconnects with a fresh token), and
 // the GRANTs are all a role needs, even where PUBLIC lost USAGE on the
@@ -297,4 +297,36 @@ test('the channel examples of relay.md have the keys of real frames', async () =
     assert.deepEqual(keys(diffEx.leaves[0]), keys(left.leaves[0]));
     await Promise.all(ws.map((w) => w.close()));
   });
+});
+
+// The README's quick start, statement by statement on one connection as
+// psql would run it, on a fresh database: every `-- → ...` comment is the
+// row the statement returns (psql's way: columns joined by " | ", jsonb as
+// PostgreSQL prints it), and LISTEN hears 42 come online.
+test('the README quick start runs as written', async () => {
+  const readme = fs.readFileSync(path.join(repoRoot, 'README.md'), 'utf8');
+  const block = readme.slice(readme.indexOf('## Quick start')).match(/```sql\n([\s\S]*?)```/)[1];
+  const fresh = await startCluster({ gucs: GUCS, name: 'readme', extension: false });
+  const c = await fresh.client();
+  const notes = [];
+  c.on('notification', (n) => notes.push(JSON.parse(n.payload)));
+  const text = (v) => (v !== null && typeof v === 'object' ? JSON.stringify(v).replace(/":/g, '": ').replace(/,"/g, ', "') : String(v));
+  try {
+    let checked = 0;
+    for (const line of block.trim().split('\n')) {
+      const [statement, comment = ''] = line.split(/;\s*--\s*/);
+      const r = await c.query({ text: statement, rowMode: 'array' });
+      const expected = comment.match(/^→\s*(.*)$/);
+      if (expected) {
+        assert.equal(r.rows.length, 1, `${statement}: one row`);
+        assert.equal(r.rows[0].map(text).join(' | '), expected[1].trim(), statement);
+        checked += 1;
+      }
+    }
+    assert.equal(checked, 3, 'three results to check');
+    await eventually(() => notes.some((n) => n.user_id === '42' && n.status === 'online'), 5000, 'LISTEN hears 42 online');
+  } finally {
+    await c.end();
+    await fresh.stop();
+  }
 });
