@@ -34,7 +34,10 @@ class NetHost {
     const r = crypto.randomBytes(4);
     const tag = r.toString('hex');
     const net4 = `10.${64 + (r[0] % 64)}.${r[1]}`;
-    const net6 = `fd00:${tag.slice(0, 4)}:${tag.slice(4)}`;
+    // Groups of four digits, none leading with 0, so that the address we
+    // compare is spelled as ss and ip print it (they drop leading zeros).
+    const group = (i) => (0x1000 | (r.readUInt16BE(i) & 0x0fff)).toString(16);
+    const net6 = `fd00:${group(0)}:${group(2)}`;
     this.ourV4 = `${net4}.1`;
     this.v4 = `${net4}.2`;
     this.ourV6 = `${net6}::1`;
