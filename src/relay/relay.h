@@ -344,7 +344,7 @@ const char *event_status_name(enum presence_status s);
 const char *event_kind_name(enum event_kind k);
 
 /* state.c: the "state" message, from presence.online_users()'s rows */
-extern const char state_query[];
+const char *state_query(const char *extversion);
 int			state_build(const PGresult *res, int64_t seq, struct jbuf *out);
 
 /*
@@ -533,6 +533,7 @@ void		feed_resync(void);
 int			feed_pump(void);
 void		feed_wait(struct waiter *w);
 void		feed_cancel(struct waiter *w);
+void		feed_link_up(const char *extversion);
 void		feed_link_down(void);
 void		feed_cleanup(void);
 
