@@ -166,6 +166,7 @@ struct client
 	lws_usec_t	wake_ok_at;		/* may hurry a heartbeat again from then */
 	unsigned	registered:1;	/* presence.connect() succeeded */
 	unsigned	in_flight:1;	/* presence.connect() sent, no answer yet */
+	unsigned	known:1;		/* some server may have its session */
 	unsigned	active:1;		/* last "active" the client reported */
 	unsigned	sent_active:1;	/* "active" in the last heartbeat sent */
 	unsigned	solo:1;			/* connect alone: its batch failed */
@@ -723,6 +724,7 @@ struct relay_metrics
 	uint64_t	malformed_messages_total;
 	uint64_t	heartbeat_batches_total;
 	uint64_t	session_errors_total;
+	uint64_t	disconnects_dropped_total;
 	uint64_t	notifications_ignored_sender;
 	uint64_t	notifications_ignored_malformed;
 	uint64_t	worker_pid_reads_total;

@@ -74,19 +74,14 @@ async function failover(t, sys) {
   await eventually(() => joiners.every((p) => p.view.states().length), 20000, 'the joiners\' states');
 
   // The pages closed during the outage: their sessions came back with the
-  // tables on the promoted server, and the relays, which forget the
-  // sockets that closed while their link was down, do not end them.
-  // WORKAROUND (relay bug, see the todo test below): wait for them to time
-  // out (session_timeout, 15 s here), instead of within the grace.
+  // tables on the promoted server, and the relays, which kept the
+  // disconnects of the sockets that closed while their link was down, end
+  // them once they are back: their users go offline within the grace, not
+  // after presence.session_timeout (15 s here).
   const leftAt = await eventually(() => leavers.every((p) => sys.notified(p.user, t0).includes('offline')) && Date.now(),
-    SESSION_TIMEOUT_MS + GRACE_MS + 5000, 'the pages closed during the outage offline');
-  await t.test('pages closed during the outage go offline within the grace after the relays are back', {
-    todo: 'relay bug: sessions_link_down()/sessions_link_up() in src/relay/sessions.c drop the disconnects of ' +
-      'sockets closed while the link was down, but a server that recovered or was promoted loads those sessions ' +
-      'from its tables: they stay online until presence.session_timeout',
-  }, () => {
-    assert.ok(leftAt - tHealthy < GRACE_MS + 2000, `offline ${leftAt - tHealthy} ms after the relays were back`);
-  });
+    GRACE_MS + 10000, 'the pages closed during the outage offline');
+  assert.ok(leftAt - tHealthy < GRACE_MS + 2000,
+    `the pages closed during the outage offline ${leftAt - tHealthy} ms after the relays were back`);
   await sys.converged();
 
   // Each page that stayed has its session on the new primary, on the
