@@ -66,18 +66,32 @@ static lws_sorted_usec_list_t sul_timeout;
 static lws_sorted_usec_list_t sul_write;
 static lws_usec_t connect_timeout_us;
 static lws_sorted_usec_list_t sul_down;
+static lws_sorted_usec_list_t sul_stable;
 static uint16_t retry_count;
 static dblink_result_cb lost_cb;	/* job the link died under */
 static void *lost_arg;
 
-/* Backoff between tries: quick at first, then every 5 s (plus jitter). */
-static const uint32_t backoff_ms[] = {100, 250, 500, 1000, 2000, 5000};
+/*
+ * Backoff between tries: quick at first, then every 1.5 s (plus up to 10 %
+ * jitter, so at most 1.65 s).  It must stay well under the extension's
+ * presence.reconnect_grace (5 s by default): a server that restarted or a
+ * standby promoted gives the relay's users that long before showing them
+ * offline (docs/operations.md, "Standby and failover").
+ */
+static const uint32_t backoff_ms[] = {100, 250, 500, 1000, 1500};
 static const lws_retry_bo_t backoff = {
 	.retry_ms_table = backoff_ms,
 	.retry_ms_table_count = LWS_ARRAY_SIZE(backoff_ms),
 	.conceal_count = LWS_RETRY_CONCEAL_ALWAYS,
-	.jitter_percent = 20,
+	.jitter_percent = 10,
 };
+
+/*
+ * The backoff starts over only once a link has stayed up this long: one
+ * that fails right after setup (a missing grant, say) is retried at the
+ * backoff's pace, not in a tight loop.
+ */
+#define STABLE_US	(10 * LWS_US_PER_SEC)
 
 /* per address tried, unless the conninfo's connect_timeout says otherwise */
 #define CONNECT_TIMEOUT_S 10
@@ -152,6 +166,7 @@ link_fail(const char *what)
 	relay_metrics.db_up = 0;
 	lws_sul_cancel(&sul_timeout);
 	lws_sul_cancel(&sul_write);
+	lws_sul_cancel(&sul_stable);
 	if (was_up || lost_cb)
 		lws_sul_schedule(relay_context, 0, &sul_down, announce_down, 1);
 	if (!stopped)
@@ -396,6 +411,13 @@ probe_done(enum probe_result r)
 	link_fail("no notifications on this host, trying the next");
 }
 
+/* The link stayed up STABLE_US: the next loss retries quickly again. */
+static void
+link_stable(lws_sorted_usec_list_t *sul)
+{
+	retry_count = 0;
+}
+
 static void
 setup_probe_listen(PGresult *res, void *arg)
 {
@@ -410,7 +432,7 @@ setup_probe_listen(PGresult *res, void *arg)
 	}
 	state = LINK_UP;
 	relay_metrics.db_up = 1;
-	retry_count = 0;
+	lws_sul_schedule(relay_context, 0, &sul_stable, link_stable, STABLE_US);
 	if (ever_up)
 		relay_metrics.db_reconnects_total++;
 	ever_up = 1;
@@ -680,6 +702,7 @@ dblink_stop(void)
 	lws_sul_cancel(&sul_timeout);
 	lws_sul_cancel(&sul_write);
 	lws_sul_cancel(&sul_down);
+	lws_sul_cancel(&sul_stable);
 	if (job_result)
 		PQclear(job_result);
 	job_result = NULL;

@@ -22,6 +22,7 @@ static int	wanting;			/* clients waiting for a state */
 static int	reading;			/* the query is out */
 static int	stale;				/* ... and what it reads may be out of date */
 static lws_sorted_usec_list_t sul_retry;
+static const char *snapshot_sql;	/* for the link's extension version */
 
 /* c waits for the next snapshot, and gets no change until then. */
 static void
@@ -107,6 +108,16 @@ void
 feed_cancel(struct waiter *w)
 {
 	lws_dll2_remove(&w->list);
+}
+
+/*
+ * The link is up: snapshots are read as its extension version has them
+ * (a relay may face a database not updated yet).  main.c resyncs next.
+ */
+void
+feed_link_up(const char *extversion)
+{
+	snapshot_sql = state_query(extversion);
 }
 
 /* The link went down: /online requests get 503 rather than wait. */
@@ -197,9 +208,9 @@ snapshot_done(PGresult *res, void *arg)
 int
 feed_pump(void)
 {
-	if ((!wanting && !waiters.count) || reading || sul_retry.list.owner)
+	if ((!wanting && !waiters.count) || reading || sul_retry.list.owner || !snapshot_sql)
 		return 0;
-	if (dblink_send(state_query, 0, NULL, snapshot_done, NULL))
+	if (dblink_send(snapshot_sql, 0, NULL, snapshot_done, NULL))
 		return 0;
 	reading = 1;
 	return 1;

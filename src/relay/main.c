@@ -449,6 +449,7 @@ on_link_up(const struct dblink_info *info)
 	origin_link_up();
 	sessions_link_up(info->session_timeout_ms, info->extversion);
 	joins_link_up();
+	feed_link_up(info->extversion);
 	feed_resync();
 	channels_resync();
 	queue_kick();

@@ -112,6 +112,9 @@ metrics_render(struct jbuf *out)
 	COUNTER("presence_relay_session_errors_total",
 			"Sockets closed (1011) because presence.connect refused them.",
 			relay_metrics.session_errors_total);
+	COUNTER("presence_relay_disconnects_dropped_total",
+			"Closed sockets whose session could not be ended (memory, or over the bound kept while the link was down).",
+			relay_metrics.disconnects_dropped_total);
 	LABELLED("presence_relay_notifications_ignored_total",
 			 "Notifications not forwarded: sent by another backend than the presence worker, or not of the documented shape.",
 			 "reason", "sender", u64(a, relay_metrics.notifications_ignored_sender),

@@ -166,6 +166,7 @@ struct client
 	lws_usec_t	wake_ok_at;		/* may hurry a heartbeat again from then */
 	unsigned	registered:1;	/* presence.connect() succeeded */
 	unsigned	in_flight:1;	/* presence.connect() sent, no answer yet */
+	unsigned	known:1;		/* some server may have its session */
 	unsigned	active:1;		/* last "active" the client reported */
 	unsigned	sent_active:1;	/* "active" in the last heartbeat sent */
 	unsigned	solo:1;			/* connect alone: its batch failed */
@@ -344,7 +345,7 @@ const char *event_status_name(enum presence_status s);
 const char *event_kind_name(enum event_kind k);
 
 /* state.c: the "state" message, from presence.online_users()'s rows */
-extern const char state_query[];
+const char *state_query(const char *extversion);
 int			state_build(const PGresult *res, int64_t seq, struct jbuf *out);
 
 /*
@@ -533,6 +534,7 @@ void		feed_resync(void);
 int			feed_pump(void);
 void		feed_wait(struct waiter *w);
 void		feed_cancel(struct waiter *w);
+void		feed_link_up(const char *extversion);
 void		feed_link_down(void);
 void		feed_cleanup(void);
 
@@ -722,6 +724,7 @@ struct relay_metrics
 	uint64_t	malformed_messages_total;
 	uint64_t	heartbeat_batches_total;
 	uint64_t	session_errors_total;
+	uint64_t	disconnects_dropped_total;
 	uint64_t	notifications_ignored_sender;
 	uint64_t	notifications_ignored_malformed;
 	uint64_t	worker_pid_reads_total;

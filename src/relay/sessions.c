@@ -76,6 +76,7 @@ static int	wishes_ready[WISH_KINDS];	/* pending and not deferred */
 static const struct sessions_hooks *hooks;
 static char prefix[128];
 static int	link_up;
+static size_t gone_cap;			/* while the link is down: at most this many */
 static int	batch_calls;		/* the extension has heartbeat_many() (1.1) */
 static int	heartbeat_due;
 static int	interval_ms = 20000;
@@ -128,14 +129,27 @@ sessions_id(const struct client *c, char *buf, size_t len)
 	lws_snprintf(buf, len, "%s-%llu", prefix, (unsigned long long) c->session_no);
 }
 
-/* A closed socket's session, if the database knows it, must be ended. */
+/*
+ * A closed socket's session, if a database may know it, must be ended.
+ * While the link is down too: the server we reconnect to (the same one
+ * after a crash, a promoted standby) loads sessions from its tables, and
+ * without the disconnect the user would stay online until
+ * presence.session_timeout.  Bounded then by gone_cap, counted if dropped.
+ */
 static void
 queue_disconnect(struct client *c)
 {
-	struct gone *g = calloc(1, sizeof(*g));
+	struct gone *g;
 
+	if (!link_up && disconnects.count >= gone_cap)
+	{
+		relay_metrics.disconnects_dropped_total++;
+		return;
+	}
+	g = calloc(1, sizeof(*g));
 	if (!g || !(g->user = strdup(c->user)))
 	{
+		relay_metrics.disconnects_dropped_total++;
 		free(g);
 		return;
 	}
@@ -169,8 +183,8 @@ sessions_remove(struct client *c)
 {
 	lws_dll2_remove(&c->tracked);
 	relay_metrics.tracked = (int) clients.count;
-	/* sent or done: the database has (or will have) the session */
-	if (link_up && (c->in_flight || c->registered))
+	/* sent or done, on this link or an earlier one: a database may have it */
+	if (c->in_flight || c->registered || c->known)
 		queue_disconnect(c);
 	lws_dll2_remove(&c->pending);
 	c->in_flight = c->registered = c->waking = 0;
@@ -353,27 +367,35 @@ free_gone_cb(struct lws_dll2 *d, void *user)
 /*
  * The link is (back) up.  Every tracked socket is connected again (its
  * bound session ended with the old connection; reconnect_grace hides the
- * gap).  Closed sockets' sessions ended with the old connection too, so
- * there is nothing to disconnect.
+ * gap).  The sockets that closed meanwhile are disconnected first
+ * (sessions_pump() sends disconnects before connects): a server that
+ * recovered from a crash, or a standby promoted, loaded their sessions
+ * from its tables; on a server that has no such session, disconnect() is
+ * a harmless false.
  */
 void
 sessions_link_up(int session_timeout_ms, const char *extversion)
 {
 	link_up = 1;
 	batch_calls = strcmp(extversion, "1.0") != 0;
-	lws_dll2_foreach_safe(&disconnects, NULL, free_gone_cb);
 	lws_dll2_foreach_safe(&clients, NULL, requeue_cb);
 	interval_ms = 0;
 	set_interval(session_timeout_ms);
 	queue_kick();
 }
 
+/*
+ * The link is down.  Disconnects not sent yet are kept for the next link,
+ * and so are those of sockets that close meanwhile, up to one per session
+ * the relay has now (every one of them could close): the queue cannot grow
+ * past what the relay held, however long the outage.
+ */
 void
 sessions_link_down(void)
 {
 	link_up = 0;
+	gone_cap = disconnects.count + clients.count;
 	lws_sul_cancel(&sul_heartbeat);
-	lws_dll2_foreach_safe(&disconnects, NULL, free_gone_cb);
 	lws_dll2_foreach_safe(&clients, NULL, requeue_cb);
 }
 
@@ -411,7 +433,7 @@ connected(PGresult *res, void *arg)
 		c->in_flight = 0;
 		if (ok)
 		{
-			c->registered = 1;
+			c->registered = c->known = 1;
 			if (hooks && hooks->registered)
 				hooks->registered(c);
 		}

@@ -13,12 +13,31 @@
 
 #include <string.h>
 
-/* last_active as PostgreSQL writes a timestamptz in JSON, without the quotes */
-const char	state_query[] =
+/*
+ * last_active as PostgreSQL writes a timestamptz in JSON, without the
+ * quotes.  Extension 1.0's online_users() has no status_message: its query
+ * reads a NULL in its place, so that every state has the same shape.
+ */
+static const char state_query_11[] =
 "SELECT u.user_id, u.status,"
 "       pg_catalog.to_json(u.last_active) OPERATOR(pg_catalog.#>>) '{}'::pg_catalog.text[],"
 "       u.sessions, u.status_message"
 "  FROM presence.online_users() AS u";
+static const char state_query_10[] =
+"SELECT u.user_id, u.status,"
+"       pg_catalog.to_json(u.last_active) OPERATOR(pg_catalog.#>>) '{}'::pg_catalog.text[],"
+"       u.sessions, NULL::pg_catalog.text"
+"  FROM presence.online_users() AS u";
+
+/*
+ * The snapshot query for the extension version the link found: a relay of
+ * this build may face a database not updated yet (docs/operations.md).
+ */
+const char *
+state_query(const char *extversion)
+{
+	return extversion && !strcmp(extversion, "1.0") ? state_query_10 : state_query_11;
+}
 
 static int
 known_status(const char *s)

@@ -257,8 +257,12 @@ class System {
     // the relays' role, as relay.md makes it
     const relayMd = fs.readFileSync(path.join(repoRoot, 'docs', 'relay.md'), 'utf8');
     let role = relayMd.slice(relayMd.indexOf('\n## Database role\n')).match(/```sql\n([\s\S]*?)```/)[1];
-    // 1.0 has no heartbeat_many (operations.md's update grants it)
-    if (this.version === '1.0') role = role.replace(/^\s*presence\.heartbeat_many\([^)]*\),\n/m, '');
+    // 1.0 has no heartbeat_many, status messages or channels (operations.md's
+    // update grants what the relay needs of them): their lines and grants go
+    if (this.version === '1.0') {
+      role = role.replace(/^\s*presence\.heartbeat_many\([^)]*\),.*\n/m, '').split(';')
+        .filter((stmt) => !/set_status_message|presence\.join\(/.test(stmt)).join(';');
+    }
     await this.primary.query(role);
     this.standby = await this.primary.startStandby({ name: 'deploy-standby' });
     this.current = this.primary;

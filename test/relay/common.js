@@ -53,6 +53,16 @@ async function eventually(fn, timeoutMs = 10000, what = 'condition') {
   }
 }
 
+// The times (ms since the epoch, from lws's "[YYYY/MM/DD HH:MM:SS:ffff]"
+// prefix) of the relay's log lines that match re: its database link's
+// failed attempts, say.
+function logTimes(relay, re) {
+  return relay.log().split('\n').filter((l) => re.test(l)).map((l) => {
+    const m = l.match(/^\[(\d+)\/(\d+)\/(\d+) (\d+):(\d+):(\d+):(\d+)\]/);
+    return m ? Date.UTC(+m[1], m[2] - 1, +m[3], +m[4], +m[5], +m[6]) + Number(m[7]) / 10 : NaN;
+  });
+}
+
 // Runs fn(relay) on a relay started with opts (the test secret unless
 // given), then stops it, checks that it exited 0, and removes its files.
 async function withRelay(opts, fn) {
@@ -79,4 +89,5 @@ function healthWhen(relay, pred, what, timeoutMs = 20000) {
 
 module.exports = {
   SECRET, GUCS, token, channelToken, bearer, getJson, metric, eventually, withRelay, healthWhen, startRelayFor,
+  logTimes,
 };

@@ -9,7 +9,7 @@ const { Client } = require('pg');
 const { startCluster } = require('../lib/cluster');
 const { startRelay } = require('../lib/relay');
 const { Peer } = require('../lib/peer');
-const { SECRET, GUCS, token, bearer, getJson, metric, eventually } = require('./common');
+const { SECRET, GUCS, token, bearer, getJson, metric, eventually, logTimes } = require('./common');
 
 let pg;
 let relay;
@@ -276,6 +276,30 @@ test('the role needs EXECUTE on presence.stats(): without it the link says so an
   try {
     await eventually(() => /GRANT EXECUTE ON FUNCTION presence\.stats\(\)/.test(r.log()), 10000, 'the hint in the log');
     await eventually(async () => (await getJson(r.url('/healthz'))).status === 503, 5000, '/healthz 503');
+  } finally {
+    assert.deepEqual(await r.stop(), { code: 0, signal: null });
+    await pg.query('GRANT EXECUTE ON FUNCTION presence.stats() TO presence_relay, PUBLIC');
+  }
+});
+
+// A link that comes up and fails at once (here: no grant on stats()) is
+// retried at the backoff's pace, not in a loop: the backoff starts over
+// only after a link stayed up 10 s.  Before, it started over at every link
+// up, and the relay tried about every 0.13 s (some 38 times in 5 s).
+test('a link that fails right after it came up is retried at the backoff\'s pace, not in a loop', async () => {
+  await pg.query('REVOKE EXECUTE ON FUNCTION presence.stats() FROM presence_relay, PUBLIC');
+  const r = await startRelay({ secret: SECRET, name: 'forged-nostats-pace', expectDb: false,
+    args: ['--db', relayConninfo()] });
+  try {
+    const hint = /the relay's role needs GRANT EXECUTE ON FUNCTION presence\.stats\(\)/;
+    // a try later than 5 s after the first closes the window
+    const times = await eventually(() => {
+      const t = logTimes(r, hint);
+      return t.length && t[t.length - 1] > t[0] + 5000 && t;
+    }, 15000, 'tries over more than 5 s');
+    const inWindow = times.filter((x) => x <= times[0] + 5000).length;
+    assert.ok(inWindow <= 8, `${inWindow} tries in 5 s, each saying why:\n${r.log()}`);
+    assert.equal((await getJson(r.url('/healthz'))).status, 503);
   } finally {
     assert.deepEqual(await r.stop(), { code: 0, signal: null });
     await pg.query('GRANT EXECUTE ON FUNCTION presence.stats() TO presence_relay, PUBLIC');

@@ -8,7 +8,8 @@ const { startCluster } = require('../lib/cluster');
 const { startRelay } = require('../lib/relay');
 const { Peer } = require('../lib/peer');
 const common = require('./common');
-const { SECRET, GUCS, token, getJson, metric, eventually } = common;
+const { SECRET, GUCS, token, getJson, metric, eventually, logTimes } = common;
+const net = require('node:net');
 
 let pg;
 
@@ -54,6 +55,37 @@ test('a PostgreSQL restart is survived: clients stay, get a fresh state, session
     await alice.close();
     await watcher.close();
   });
+});
+
+// A port nobody listens on: bound, then closed.
+async function closedPort() {
+  const srv = net.createServer();
+  await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const { port } = srv.address();
+  await new Promise((resolve) => srv.close(resolve));
+  return port;
+}
+
+// A restarted server or a promoted standby gives the relay's users
+// presence.reconnect_grace (5 s by default) before showing them offline:
+// the relay's tries must come closer together than that, jitter included
+// (docs/operations.md, "Standby and failover": at most 1.65 s).
+test('the relay retries a database it cannot reach at least every 2 s', async () => {
+  const port = await closedPort();
+  const r = await startRelay({ secret: SECRET, name: 'retry-pace', expectDb: false,
+    db: `host=127.0.0.1 port=${port} dbname=postgres user=presence_relay` });
+  try {
+    const fails = /database link: cannot connect/;
+    // past the table's growth (100, 250, 500, 1000 ms): at its cap
+    const times = await eventually(() => { const t = logTimes(r, fails); return t.length >= 10 && t; },
+      30000, 'ten tries');
+    const gaps = times.slice(1).map((x, i) => x - times[i]);
+    assert.ok(Math.max(...gaps) < 2000, `intervals between tries (ms): ${gaps.join(', ')}`);
+    assert.ok(Math.max(...gaps.slice(4)) >= 1000, `the backoff grew: ${gaps.join(', ')}`);
+    assert.equal((await getJson(r.url('/healthz'))).status, 503);
+  } finally {
+    assert.deepEqual(await r.stop(), { code: 0, signal: null });
+  }
 });
 
 test('a crash-restart of PostgreSQL is survived too', async () => {
