@@ -62,6 +62,14 @@ async function updateFrom10(sys) {
   const t0 = Date.now();
   await sys.primary.query(upgradeBlock());
   assert.equal(await version(sys.primary), '1.1');
+  // the role then has every function relay.md's role has at 1.1
+  const relayMd = fs.readFileSync(path.join(repoRoot, 'docs', 'relay.md'), 'utf8');
+  const roleSql = relayMd.slice(relayMd.indexOf('\n## Database role\n')).match(/```sql\n([\s\S]*?)```/)[1];
+  const fns = [...roleSql.matchAll(/presence\.\w+\([^)]*\)/g)].map((m) => m[0]);
+  assert.ok(fns.length >= 10, `relay.md's role grants ${fns.length} functions`);
+  const missing = await sys.primary.query(
+    "SELECT f FROM unnest($1::text[]) f WHERE NOT has_function_privilege('presence_relay', f, 'EXECUTE')", [fns]);
+  assert.deepEqual(missing.rows.map((r) => r.f), [], 'functions relay.md grants that the updated role lacks');
   const { rows } = await sys.primary.query("SELECT user_id FROM presence.sessions() WHERE session_id = 'web' ORDER BY 1");
   assert.deepEqual(rows.map((r) => r.user_id), apps, 'the sessions lived through the restart and the update');
   await sys.primary.query("SELECT count(presence.disconnect(u, 'web')) FROM unnest($1::text[]) u", [apps]);
