@@ -76,7 +76,7 @@ run()
 		     END { printf "%s %s %s", tps, (join ? join : "-"), (leave ? leave : "-") }'
 }
 
-rm -f $W/results
+rm -f $W/results $W/folds
 for r in $(seq "$ROUNDS"); do
 	s1=$(run select1 | cut -d' ' -f1)
 	p=$(run param | cut -d' ' -f1)
@@ -84,6 +84,7 @@ for r in $(seq "$ROUNDS"); do
 	s2=$(run select1x2 | cut -d' ' -f1)
 	jl=$(run join_leave)
 	echo "$s1 $p $u $s2 $jl" >>$W/results
+	psql_b -Atc "SELECT last_flush_ms FROM presence.stats()" >>$W/folds
 done
 
 awk -v rounds="$ROUNDS" -v secs="$SECONDS_PER_RUN" -v huge="$HUGE" '
@@ -137,10 +138,17 @@ END \$\$;
 SQL
 psql_b -Atc "SELECT 'registry: ' || users || ' users, ' || sessions || ' sessions, ' || memberships || ' memberships in ' || channels || ' channels' FROM presence.stats()"
 
+# The flusher keeps up with the channel events, or the journal grows: its
+# last fold's duration after each round, and the fast shutdown, whose fold
+# writes what is left.
+echo "the flusher's last fold after each round (ms): $(tr '\n' ' ' <$W/folds)"
+t0=$(date +%s%3N)
+cluster_stop
+echo "fast shutdown, with its last fold: $(($(date +%s%3N) - t0)) ms"
+
 # Shared memory per membership and per session: the postmaster's
 # computation for other settings (nothing is allocated; it needs the
 # cluster stopped).
-cluster_stop
 shm()
 {
 	$RUNAS "$BIN/postgres" -D "$CDIR/data" "$@" -C shared_memory_size

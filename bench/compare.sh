@@ -48,6 +48,7 @@ make -s >/dev/null
 make -s install >/dev/null
 
 mkdir -p bench/results
+chown postgres bench/results	# the relay benchmark writes there as postgres
 name=$(echo "$bench" | tr / -)
 for t in $(seq "$turns"); do
 	for who in "$rev" this; do

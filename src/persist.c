@@ -312,6 +312,11 @@ lock_tables(void)
  * so its rows become those (none, for an entry without a session).  Runs
  * before the sessions' fold, which deletes the memberships of sessions
  * that ended.
+ *
+ * The rows to keep go as an array per (channel, user), not as a NOT EXISTS
+ * over the "latest" CTE: the planner, which cannot estimate a CTE, ran that
+ * as a nested loop rescanning it for every row deleted, and a fold of a
+ * few hundred thousand channel events took minutes (bench/channels.sh).
  */
 static void
 fold_memberships(Datum *last)
@@ -336,13 +341,14 @@ fold_memberships(Datum *last)
 				" latest AS (SELECT * FROM e"
 				" WHERE e.tick OPERATOR(pg_catalog.=) e.last),"
 				" gone AS (DELETE FROM presence.memberships m"
-				" USING (SELECT DISTINCT l.user_id, l.channel FROM latest l) k"
+				" USING (SELECT l.user_id, l.channel,"
+				" pg_catalog.array_agg(l.session_id) FILTER"
+				" (WHERE l.session_id IS NOT NULL) AS keep"
+				" FROM latest l GROUP BY l.user_id, l.channel) k"
 				" WHERE m.user_id OPERATOR(pg_catalog.=) k.user_id"
 				" AND m.channel OPERATOR(pg_catalog.=) k.channel"
-				" AND NOT EXISTS (SELECT FROM latest n"
-				" WHERE n.user_id OPERATOR(pg_catalog.=) m.user_id"
-				" AND n.channel OPERATOR(pg_catalog.=) m.channel"
-				" AND n.session_id OPERATOR(pg_catalog.=) m.session_id))"
+				" AND (k.keep IS NULL OR NOT m.session_id"
+				" OPERATOR(pg_catalog.=) ANY (k.keep)))"
 				" INSERT INTO presence.memberships"
 				" (channel, user_id, session_id, meta, joined_at)"
 				" SELECT l.channel, l.user_id, l.session_id, l.meta, l.joined_at"
