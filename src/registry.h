@@ -629,7 +629,7 @@ typedef struct PresenceBatch
 extern void registry_attach(void);
 
 /* sync.c: the worker's side of the registry */
-extern void registry_collect(PresenceBatch *batch, TimestampTz now,
+extern bool registry_collect(PresenceBatch *batch, TimestampTz now,
 							 double activity_share, bool full,
 							 PresenceTickParts *parts);
 extern void registry_get_tick_parts(PresenceTickParts *last,

@@ -303,18 +303,33 @@ lock_partition(int i, double *waited)
 }
 
 /*
+ * A tick with more changes than this to announce (a mass expiry, say) leaves
+ * its share of the activity walk to the next ticks, unless the walk is
+ * already behind by this share of its period.
+ */
+#define ACTIVITY_DEFER_CHANGES	1000
+#define ACTIVITY_DEFER_MAX		0.2
+
+/*
  * One worker tick's look at the registry: applies the timeouts, then takes
  * out every row to write and every change to announce, and the last
  * activity due of activity_share of the active users; with full, every user
- * and session (the tables are then rewritten to match).
+ * and session (the tables are then rewritten to match).  Returns whether it
+ * took its share of the activity walk: the tick that announces many changes
+ * at once is the one listeners wait for, and the walk's journal rows would
+ * lengthen it (some 10 ms of a 60 ms tick in bench/sweep_life.sh), while
+ * they can wait a tick or two: the worker gives the next tick the time since
+ * the last walk.
  */
-void
+bool
 registry_collect(PresenceBatch *batch, TimestampTz now, double activity_share,
 				 bool full, PresenceTickParts *parts)
 {
+	static uint64 last_cutoff = 0;
 	uint64		cutoff;
 	TimestampTz started = GetCurrentTimestamp();
 	TimestampTz swept;
+	bool		walked = true;
 
 	for (int i = 0; i < PRESENCE_PARTITIONS; i++)
 	{
@@ -327,6 +342,13 @@ registry_collect(PresenceBatch *batch, TimestampTz now, double activity_share,
 
 	/* Every change counted before this point is on its partition's list. */
 	cutoff = pg_atomic_read_u64(&presence_shared->change_counter);
+	if (activity_share > 0 && activity_share < ACTIVITY_DEFER_MAX &&
+		cutoff - last_cutoff > ACTIVITY_DEFER_CHANGES)
+	{
+		activity_share = 0;
+		walked = false;
+	}
+	last_cutoff = cutoff;
 	batch->full = full;
 	for (int i = 0; i < PRESENCE_PARTITIONS; i++)
 	{
@@ -336,6 +358,7 @@ registry_collect(PresenceBatch *batch, TimestampTz now, double activity_share,
 		LWLockRelease(registry_partition_lock(i));
 	}
 	parts->collect_ms = (GetCurrentTimestamp() - swept) / 1000.0;
+	return walked;
 }
 
 /*

@@ -56,6 +56,8 @@ bool		presence_writer = false;
 static int64 last_seq = 0;
 static TimestampTz last_activity = 0;	/* when the last tick looked at
 										 * active users */
+static bool walk_deferred = false;	/* the last tick left its share of the
+									 * activity walk to the next */
 static uint32 batch_counter = 0;
 
 /* Why the tables are to be written again: the last tick's ERROR. */
@@ -266,6 +268,7 @@ worker_tick(double activity_share)
 	bool		resync = false;
 
 	pg_atomic_fetch_add_u64(&presence_shared->ticks_started, 1);
+	walk_deferred = false;
 	worker_begin_work("sweeping");
 	tracking = sync_with_extension(start, &batch.with_members);
 	if (tracking)
@@ -279,7 +282,7 @@ worker_tick(double activity_share)
 		batch.id = ++batch_counter;
 		if (batch.id == 0)
 			batch.id = ++batch_counter;
-		registry_collect(&batch, start, activity_share, resync, &parts);
+		walk_deferred = !registry_collect(&batch, start, activity_share, resync, &parts);
 		t = GetCurrentTimestamp();
 		persist_batch(&batch);
 		parts.journal_ms = ms_between(t, GetCurrentTimestamp());
@@ -350,7 +353,8 @@ worker_try_tick(double activity_share)
  * looked at about twice within the minute in which its last activity is
  * written (sync.c): a tick in which a million users are active looks at a
  * few tens of thousands, not at all of them every presence.flush_interval.
- * The last tick, when the worker is about to exit, looks at all.
+ * The last tick, when the worker is about to exit, looks at all.  A tick
+ * that left its share to the next (sync.c) does not count as a look.
  */
 static void
 worker_work(bool final)
@@ -360,7 +364,7 @@ worker_work(bool final)
 	double		share = final ? 1.0 :
 		Min(1.0, (double) (now - last_activity) / period);
 
-	if (worker_try_tick(share))
+	if (worker_try_tick(share) && !walk_deferred)
 		last_activity = now;
 	event_report();
 }
