@@ -24,7 +24,8 @@
  * to STATE_BATCH), every subscriber waiting for one channel served by the
  * same frame.  Then it gets the channel's events, until it stops watching
  * ({"type":"unsubscribed","channel":C}).  A channel with more watchers than
- * --large-channel gets a diff every DIFF_US instead of a frame per event.
+ * --large-channel gets a diff every DIFF_US instead of a frame per event,
+ * and a watcher that cannot take it yet one catch-up later (diffs.c).
  * After the database link came back, or when changes may have been lost
  * (origin.c), every watched channel's state is read again and sent again.
  */

@@ -18,6 +18,11 @@
  * that are caught up get the first frame of a loop turn at once, without
  * waiting for a WRITEABLE callback (see offer_now()).
  *
+ * A frame that a newer one would make useless (a large channel's diff) is
+ * not queued behind others: its maker asks out_busy(), and out_later()
+ * has it called back (later) when the client's own queue is empty, to make
+ * then one frame of everything the client is owed.
+ *
  * Memory is bounded whatever the slowest client does: when the ring is
  * full, the clients that hold back its oldest entry and cannot take more
  * are closed with 1008 and the caller is told to wait (backpressure: the
