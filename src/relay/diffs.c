@@ -150,6 +150,7 @@ members_diff(struct channel *ch)
 	close_gen(ch);
 	frame_release(ch->diff);
 	ch->diff = NULL;
+	members_forget_catch_ups(ch);
 	ch->diff_base = ch->diff_gen;
 	ch->diff_gen = ch->gen;
 	if (ch->diff_gen != ch->diff_base && (ch->diff = make_diff(ch, ch->diff_base)))
@@ -157,10 +158,53 @@ members_diff(struct channel *ch)
 }
 
 /*
+ * Lets go of the catch-ups kept for reuse (they are to an older
+ * generation, or ch is being reset).
+ */
+void
+members_forget_catch_ups(struct channel *ch)
+{
+	int			i;
+
+	for (i = 0; i < ch->catch_used; i++)
+		frame_release(ch->catch[i]);
+	ch->catch_used = 0;
+}
+
+/*
+ * The catch-up of ch from generation since to now (ch->gen, closed): one
+ * made already for another watcher at since, if nothing changed since
+ * then (clients behind at the same point, caught up in the same loop turn
+ * or at the same diff, share it), else a new one.  NULL: nothing to say.
+ */
+static struct frame *
+catch_up_frame(struct channel *ch, int64_t since)
+{
+	struct frame *f;
+	int			i;
+
+	if (ch->catch_gen != ch->gen)
+	{
+		members_forget_catch_ups(ch);
+		ch->catch_gen = ch->gen;
+	}
+	for (i = 0; i < ch->catch_used; i++)
+		if (ch->catch_since[i] == since)
+			return ch->catch[i];
+	if ((f = make_diff(ch, since)))
+		relay_metrics.catch_ups_total++;
+	if (ch->catch_used == RELAY_CATCH_UPS)
+		members_forget_catch_ups(ch);	/* full: start again */
+	i = ch->catch_used++;
+	ch->catch[i] = f;
+	ch->catch_since[i] = since;
+	return f;
+}
+
+/*
  * What brings a watcher of ch from generation *since to now: *f (a
  * reference of the caller's; NULL: nothing to say), and *since moved on.
- * The shared diff if that is all it missed; else one of its own, made once
- * for every watcher at the same generation while nothing changes.  -1 if
+ * The shared diff if that is all it missed; else a catch-up.  -1 if
  * *since is older than the tombstones kept: the watcher needs a state.
  */
 int
@@ -179,16 +223,7 @@ members_catch_up(struct channel *ch, int64_t *since, struct frame **f)
 	close_gen(ch);
 	if (*since >= ch->gen)
 		return 0;
-	if (ch->catch_since != *since || ch->catch_gen != ch->gen)
-	{
-		frame_release(ch->catch);
-		ch->catch = make_diff(ch, *since);
-		ch->catch_since = *since;
-		ch->catch_gen = ch->gen;
-		if (ch->catch)
-			relay_metrics.catch_ups_total++;
-	}
-	if ((*f = ch->catch))
+	if ((*f = catch_up_frame(ch, *since)))
 		frame_hold(*f);
 	*since = ch->gen;
 	return 0;
@@ -233,9 +268,8 @@ members_set_large(struct channel *ch, int large)
 	ch->gen++;
 	ch->diff_base = ch->diff_gen = ch->floor = ch->gen;
 	frame_release(ch->diff);
-	frame_release(ch->catch);
-	ch->diff = ch->catch = NULL;
-	ch->catch_gen = -1;
+	ch->diff = NULL;
+	members_forget_catch_ups(ch);
 	if (!large)
 		while (ch->tombs.head)
 			free_member(lws_container_of(ch->tombs.head, struct member, tomb));

@@ -276,9 +276,8 @@ members_reset(struct channel *ch)
 	ch->gen++;
 	ch->diff_base = ch->diff_gen = ch->floor = ch->gen;
 	frame_release(ch->diff);
-	frame_release(ch->catch);
-	ch->diff = ch->catch = NULL;
-	ch->catch_gen = -1;
+	ch->diff = NULL;
+	members_forget_catch_ups(ch);
 }
 
 /* The frame of a status change, or (large channel) a diff to come. */

@@ -53,6 +53,7 @@
 #define RELAY_MAX_MESSAGE	(64 * 1024)	/* bigger client frames: 1009 */
 #define RELAY_MAX_TOKEN		4096
 #define RELAY_MAX_PAYLOAD	8000		/* NOTIFY's own limit */
+#define RELAY_CATCH_UPS	8		/* a large channel's catch-up diffs kept for reuse */
 #define RELAY_SEND_CHUNK	(16 * 1024) /* a state or /online body goes out in pieces */
 
 /* Close codes of our own (documented in docs/relay.md). */
@@ -243,9 +244,10 @@ struct channel
 				diff_gen;		/* ... to diff_gen */
 	int64_t		floor;			/* a watcher older than this gets a state */
 	struct frame *diff;			/* that diff (NULL: nothing to say) */
-	struct frame *catch;		/* the last catch-up made (NULL: nothing to say) */
-	int64_t		catch_since,	/* ... from catch_since */
-				catch_gen;		/* ... to catch_gen (reused while that is gen) */
+	struct frame *catch[RELAY_CATCH_UPS];	/* catch-ups made to catch_gen */
+	int64_t		catch_since[RELAY_CATCH_UPS];	/* ... each from this one */
+	int64_t		catch_gen;		/* (reused while that is gen) */
+	int			catch_used;
 	unsigned	known:1;		/* members read, and kept up to date since */
 	unsigned	large:1;		/* its events go into diffs */
 	size_t		len;
