@@ -148,6 +148,9 @@ async function relayRun(watchers, rounds, extra = []) {
       const text = await (await fetch(relay.url('/metrics'))).text();
       result.relay_slow_clients_dropped = Number(/^presence_relay_slow_clients_dropped_total (\d+)/m.exec(text)[1]);
       result.relay_diffs = Number(/^presence_relay_diffs_total (\d+)/m.exec(text)[1]);
+      // catch-up diffs for watchers that fell behind, and states for those too far behind
+      result.relay_catch_ups = Number(/^presence_relay_diff_catch_ups_total (\d+)/m.exec(text)[1]);
+      result.relay_channel_states = Number(/^presence_relay_channel_states_total (\d+)/m.exec(text)[1]);
     } else {
       result.relay_cpu_per_round_ms = Number(((cpuMs(relay.child.pid) - cpu0) / rounds).toFixed(2));
       Object.assign(result, await relaySideDelay(relay));
@@ -229,9 +232,9 @@ async function stormRun(spec) {
     fs.rmSync(path.dirname(tokens), { recursive: true, force: true });
   }
   console.log(`\nrelay, ${w} watchers of one channel, ${rate} members a second joining and leaving for ${seconds} s (procs=${procs}):`);
-  console.log('| frames per watcher per second (mean / most) | watchers dropped (client / relay) | diffs made | relay CPU per second | client CPU per frame |');
-  console.log('| --- | --- | --- | --- | --- |');
-  console.log(`| ${x.frames_per_watcher_per_second} / ${x.most_frames_per_watcher_per_second} | ${x.failed} / ${x.relay_slow_clients_dropped} | ${x.relay_diffs} | ${x.relay_cpu_ms_per_second} ms | ${x.client_cpu_per_frame_us} µs |`);
+  console.log('| frames per watcher per second (mean / most) | watchers dropped (client / relay) | diffs made (shared / catch-up) | state queries | relay CPU per second | client CPU per frame |');
+  console.log('| --- | --- | --- | --- | --- | --- |');
+  console.log(`| ${x.frames_per_watcher_per_second} / ${x.most_frames_per_watcher_per_second} | ${x.failed} / ${x.relay_slow_clients_dropped} | ${x.relay_diffs} / ${x.relay_catch_ups} | ${x.relay_channel_states} | ${x.relay_cpu_ms_per_second} ms | ${x.client_cpu_per_frame_us} µs |`);
   if (x.failed || x.relay_slow_clients_dropped) throw new Error('watchers were dropped');
   return { file: 'relay-storm.json', results: x };
 }

@@ -24,7 +24,8 @@
  * to STATE_BATCH), every subscriber waiting for one channel served by the
  * same frame.  Then it gets the channel's events, until it stops watching
  * ({"type":"unsubscribed","channel":C}).  A channel with more watchers than
- * --large-channel gets a diff every DIFF_US instead of a frame per event.
+ * --large-channel gets a diff every DIFF_US instead of a frame per event,
+ * and a watcher that cannot take it yet one catch-up later (diffs.c).
  * After the database link came back, or when changes may have been lost
  * (origin.c), every watched channel's state is read again and sent again.
  */
@@ -151,21 +152,86 @@ send_to_watchers(struct channel *ch, struct frame *f)
 	lws_end_foreach_dll(d);
 }
 
+static void want(struct sub *s);
+
+/*
+ * Sends s what brings it from the generation it was sent to now (the
+ * shared diff, mostly), or has its channel's state read again for it if
+ * it is too far behind.
+ */
+static void
+catch_up(struct sub *s)
+{
+	struct frame *f;
+
+	if (members_catch_up(s->ch, &s->gen, &f))
+	{
+		want(s);
+		return;
+	}
+	if (f)
+	{
+		out_send(s->c, f);
+		frame_release(f);
+	}
+}
+
+/*
+ * A large channel's diff is due.  A watcher whose client can take a frame
+ * now gets what it is owed; one that still has frames to write gets no
+ * second one queued, but one catch-up when it can take it (out_later():
+ * channels_catch_up()).  Tombstones no watcher needs any more go.
+ */
+static void
+diff_out(struct channel *ch)
+{
+	int64_t		oldest;
+
+	members_diff(ch);
+	oldest = ch->diff_gen;
+	lws_start_foreach_dll(struct lws_dll2 *, d, ch->subs.head)
+	{
+		struct sub *s = lws_container_of(d, struct sub, by_channel);
+
+		if (s->watching && s->has_state && !s->lagging && out_busy(s->c))
+		{
+			s->lagging = 1;
+			out_later(s->c);
+		}
+		else if (s->watching && s->has_state && !s->lagging)
+			catch_up(s);
+		if (s->watching && s->has_state && s->gen < oldest)
+			oldest = s->gen;
+	}
+	lws_end_foreach_dll(d);
+	members_prune(ch, oldest);
+}
+
+/* out.c says c can take frames: its lagging watches are caught up. */
+void
+channels_catch_up(struct client *c)
+{
+	lws_start_foreach_dll(struct lws_dll2 *, d, c->subs.head)
+	{
+		struct sub *s = lws_container_of(d, struct sub, by_client);
+
+		if (s->lagging)
+		{
+			s->lagging = 0;
+			if (s->watching && s->has_state && s->ch->large)
+				catch_up(s);
+		}
+	}
+	lws_end_foreach_dll(d);
+}
+
 static void
 flush_diffs(lws_sorted_usec_list_t *sul)
 {
 	lws_start_foreach_dll_safe(struct lws_dll2 *, d, d1, diffs_due.head)
 	{
-		struct channel *ch = lws_container_of(d, struct channel, due_list);
-		struct frame *f;
-
 		lws_dll2_remove(d);
-		if ((f = members_diff(ch)))
-		{
-			relay_metrics.diffs_total++;
-			send_to_watchers(ch, f);
-			frame_release(f);
-		}
+		diff_out(lws_container_of(d, struct channel, due_list));
 	}
 	lws_end_foreach_dll_safe(d, d1);
 }
@@ -185,34 +251,41 @@ publish(struct channel *ch, struct frame *f)
 		lws_sul_schedule(relay_context, 0, &sul_diff, flush_diffs, DIFF_US);
 }
 
-/* A large channel's pending diff goes out now (before its members change). */
-static void
-flush_one(struct channel *ch)
-{
-	struct frame *f;
-
-	if (!ch->due_list.owner)
-		return;
-	lws_dll2_remove(&ch->due_list);
-	if ((f = members_diff(ch)))
-	{
-		relay_metrics.diffs_total++;
-		send_to_watchers(ch, f);
-		frame_release(f);
-	}
-}
-
-/* Watchers past --large-channel: diffs; at or under it: a frame per event. */
+/*
+ * Watchers past --large-channel: diffs; at or under it: a frame per event.
+ * Either way what was pending goes out first, to every watcher (those
+ * lagging too: the frames that follow must come after it), and every
+ * watcher starts from the generation the change closes.
+ */
 static void
 size_up(struct channel *ch)
 {
 	int			large = relay_opts.large_channel &&
 	ch->watchers > relay_opts.large_channel;
+	int64_t		gen;
 
 	if (large == (int) ch->large)
 		return;
-	flush_one(ch);
-	members_set_large(ch, large);
+	if (ch->due_list.owner)
+	{
+		lws_dll2_remove(&ch->due_list);
+		diff_out(ch);
+	}
+	lws_start_foreach_dll(struct lws_dll2 *, d, ch->subs.head)
+	{
+		struct sub *s = lws_container_of(d, struct sub, by_channel);
+
+		if (s->lagging && s->watching && s->has_state)
+			catch_up(s);
+		s->lagging = 0;
+	}
+	lws_end_foreach_dll(d);
+	gen = members_set_large(ch, large);
+	lws_start_foreach_dll(struct lws_dll2 *, d, ch->subs.head)
+	{
+		lws_container_of(d, struct sub, by_channel)->gen = gen;
+	}
+	lws_end_foreach_dll(d);
 }
 
 /* Users' entries kept for their status message are let go in time. */
@@ -249,6 +322,7 @@ want(struct sub *s)
 {
 	s->wants_state = 1;
 	s->has_state = 0;
+	s->lagging = 0;
 	if (!s->ch->state_list.owner && !s->ch->reading)
 		lws_dll2_add_tail(&s->ch->state_list, &want_state);
 	queue_kick();
@@ -271,7 +345,7 @@ unwatch(struct sub *s)
 {
 	if (!s->watching)
 		return;
-	s->watching = s->wants_state = s->has_state = 0;
+	s->watching = s->wants_state = s->has_state = s->lagging = 0;
 	s->ch->watchers--;
 	relay_metrics.subscriptions--;
 	size_up(s->ch);
@@ -554,6 +628,8 @@ deliver(struct channel *ch, const PGresult *res, int from, int to)
 		{
 			s->wants_state = 0;
 			s->has_state = 1;
+			/* the next diff is news to it (a large channel's) */
+			s->gen = ch->diff_gen;
 			out_send(s->c, f);
 		}
 	}

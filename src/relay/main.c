@@ -597,7 +597,8 @@ main(int argc, char **argv)
 		info.mounts = mounts;
 	}
 
-	if (out_init(relay_opts.queue_length, on_room) || caps_init() || channels_init())
+	if (out_init(relay_opts.queue_length, on_room, channels_catch_up) || caps_init() ||
+		channels_init())
 		return 1;
 	deadline_init(out_deadlines);
 	origin_init(&origin_hooks);

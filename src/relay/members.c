@@ -22,40 +22,18 @@
  * Frames are made here and handed to the caller's publish function (which
  * sends them to the channel's subscribers).  A large channel (channels.c
  * decides: --large-channel) gets no frame per event: its members remember
- * what changed, and members_diff() makes one "diff" of it all, the net
- * effect since the last diff, each member as it is now, so that a login
- * storm in a 10,000-member room is a frame per subscriber every 100 ms, not
- * one per event.  publish(ch, NULL) says that a diff is due.
+ * when they changed (members.h), a member that leaves stays a while as a
+ * tombstone, and diffs.c makes "diff" frames of it, the net effect since
+ * the last diff, each member as it is now, so that a login storm in a
+ * 10,000-member room is a frame per subscriber every 100 ms, not one per
+ * event.  publish(ch, NULL) says that a diff is due.
  */
-#include "relay.h"
+#include "members.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #define LONELY_US	(2 * LWS_US_PER_SEC)
-
-struct user
-{
-	struct hnode node;			/* in users, by id */
-	lws_dll2_owner_t members;	/* its struct member, one per channel */
-	char	   *message;		/* its status message; NULL: none */
-	lws_usec_t	lonely_at;		/* when it was left with a message and no member */
-	char		id[];
-};
-
-struct member
-{
-	struct hnode node;			/* in its channel's members, by user id */
-	lws_dll2_t	by_user;		/* in its user's members */
-	lws_dll2_t	dirty;			/* in its channel's dirty list (large) */
-	struct channel *ch;
-	struct user *u;
-	enum presence_status status;
-	char	   *meta;			/* JSON written afresh; NULL: null */
-	unsigned	present:1;		/* shown in the channel (large: kept until the diff) */
-	unsigned	was_present:1;	/* as the last diff left it (large) */
-	unsigned	changed:1;		/* status or meta changed since that diff */
-};
 
 static struct htable users;
 static int	lonely;				/* entries with a message and no member */
@@ -126,6 +104,9 @@ add_member(struct channel *ch, const char *id, size_t len)
 		return NULL;
 	m->ch = ch;
 	m->u = u;
+	/* new to the channel: absent before, as far back as anyone knows */
+	m->gen = m->join_gen = ch->gen + 1;
+	lws_dll2_add_tail(&m->order, &ch->order);
 	if (u->lonely_at)
 	{
 		u->lonely_at = 0;
@@ -177,14 +158,16 @@ set_message(struct user *u, const char *message, size_t len)
 	return 0;
 }
 
-static void
+/* m is forgotten (diffs.c too lets go of tombstones). */
+void
 free_member(struct member *m)
 {
 	struct user *u = m->u;
 
 	hash_remove(&m->ch->members, &m->node);
 	lws_dll2_remove(&m->by_user);
-	lws_dll2_remove(&m->dirty);
+	lws_dll2_remove(&m->order);
+	lws_dll2_remove(&m->tomb);
 	free(m->meta);
 	free(m);
 	unused(u);
@@ -222,27 +205,51 @@ members_sweep(lws_usec_t now)
 }
 
 /*
- * m has changed (large channels): remembered for the next diff.  A member
- * that has left stays until that diff has said so.
+ * m has changed (large channels): it goes in the open generation, at the
+ * end of its channel's order.
  */
 static void
-mark(struct member *m, int changed)
+mark(struct member *m)
 {
-	if (!m->dirty.owner)
-		lws_dll2_add_tail(&m->dirty, &m->ch->dirty);
-	if (changed)
-		m->changed = 1;
+	m->gen = m->ch->gen + 1;
+	lws_dll2_remove(&m->order);
+	lws_dll2_add_tail(&m->order, &m->ch->order);
 }
 
-/* m is no longer shown: freed, or (large) kept until the diff. */
+/*
+ * m is no longer shown: freed, or (large) kept as a tombstone until no
+ * watcher can still need its leave (diffs.c prunes them).
+ */
 static void
 gone(struct member *m)
 {
 	m->present = 0;
-	if (m->ch->large)
-		mark(m, 0);
-	else
+	if (!m->ch->large)
+	{
 		free_member(m);
+		return;
+	}
+	mark(m);
+	set_meta(m, NULL, 0);
+	lws_dll2_add_tail(&m->tomb, &m->ch->tombs);
+}
+
+/*
+ * A tombstone joins again.  Gone and back within the open generation, no
+ * diff saw it gone: its stay goes on.  Else it was absent from its leave's
+ * generation until this one.
+ */
+static void
+rejoined(struct member *m)
+{
+	if (!m->tomb.owner)
+		return;
+	lws_dll2_remove(&m->tomb);
+	if (m->gen != m->ch->gen + 1)
+	{
+		m->absent_from = m->gen;
+		m->join_gen = m->ch->gen + 1;
+	}
 }
 
 static void
@@ -251,7 +258,11 @@ free_member_cb(struct hnode *e, void *arg)
 	free_member(lws_container_of(e, struct member, node));
 }
 
-/* The channel's members are unknown from now on (until its next state). */
+/*
+ * The channel's members are unknown from now on (until its next state):
+ * its generations so far are closed, and no watcher can be caught up from
+ * one of them.
+ */
 void
 members_reset(struct channel *ch)
 {
@@ -262,6 +273,11 @@ members_reset(struct channel *ch)
 	}
 	ch->known = 0;
 	ch->dirty_seq = 0;
+	ch->gen++;
+	ch->diff_base = ch->diff_gen = ch->floor = ch->gen;
+	frame_release(ch->diff);
+	ch->diff = NULL;
+	members_forget_catch_ups(ch);
 }
 
 /* The frame of a status change, or (large channel) a diff to come. */
@@ -304,16 +320,18 @@ members_event(const struct presence_event *ev, struct channel *ch,
 			if (!(m = add_member(ch, ev->user_id, ev->user_len)) ||
 				set_meta(m, ev->meta, ev->meta_len))
 				return;
+			if (!m->present)
+				rejoined(m);
 			m->status = ev->status;
 			m->present = 1;
 			if (ch->large)
-				mark(m, 1);
+				mark(m);
 			break;
 		case EVENT_UPDATE:
 			if (!m || !m->present || set_meta(m, ev->meta, ev->meta_len))
 				return;
 			if (ch->large)
-				mark(m, 1);
+				mark(m);
 			break;
 		case EVENT_LEAVE:
 			if (!m || !m->present)
@@ -372,7 +390,7 @@ members_status(const struct presence_event *ev, members_publish_fn publish)
 			if (ev->kind == EVENT_MESSAGE)
 			{
 				if (ch->large)
-					mark(m, 1);
+					mark(m);
 			}
 			else if (ev->status == STATUS_OFFLINE)
 				gone(m);
@@ -380,7 +398,7 @@ members_status(const struct presence_event *ev, members_publish_fn publish)
 			{
 				m->status = ev->status;
 				if (ch->large)
-					mark(m, 1);
+					mark(m);
 			}
 			if (event_frame_in(ev, ch->name, ch->len, &b))
 				jbuf_free(&b);
@@ -389,101 +407,6 @@ members_status(const struct presence_event *ev, members_publish_fn publish)
 		}
 	}
 	lws_end_foreach_dll_safe(d, d1);
-}
-
-/* {"user_id":U,"status":S,"meta":M,"status_message":X} */
-static void
-member_object(struct jbuf *b, const struct member *m, int with_state)
-{
-	jbuf_str(b, "{\"user_id\":");
-	jbuf_quote(b, m->u->id, m->node.klen);
-	if (with_state)
-	{
-		jbuf_printf(b, ",\"status\":\"%s\",\"meta\":", event_status_name(m->status));
-		jbuf_str(b, m->meta ? m->meta : "null");
-		jbuf_str(b, ",\"status_message\":");
-		jbuf_quote_or_null(b, m->u->message, m->u->message ? strlen(m->u->message) : 0);
-	}
-	jbuf_str(b, "}");
-}
-
-/*
- * A large channel's diff: every member that changed since the last diff,
- * as it is now, in "joins" (shown now, not then), "leaves" (the other way
- * round) or "updates" (shown then and now, status or meta changed).  NULL
- * if there is nothing to say.  Left members are freed here.
- */
-struct frame *
-members_diff(struct channel *ch)
-{
-	static const char *const lists[] = {"joins", "leaves", "updates"};
-	struct jbuf b = {0};
-	int			l,
-				n = 0,
-				first;
-
-	jbuf_str(&b, "{\"type\":\"diff\",\"channel\":");
-	jbuf_quote(&b, ch->name, ch->len);
-	jbuf_printf(&b, ",\"seq\":%lld", (long long) ch->dirty_seq);
-	for (l = 0; l < 3; l++)
-	{
-		jbuf_printf(&b, ",\"%s\":[", lists[l]);
-		first = 1;
-		lws_start_foreach_dll(struct lws_dll2 *, d, ch->dirty.head)
-		{
-			struct member *m = lws_container_of(d, struct member, dirty);
-			int			in = l == 0 ? m->present && !m->was_present :
-			l == 1 ? !m->present && m->was_present :
-			m->present && m->was_present && m->changed;
-
-			if (in)
-			{
-				if (!first)
-					jbuf_str(&b, ",");
-				first = 0;
-				member_object(&b, m, l != 1);
-				n++;
-			}
-		}
-		lws_end_foreach_dll(d);
-		jbuf_str(&b, "]");
-	}
-	jbuf_str(&b, "}");
-	lws_start_foreach_dll_safe(struct lws_dll2 *, d, d1, ch->dirty.head)
-	{
-		struct member *m = lws_container_of(d, struct member, dirty);
-
-		lws_dll2_remove(d);
-		m->changed = 0;
-		m->was_present = m->present;
-		if (!m->present)
-			free_member(m);
-	}
-	lws_end_foreach_dll_safe(d, d1);
-	if (!n)
-	{
-		jbuf_free(&b);
-		return NULL;
-	}
-	return frame_make(&b, lws_now_usecs());
-}
-
-/*
- * ch becomes large (its events go into diffs) or small again; a pending
- * diff must have been taken first.
- */
-void
-members_set_large(struct channel *ch, int large)
-{
-	ch->large = large ? 1 : 0;
-}
-
-static void
-was_present_cb(struct hnode *e, void *arg)
-{
-	struct member *m = lws_container_of(e, struct member, node);
-
-	m->was_present = m->present;
 }
 
 /* The columns of channels.c's state query, after the channel's name. */
@@ -564,6 +487,8 @@ load_row(struct channel *ch, const PGresult *res, int row, struct jbuf *b, int *
 	shown = meta.len && strcmp(jbuf_text(&meta), "null") ? jbuf_text(&meta) : NULL;
 	if (load && (m = add_member(ch, user, ulen)))
 	{
+		/* there since before any watcher's generation */
+		m->gen = m->join_gen = ch->gen;
 		m->status = st;
 		m->present = 1;
 		set_meta(m, shown, shown ? meta.len : 0);
@@ -620,8 +545,6 @@ members_load(struct channel *ch, const PGresult *res, int from, int to, int64_t 
 	{
 		ch->known = 1;
 		ch->dirty_seq = seq > 0 ? seq : 0;
-		if (ch->members.slots)
-			hash_each(&ch->members, was_present_cb, NULL);
 	}
 	return b->oom ? -1 : 0;
 }

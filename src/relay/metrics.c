@@ -174,8 +174,11 @@ metrics_render(struct jbuf *out)
 			"Channel messages refused by the token's channels claim.",
 			relay_metrics.channel_forbidden_total);
 	COUNTER("presence_relay_diffs_total",
-			"Diff frames made for large channels (each sent to every watcher).",
+			"Diff frames made for large channels (each sent to every watcher that has the one before).",
 			relay_metrics.diffs_total);
+	COUNTER("presence_relay_diff_catch_ups_total",
+			"Diff frames made for large channels' watchers that fell behind (one for all those at the same point).",
+			relay_metrics.catch_ups_total);
 	COUNTER("presence_relay_seq_gaps_total",
 			"Times a notification's seq did not follow the last one: states read again.",
 			relay_metrics.seq_gaps_total);

@@ -18,6 +18,11 @@
  * that are caught up get the first frame of a loop turn at once, without
  * waiting for a WRITEABLE callback (see offer_now()).
  *
+ * A frame that a newer one would make useless (a large channel's diff) is
+ * not queued behind others: its maker asks out_busy(), and out_later()
+ * has it called back (later) when the client's own queue is empty, to make
+ * then one frame of everything the client is owed.
+ *
  * Memory is bounded whatever the slowest client does: when the ring is
  * full, the clients that hold back its oldest entry and cannot take more
  * are closed with 1008 and the caller is told to wait (backpressure: the
@@ -45,6 +50,8 @@ static uint64_t next_stamp;
 static unsigned char scratch[LWS_PRE + RELAY_SEND_CHUNK];
 static int	refused;			/* a broadcast was refused: room() when there is room */
 static void (*room_cb) (void);
+static void (*later_cb) (struct client *c);
+static int	making;				/* in later_cb: frames are queued, not written */
 static lws_sorted_usec_list_t sul_room;
 static uint64_t turn_stamp;		/* the frame written directly this loop turn */
 static lws_sorted_usec_list_t sul_turn;
@@ -102,9 +109,10 @@ destroy_msg(void *m)
 }
 
 int
-out_init(int queue_length, void (*room) (void))
+out_init(int queue_length, void (*room) (void), void (*later) (struct client *c))
 {
 	room_cb = room;
+	later_cb = later;
 	/* lws_ring keeps one slot free to tell full from empty */
 	ring = lws_ring_create(sizeof(struct ring_msg), (size_t) queue_length + 1,
 						   destroy_msg);
@@ -221,6 +229,7 @@ out_remove(struct client *c)
 	frame_release(o->cur);
 	o->cur = NULL;
 	o->following = 0;
+	o->later = 0;
 	o->states = 0;
 }
 
@@ -599,7 +608,7 @@ out_send(struct client *c, struct frame *f)
 
 	if (o->close_code)
 		return;
-	if (!f->is_state && caught_up(c) && !ring_next(c) && direct_turn(f))
+	if (!f->is_state && !making && caught_up(c) && !ring_next(c) && direct_turn(f))
 	{
 		if (write_whole(c, f))
 			drop(c);
@@ -623,6 +632,32 @@ out_send(struct client *c, struct frame *f)
 		out_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow");
 		return;
 	}
+	lws_callback_on_writable(c->wsi);
+}
+
+/*
+ * Has c frames of its own still to write (or is it closing)?  A caller
+ * with a frame that a newer one would replace asks before sending it.
+ */
+int
+out_busy(const struct client *c)
+{
+	const struct outbox *o = &c->out;
+
+	return o->qlen || o->cur || o->later || o->close_code;
+}
+
+/*
+ * c is owed frames that are best made when it can take them (a large
+ * channel's catch-up diff): later(c) is called once its own queue is
+ * empty and its socket takes more.
+ */
+void
+out_later(struct client *c)
+{
+	if (c->out.close_code || c->out.later)
+		return;
+	c->out.later = 1;
 	lws_callback_on_writable(c->wsi);
 }
 
@@ -740,12 +775,21 @@ out_write(struct client *c)
 						 (unsigned char *) why, strlen(why));
 		return -1;
 	}
+	if (!o->cur && !o->qlen && o->later)
+	{
+		/* what it is owed is made now, as of now, and queued */
+		o->later = 0;
+		making = 1;
+		if (later_cb)
+			later_cb(c);
+		making = 0;
+	}
 	/* a frame begun goes on: nothing may come between its fragments */
 	if (!o->cur)
 		o->cur = take_next(c);
 	if (o->cur && write_piece(c))
 		return -1;
-	if (o->cur || o->qlen || ring_next(c))
+	if (o->cur || o->qlen || o->later || ring_next(c))
 		lws_callback_on_writable(c->wsi);
 	return 0;
 }

@@ -53,6 +53,7 @@
 #define RELAY_MAX_MESSAGE	(64 * 1024)	/* bigger client frames: 1009 */
 #define RELAY_MAX_TOKEN		4096
 #define RELAY_MAX_PAYLOAD	8000		/* NOTIFY's own limit */
+#define RELAY_CATCH_UPS	8		/* a large channel's catch-up diffs kept for reuse */
 #define RELAY_SEND_CHUNK	(16 * 1024) /* a state or /online body goes out in pieces */
 
 /* Close codes of our own (documented in docs/relay.md). */
@@ -129,6 +130,7 @@ struct outbox
 	uint16_t	close_code;		/* closing: 1008 slow, 1001 shutdown, ... */
 	const char *close_why;		/* reason text of the close frame */
 	unsigned	following:1;	/* it gets broadcasts (tail is live) */
+	unsigned	later:1;		/* owed frames made when its queue is empty */
 };
 
 /* A GET /online waiting for a snapshot (http.c); feed.c answers it. */
@@ -232,10 +234,20 @@ struct channel
 	lws_dll2_t	due_list;		/* a diff is due (large) */
 	unsigned	reading:1;		/* its state query is out */
 	unsigned	stale:1;		/* ... and what it reads may be out of date */
-	/* members.c */
+	/* members.c, diffs.c */
 	struct htable members;		/* struct member, by user id */
-	lws_dll2_owner_t dirty;		/* changed since the last diff (large) */
+	lws_dll2_owner_t order;		/* struct member, by last change, oldest first */
+	lws_dll2_owner_t tombs;		/* members gone, kept for lagging watchers (large) */
 	int64_t		dirty_seq;		/* the newest seq applied */
+	int64_t		gen;			/* the last generation closed; changes go in gen + 1 */
+	int64_t		diff_base,		/* the last diff brings watchers from diff_base */
+				diff_gen;		/* ... to diff_gen */
+	int64_t		floor;			/* a watcher older than this gets a state */
+	struct frame *diff;			/* that diff (NULL: nothing to say) */
+	struct frame *catch[RELAY_CATCH_UPS];	/* catch-ups made to catch_gen */
+	int64_t		catch_since[RELAY_CATCH_UPS];	/* ... each from this one */
+	int64_t		catch_gen;		/* (reused while that is gen) */
+	int			catch_used;
 	unsigned	known:1;		/* members read, and kept up to date since */
 	unsigned	large:1;		/* its events go into diffs */
 	size_t		len;
@@ -262,6 +274,8 @@ struct sub
 	unsigned	watching:1;		/* subscribed: gets the channel's frames */
 	unsigned	wants_state:1;	/* waiting for the channel's state */
 	unsigned	has_state:1;	/* its state was sent: it gets the events */
+	unsigned	lagging:1;		/* owed a catch-up diff when it can take one */
+	int64_t		gen;			/* the generation it was sent (large channels) */
 	unsigned	present:1;		/* joined: its session is to be a member */
 	unsigned	db_member:1;	/* the database has the membership */
 	unsigned	in_flight:1;	/* a call for it is out */
@@ -502,12 +516,14 @@ void		probe_stop(void);
  * out.c: what each WebSocket client is sent.  Frames are broadcast to the
  * clients following the shared ring, or sent to one client; either way a
  * client gets them in stamp order.  room() is called when a broadcast was
- * refused (the ring full) and there may be room now.
+ * refused (the ring full) and there may be room now; later(c) when a
+ * client that out_later() was called for has nothing else to write.
  */
 struct frame *frame_make(struct jbuf *b, lws_usec_t received);
 void		frame_hold(struct frame *f);
 void		frame_release(struct frame *f);
-int			out_init(int queue_length, void (*room) (void));
+int			out_init(int queue_length, void (*room) (void),
+					 void (*later) (struct client *c));
 void		out_stop(void);
 void		out_destroy(void);
 void		out_add(struct client *c);
@@ -518,6 +534,8 @@ int			out_broadcast(struct frame *f);
 void		out_follow(struct client *c);
 void		out_unfollow(struct client *c);
 void		out_send(struct client *c, struct frame *f);
+int			out_busy(const struct client *c);
+void		out_later(struct client *c);
 void		out_reply(struct client *c, struct jbuf *frame);
 void		out_heard(struct client *c);
 int			out_write(struct client *c);
@@ -674,10 +692,19 @@ int			members_load(struct channel *ch, const PGresult *res, int from, int to,
 void		members_event(const struct presence_event *ev, struct channel *ch,
 						  members_publish_fn publish);
 void		members_status(const struct presence_event *ev, members_publish_fn publish);
-struct frame *members_diff(struct channel *ch);
-void		members_set_large(struct channel *ch, int large);
 int			members_sweep(lws_usec_t now);
 int			members_lonely(void);
+
+/*
+ * diffs.c: a large channel's diffs.  members_diff() closes the generation
+ * of the changes so far, making the diff every watcher that has the
+ * previous one shares; members_catch_up() brings a watcher that missed
+ * some from its generation to now (-1: too old, it needs a state).
+ */
+void		members_diff(struct channel *ch);
+int			members_catch_up(struct channel *ch, int64_t *since, struct frame **f);
+void		members_prune(struct channel *ch, int64_t oldest);
+int64_t		members_set_large(struct channel *ch, int large);
 
 /* joins.c: the sockets' own memberships, written to the database */
 void		joins_init(void (*settled) (struct sub *s));
@@ -700,6 +727,7 @@ void		channels_regrant(struct client *c);
 void		channels_remove_client(struct client *c);
 void		channels_settled(struct sub *s);
 void		channels_event(const struct presence_event *ev);
+void		channels_catch_up(struct client *c);
 void		channels_resync(void);
 void		channels_link_down(void);
 int			channels_pump_states(void);
@@ -746,6 +774,7 @@ struct relay_metrics
 	uint64_t	channel_errors_total;	/* error frames for channel messages */
 	uint64_t	channel_forbidden_total;	/* of them, forbidden */
 	uint64_t	diffs_total;	/* diff frames made (large channels) */
+	uint64_t	catch_ups_total;	/* of them, for one lagging watcher */
 	uint64_t	seq_gaps_total; /* changes found missing, states read again */
 };
 extern struct relay_metrics relay_metrics;

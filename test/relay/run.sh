@@ -49,7 +49,7 @@ if [ "${RELAY_ASAN:-1}" != 0 ] && [ $# -eq 0 ]; then
 			test/relay/docs.test.js test/relay/nginx.test.js \
 			test/relay/forged.test.js test/relay/abuse.test.js test/relay/tokens.test.js \
 			test/relay/http.test.js test/relay/event.test.js test/relay/channels.test.js \
-			test/relay/leak.test.js test/relay/status.test.js || status=1
+			test/relay/leak.test.js test/relay/status.test.js test/relay/lagging.test.js || status=1
 	if ls "$ARTIFACTS_DIR"/asan.* >/dev/null 2>&1; then
 		echo "AddressSanitizer reports:"; cat "$ARTIFACTS_DIR"/asan.*; status=1
 	fi
