@@ -58,6 +58,31 @@ SELECT presence.leave('room:2', 'amy', 'phone') AS first,
        presence.leave('room:2', 'amy', 'phone') AS second,
        presence.leave('room:2', 'nobody') AS nobody;
 SELECT count(*) AS phone_still_live FROM presence.sessions('amy') WHERE session_id = 'phone';
+
+-- A session's membership is found among its own channels when it has a
+-- few, through the tables when it has more: both find the channel of that
+-- exact name, whatever names are alike ('w:1', 'w:10', 'w:1 ').  Each
+-- update lands on its own channel, each leave ends only its own.
+SELECT presence.join('w:1', 'wes'), presence.join('w:10', 'wes'), presence.join('w:1 ', 'wes');
+SELECT presence.update('w:10', 'wes', NULL, '{"in": "w:10"}'),
+       presence.update('w:1 ', 'wes', NULL, '{"in": "w:1 "}'),
+       presence.update('w:1', 'wes', NULL, '{"in": "w:1"}'),
+       presence.update('w:', 'wes', NULL, '{"in": "w:"}') AS not_in_w,
+       presence.update('w:100', 'wes', NULL, '{"in": "w:100"}') AS not_in_w100;
+SELECT '[' || channel || ']' AS channel, (SELECT metas FROM presence.members(channel)) AS metas
+  FROM presence.channels('wes') ORDER BY channel;
+SELECT count(presence.join('w:' || i, 'wes', NULL, jsonb_build_object('at', i))) AS five_more
+  FROM generate_series(2, 6) i;
+SELECT presence.update('w:10', 'wes', NULL, '{"again": "w:10"}'),
+       presence.update('w:6', 'wes', NULL, '{"again": "w:6"}'),
+       presence.update('w:7', 'wes', NULL, '{"again": "w:7"}') AS not_in_w7;
+SELECT presence.leave('w:1', 'wes') AS left_w1, presence.leave('w:1', 'wes') AS again;
+SELECT wait_until($$SELECT NOT EXISTS (SELECT FROM presence.channels('wes') WHERE channel = 'w:1')$$);
+SELECT '[' || channel || ']' AS channel, (SELECT metas FROM presence.members(channel)) AS metas
+  FROM presence.channels('wes') ORDER BY channel;
+SELECT count(presence.leave(channel, 'wes')) AS left_all FROM presence.channels('wes');
+SELECT wait_until($$SELECT NOT EXISTS (SELECT FROM presence.channels('wes'))$$);
+SELECT presence.disconnect('wes');
 -- With no reconnect grace (this test configuration), amy leaves room:2 at
 -- the worker's next tick (until then reads show her, as for a user's
 -- status), and the channel, empty, goes with her.

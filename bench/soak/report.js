@@ -5,6 +5,32 @@
 const fs = require('node:fs');
 const path = require('node:path');
 
+// Whether the fan-out's p99 drifts over the run, or only wanders: a minute
+// has one probe a second, so its p99 is its slowest probe or two, and one
+// minute against another says little.  The least-squares line through the
+// minutes' p99s, and how far it moves over the run against their mean:
+// "the same" if within a fifth of it.
+function fanOutTrend(minutes) {
+  const ys = minutes.map((m) => m.p99_ms);
+  const n = ys.length;
+  const mean = ys.reduce((a, y) => a + y, 0) / n;
+  const mx = (n - 1) / 2;
+  let sxy = 0;
+  let sxx = 0;
+  ys.forEach((y, x) => { sxy += (x - mx) * (y - mean); sxx += (x - mx) ** 2; });
+  const slope = sxx ? sxy / sxx : 0;
+  const drift = slope * (n - 1);
+  return {
+    minutes: n,
+    mean_p99_ms: Math.round(mean * 10) / 10,
+    min_p99_ms: Math.min(...ys),
+    max_p99_ms: Math.max(...ys),
+    slope_ms_per_minute: Math.round(slope * 100) / 100,
+    drift_ms: Math.round(drift * 10) / 10,
+    same: n < 2 || Math.abs(drift) <= mean / 5,
+  };
+}
+
 // o: the options; soak: the run, for its counts; then what it found:
 // clients (watchers' report), relays (their counters), agree (the tables
 // against the registry), memory (MemorySamples.report()).
@@ -12,6 +38,7 @@ function report(o, soak, { clients, relays, agree, memory: mem }, out) {
   const minutes = clients.minutes.slice(0, Math.floor(soak.seconds / 60));
   const first = minutes[0];
   const last = minutes[minutes.length - 1];
+  const trend = fanOutTrend(minutes);
   const dropped = clients.failed + relays.reduce((n, r) => n + r.dropped, 0);
   const result = {
     options: o,
@@ -25,6 +52,7 @@ function report(o, soak, { clients, relays, agree, memory: mem }, out) {
     fan_out_first_minute: first,
     fan_out_last_minute: last,
     fan_out_minutes: minutes,
+    fan_out_trend: trend,
     agreement: agree,
     memory: mem,
   };
@@ -49,12 +77,14 @@ function report(o, soak, { clients, relays, agree, memory: mem }, out) {
     `sessions ${agree.registry_sessions} / ${agree.sessions_table} |`);
   console.log(`| fan-out (probe login → each client), first minute | p50 ${first.p50_ms} ms, p99 ${first.p99_ms} ms, max ${first.max_ms} ms (${first.receipts} receipts) |`);
   console.log(`| fan-out, last minute | p50 ${last.p50_ms} ms, p99 ${last.p99_ms} ms, max ${last.max_ms} ms (${last.receipts} receipts) |`);
+  console.log(`| fan-out p99 over the run's ${trend.minutes} minutes | mean ${trend.mean_p99_ms} ms (minutes from ${trend.min_p99_ms} to ${trend.max_p99_ms}); ` +
+    `trend ${trend.slope_ms_per_minute} ms a minute, ${trend.drift_ms} ms over the run: ${trend.same ? 'the same' : '**drifts** (more than a fifth of the mean)'} |`);
   fs.mkdirSync(path.dirname(out), { recursive: true });
   fs.writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
   console.log(`\n(${out})`);
   const ok = soak.gaps.length === 0 && dropped === 0 && agree.only_in_registry === 0 && agree.only_in_table === 0 &&
     agree.registry_users === agree.users_tracked_table && agree.registry_sessions === agree.sessions_table &&
-    mem.every((m) => m.flat || !m.judged);
+    mem.every((m) => m.flat || !m.judged) && trend.same;
   console.log(ok ? 'SOAK PASSED' : 'SOAK FAILED');
   return ok;
 }
