@@ -9,7 +9,7 @@ const path = require('node:path');
 // has one probe a second, so its p99 is its slowest probe or two, and one
 // minute against another says little.  The least-squares line through the
 // minutes' p99s, and how far it moves over the run against their mean:
-// "the same" if within a fifth of it.
+// "the same" if within a fifth of it, or 5 ms (the delays are whole ms).
 function fanOutTrend(minutes) {
   const ys = minutes.map((m) => m.p99_ms);
   const n = ys.length;
@@ -27,8 +27,15 @@ function fanOutTrend(minutes) {
     max_p99_ms: Math.max(...ys),
     slope_ms_per_minute: Math.round(slope * 100) / 100,
     drift_ms: Math.round(drift * 10) / 10,
-    same: n < 2 || Math.abs(drift) <= mean / 5,
+    same: n < 2 || Math.abs(drift) <= Math.max(mean / 5, 5),
   };
+}
+
+// p50 and p99 of a list of delays (ms).
+function percentiles(xs) {
+  const a = [...(xs || [])].sort((x, y) => x - y);
+  const at = (q) => (a.length ? a[Math.min(a.length - 1, Math.floor(q * a.length))] : null);
+  return { probes: a.length, p50_ms: at(0.5), p99_ms: at(0.99) };
 }
 
 // o: the options; soak: the run, for its counts; then what it found:
@@ -39,6 +46,7 @@ function report(o, soak, { clients, relays, agree, memory: mem }, out) {
   const first = minutes[0];
   const last = minutes[minutes.length - 1];
   const trend = fanOutTrend(minutes);
+  const dbLeg = minutes.map((_, i) => percentiles(soak.dbLeg[i]));
   const dropped = clients.failed + relays.reduce((n, r) => n + r.dropped, 0);
   const result = {
     options: o,
@@ -53,6 +61,8 @@ function report(o, soak, { clients, relays, agree, memory: mem }, out) {
     fan_out_last_minute: last,
     fan_out_minutes: minutes,
     fan_out_trend: trend,
+    db_leg_minutes: dbLeg,
+    minute_samples: soak.minuteSamples,
     agreement: agree,
     memory: mem,
   };
@@ -78,7 +88,18 @@ function report(o, soak, { clients, relays, agree, memory: mem }, out) {
   console.log(`| fan-out (probe login → each client), first minute | p50 ${first.p50_ms} ms, p99 ${first.p99_ms} ms, max ${first.max_ms} ms (${first.receipts} receipts) |`);
   console.log(`| fan-out, last minute | p50 ${last.p50_ms} ms, p99 ${last.p99_ms} ms, max ${last.max_ms} ms (${last.receipts} receipts) |`);
   console.log(`| fan-out p99 over the run's ${trend.minutes} minutes | mean ${trend.mean_p99_ms} ms (minutes from ${trend.min_p99_ms} to ${trend.max_p99_ms}); ` +
-    `trend ${trend.slope_ms_per_minute} ms a minute, ${trend.drift_ms} ms over the run: ${trend.same ? 'the same' : '**drifts** (more than a fifth of the mean)'} |`);
+    `trend ${trend.slope_ms_per_minute} ms a minute, ${trend.drift_ms} ms over the run: ${trend.same ? 'the same' : '**drifts** (more than a fifth of the mean and 5 ms)'} |`);
+  console.log('\nBy minute: the fan-out (probe login → each client), its database part (the call → the soak\'s own LISTEN), ' +
+    'and what might make it drift (sampled at the start of the minute; CPU: used in the minute before)\n');
+  console.log('| minute | fan-out p50 / p99 | database part p50 / p99 | slowest recent tick | last fold | users / sessions (MB, dead rows) | relays\' CPU | clients\' CPU |');
+  console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  minutes.forEach((m, i) => {
+    const d = dbLeg[i];
+    const x = soak.minuteSamples[i] || {};
+    console.log(`| ${i + 1} | ${m.p50_ms} / ${m.p99_ms} ms | ${d.p50_ms} / ${d.p99_ms} ms | ${x.slowest_tick_ms?.toFixed(1)} ms | ` +
+      `${x.last_fold_ms?.toFixed(0)} ms | ${x.users_mb} / ${x.sessions_mb} (${x.users_dead}, ${x.sessions_dead}) | ` +
+      `${x.relays_cpu_ms} ms | ${x.clients_cpu_ms} ms |`);
+  });
   fs.mkdirSync(path.dirname(out), { recursive: true });
   fs.writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
   console.log(`\n(${out})`);

@@ -90,6 +90,8 @@ class Soak {
     this.lastSeq = null;
     this.heartbeats = { batches: 0, calls: 0, slowest: 0, late: 0 };
     this.churn = { logins: 0, logouts: 0, behind: 0 };
+    this.dbLeg = [];
+    this.minuteSamples = [];
   }
 
   async start() {
@@ -191,10 +193,15 @@ class Soak {
   async listen() {
     this.listener = await connect(this.pg, 'soak-listen');
     this.listener.on('notification', (n) => {
-      const { seq } = JSON.parse(n.payload);
+      const { seq, user_id: user, status } = JSON.parse(n.payload);
       if (this.lastSeq !== null && seq !== this.lastSeq + 1) this.gaps.push({ after: this.lastSeq, got: seq });
       this.lastSeq = seq;
       this.notifications++;
+      // the database's part of a probe's fan-out: its call to this LISTEN
+      if (this.t0 && status === 'online' && user?.startsWith('probe-')) {
+        const minute = Math.floor((Date.now() - this.t0) / 60000);
+        (this.dbLeg[minute] ||= []).push(Date.now() - Number(user.slice(6)));
+      }
     });
     await this.listener.query('LISTEN presence');
   }
@@ -273,6 +280,31 @@ class Soak {
 
   async sample() {
     this.memory.add(Date.now() - this.t0, await this.processes());
+  }
+
+  // Once a minute, what might make the fan-out drift: the worker's slowest
+  // recent tick, the flusher's last fold, the tables' size and dead rows,
+  // and the CPU the relays and the clients used in the minute.
+  async sampleMinute() {
+    const cpu = (pid) => {
+      try {
+        const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+        return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * 1000 / 100;
+      } catch { return NaN; }
+    };
+    const { rows: [r] } = await this.db.query(`
+      SELECT (SELECT max(total_ms) FROM presence.tick_parts())::float8 AS slowest_tick_ms,
+             (SELECT last_flush_ms FROM presence.stats())::float8 AS last_fold_ms,
+             (pg_total_relation_size('presence.users') / 1048576)::int AS users_mb,
+             (pg_total_relation_size('presence.sessions') / 1048576)::int AS sessions_mb,
+             (SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'presence.users'::regclass)::int AS users_dead,
+             (SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'presence.sessions'::regclass)::int AS sessions_dead`);
+    const now = { relays: this.relays.reduce((a, x) => a + cpu(x.child.pid), 0),
+      clients: [this.watchers.pid, ...childrenOf(this.watchers.pid)].reduce((a, p) => a + cpu(p), 0) };
+    const before = this.lastCpu || now;
+    this.lastCpu = now;
+    this.minuteSamples.push({ ...r, relays_cpu_ms: Math.round(now.relays - before.relays),
+      clients_cpu_ms: Math.round(now.clients - before.clients) });
   }
 
   // Until the clients' own logins are announced: no notification for 2 s.
@@ -367,7 +399,9 @@ class Soak {
     await this.startChurn();
     log(`soak: ${o.minutes} min, ${o.logins} logins and logouts a second, ${o.clients} clients, ${o.sessions} sessions`);
     await this.sample();
+    await this.sampleMinute();
     const sampler = setInterval(() => this.sample().catch((e) => { this.sampleError = e; }), SAMPLE_EVERY_MS);
+    const minutely = setInterval(() => this.sampleMinute().catch((e) => { this.sampleError = e; }), 60000);
     const progress = setInterval(() => log(`${Math.round((Date.now() - this.t0) / 1000)} s: ` +
       `${this.notifications} notifications, ${this.gaps.length} gaps, ${this.churn.logins} logins, ` +
       `${this.churn.logouts} logouts, ${this.heartbeats.calls} heartbeats (slowest batch ${this.heartbeats.slowest} ms)`), 60000);
@@ -376,6 +410,7 @@ class Soak {
       clients = await this.clientsDone;
     } finally {
       clearInterval(sampler);
+      clearInterval(minutely);
       clearInterval(progress);
     }
     await this.sample();
