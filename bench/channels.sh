@@ -83,19 +83,43 @@ quiesce()
 	done
 }
 
-# tps, and for join_leave the two statements' average latencies (ms).
+# CPU time so far (clock ticks) of the runs' backends (the postmaster's
+# children it has reaped: a run's backends once they have exited), of the
+# worker and of the flusher; after the last run's backends are gone.
+cpu_ticks()
+{
+	until [ "$(psql_b -Atc "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'")" -eq 1 ]; do
+		sleep 0.1
+	done
+	awk '{ printf "%d ", $16 + $17 }' /proc/$CPID/stat
+	for t in 'presence worker' 'presence flusher'; do
+		p=$(psql_b -Atc "SELECT pid FROM pg_stat_activity WHERE backend_type = '$t'")
+		awk '{ printf "%d ", $14 + $15 }' /proc/$p/stat
+	done
+}
+
+# tps, and for join_leave the two statements' average latencies (ms); the
+# run's CPU per transaction (µs) in its backends, the worker and the
+# flusher go to $W/cpu.
 run()
 {
 	quiesce
 	pgbench_b -n -M prepared -c 8 -j 2 -T "$WARMUP" -f "$W/$1.sql" >/dev/null 2>&1
-	pgbench_b -n -M prepared -c 8 -j 2 -r -T "$SECONDS_PER_RUN" -f "$W/$1.sql" 2>&1 |
-		awk '/^tps = / { tps = $3 }
-		     /presence.join\(/ { join = $1 }
-		     /presence.leave\(/ { leave = $1 }
-		     END { printf "%s %s %s", tps, (join ? join : "-"), (leave ? leave : "-") }'
+	before=$(cpu_ticks)
+	pgbench_b -n -M prepared -c 8 -j 2 -r -T "$SECONDS_PER_RUN" -f "$W/$1.sql" >$W/out 2>&1
+	after=$(cpu_ticks)
+	awk '/^number of transactions actually processed/ { print $NF }' $W/out |
+		awk -v w="$1" -v b="$before" -v a="$after" -v hz="$(getconf CLK_TCK)" '{
+			split(b, x, " "); split(a, y, " ")
+			printf "%s %.2f %.2f %.2f\n", w, (y[1] - x[1]) * 1e6 / hz / $1,
+				(y[2] - x[2]) * 1e6 / hz / $1, (y[3] - x[3]) * 1e6 / hz / $1 }' >>$W/cpu
+	awk '/^tps = / { tps = $3 }
+	     /presence.join\(/ { join = $1 }
+	     /presence.leave\(/ { leave = $1 }
+	     END { printf "%s %s %s", tps, (join ? join : "-"), (leave ? leave : "-") }' $W/out
 }
 
-rm -f $W/results $W/folds
+rm -f $W/results $W/folds $W/cpu
 for r in $(seq "$ROUNDS"); do
 	s1=$(run select1 | cut -d' ' -f1)
 	p=$(run param | cut -d' ' -f1)
@@ -126,6 +150,19 @@ END {
 	printf "update / SELECT 1 by round:"; for (i = 1; i <= NR; i++) printf " %.2f", ur[i]; print ""
 	printf "join+leave / SELECT 1 x 2 by round:"; for (i = 1; i <= NR; i++) printf " %.2f", jr[i]; print ""
 }' $W/results
+
+# Where a transaction's CPU goes: medians over the rounds, in µs.
+echo
+echo "| workload | CPU per transaction: backends | the worker | the flusher (at nice +10) |"
+echo "| --- | ---: | ---: | ---: |"
+for w in select1 param update select1x2 join_leave; do
+	awk -v w=$w '$1 == w { b[++n] = $2; k[n] = $3; f[n] = $4 }
+	function median(a, n,   i, j, t) {
+		for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+		return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+	}
+	END { printf "| %s | %.2f µs | %.2f µs | %.2f µs |\n", w, median(b, n), median(k, n), median(f, n) }' $W/cpu
+done
 
 # members() and occupancy(), in one backend, timed around many calls.
 psql_b -At <<SQL
