@@ -71,6 +71,9 @@ class MemorySamples {
         anon_kb_last: after[after.length - 1].anon,
         anon_growth: aMin ? (aMax - aMin) / aMin : 0,
         flat: (aMax - aMin) <= FLAT * aMin,
+        // to tell a leak (rising to the end) from a plateau reached late
+        anon_kb_last_rise_s: Math.round(after.reduce((w, x, i) => (i && x.anon > after[i - 1].anon ? x.t : w), after[0].t) / 1000),
+        anon_kb_series: after.map((x) => [Math.round(x.t / 1000), x.anon]),
       });
     }
     return rows;

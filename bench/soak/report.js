@@ -74,7 +74,7 @@ function report(o, soak, { clients, relays, agree, memory: mem }, out) {
   console.log('| --- | ---: | ---: | ---: | ---: | ---: | --- |');
   for (const m of mem) {
     console.log(`| ${m.process} | ${m.samples} | ${m.rss_kb_first} → ${m.rss_kb_last} | ${pct(m.rss_growth)} | ` +
-      `${m.anon_kb_first} → ${m.anon_kb_last} | ${pct(m.anon_growth)} | ${!m.judged ? '' : m.flat ? 'yes' : '**no**'} |`);
+      `${m.anon_kb_first} → ${m.anon_kb_last} | ${pct(m.anon_growth)} | ${!m.judged ? '' : m.flat ? 'yes' : `**no** (last rise ${m.anon_kb_last_rise_s} s into the run)`} |`);
   }
   console.log(`\n| check | result |\n| --- | --- |`);
   console.log(`| seq gaps (LISTEN, ${soak.notifications} notifications) | ${soak.gaps.length} |`);
