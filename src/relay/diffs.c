@@ -25,6 +25,8 @@
 
 #define TOMBS_MIN	1024
 
+static void forget_catch_ups(struct channel *ch);
+
 enum
 {
 	IN_JOINS,
@@ -150,7 +152,7 @@ members_diff(struct channel *ch)
 	close_gen(ch);
 	frame_release(ch->diff);
 	ch->diff = NULL;
-	members_forget_catch_ups(ch);
+	forget_catch_ups(ch);
 	ch->diff_base = ch->diff_gen;
 	ch->diff_gen = ch->gen;
 	if (ch->diff_gen != ch->diff_base && (ch->diff = make_diff(ch, ch->diff_base)))
@@ -161,8 +163,8 @@ members_diff(struct channel *ch)
  * Lets go of the catch-ups kept for reuse (they are to an older
  * generation, or ch is being reset).
  */
-void
-members_forget_catch_ups(struct channel *ch)
+static void
+forget_catch_ups(struct channel *ch)
 {
 	int			i;
 
@@ -185,7 +187,7 @@ catch_up_frame(struct channel *ch, int64_t since)
 
 	if (ch->catch_gen != ch->gen)
 	{
-		members_forget_catch_ups(ch);
+		forget_catch_ups(ch);
 		ch->catch_gen = ch->gen;
 	}
 	for (i = 0; i < ch->catch_used; i++)
@@ -194,7 +196,7 @@ catch_up_frame(struct channel *ch, int64_t since)
 	if ((f = make_diff(ch, since)))
 		relay_metrics.catch_ups_total++;
 	if (ch->catch_used == RELAY_CATCH_UPS)
-		members_forget_catch_ups(ch);	/* full: start again */
+		forget_catch_ups(ch);	/* full: start again */
 	i = ch->catch_used++;
 	ch->catch[i] = f;
 	ch->catch_since[i] = since;
@@ -257,6 +259,20 @@ members_prune(struct channel *ch, int64_t oldest)
 }
 
 /*
+ * Closes ch's generations so far: no watcher can be caught up from one of
+ * them, and the diffs made of them go.
+ */
+void
+members_close_gens(struct channel *ch)
+{
+	ch->gen++;
+	ch->diff_base = ch->diff_gen = ch->floor = ch->gen;
+	frame_release(ch->diff);
+	ch->diff = NULL;
+	forget_catch_ups(ch);
+}
+
+/*
  * ch becomes large (its events go into diffs) or small again.  Large: its
  * generation so far is closed, the one every watcher is at (returned).
  * Small: the caller has given every watcher its catch-up; tombstones go.
@@ -265,11 +281,7 @@ int64_t
 members_set_large(struct channel *ch, int large)
 {
 	ch->large = large ? 1 : 0;
-	ch->gen++;
-	ch->diff_base = ch->diff_gen = ch->floor = ch->gen;
-	frame_release(ch->diff);
-	ch->diff = NULL;
-	members_forget_catch_ups(ch);
+	members_close_gens(ch);
 	if (!large)
 		while (ch->tombs.head)
 			free_member(lws_container_of(ch->tombs.head, struct member, tomb));

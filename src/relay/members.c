@@ -273,11 +273,7 @@ members_reset(struct channel *ch)
 	}
 	ch->known = 0;
 	ch->dirty_seq = 0;
-	ch->gen++;
-	ch->diff_base = ch->diff_gen = ch->floor = ch->gen;
-	frame_release(ch->diff);
-	ch->diff = NULL;
-	members_forget_catch_ups(ch);
+	members_close_gens(ch);
 }
 
 /* The frame of a status change, or (large channel) a diff to come. */

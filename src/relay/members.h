@@ -41,6 +41,6 @@ struct member
 };
 
 void		free_member(struct member *m);
-void		members_forget_catch_ups(struct channel *ch);
+void		members_close_gens(struct channel *ch);
 
 #endif							/* PRESENCE_MEMBERS_H */
